@@ -1,0 +1,395 @@
+//! Domain types parsed from the wire at the edge, so that logic never
+//! re-checks strings or enum numbers.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::v1;
+
+/// A wire field that does not hold a valid value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidField {
+    /// A required field is empty or unspecified.
+    #[error("field `{0}` is missing")]
+    Missing(&'static str),
+    /// A field that becomes a NATS subject token holds characters that would
+    /// break the subject (dots, wildcards, white space) or is too long.
+    #[error("field `{field}` = {value:?} is not a valid name (lowercase letters, digits and '-', 1 to 64 characters)")]
+    BadName {
+        /// The field's name.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// An enum field holds a number the schema does not define.
+    #[error("field `{field}` holds unknown enum value {value}")]
+    UnknownEnum {
+        /// The field's name.
+        field: &'static str,
+        /// The offending number.
+        value: i32,
+    },
+}
+
+impl InvalidField {
+    /// A short, fixed label for metrics.
+    pub fn as_metrics_label(&self) -> &'static str {
+        match self {
+            Self::Missing(_) => "missing_field",
+            Self::BadName { .. } => "bad_name",
+            Self::UnknownEnum { .. } => "unknown_enum",
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a name: lowercase ASCII letters, digits and `-`, 1 to 64
+            /// characters, not starting with `-` (it is used as a NATS
+            /// subject token).
+            pub fn parse(s: &str) -> Result<Self, InvalidField> {
+                if is_token(s) {
+                    Ok(Self(s.to_owned()))
+                } else if s.is_empty() {
+                    Err(InvalidField::Missing($field))
+                } else {
+                    Err(InvalidField::BadName { field: $field, value: s.to_owned() })
+                }
+            }
+
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidField;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// An AWS region name such as `us-east-1`.
+    Region,
+    "region"
+);
+name_type!(
+    /// An AWS service short name such as `dynamodb` or `elasticloadbalancing`.
+    ServiceName,
+    "service"
+);
+
+/// Health status of an endpoint; ordered from best to worst, so `max` is the
+/// worst of several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Within the healthy threshold.
+    Healthy,
+    /// Above the healthy threshold, within the warning threshold.
+    Warning,
+    /// Above the warning threshold, or the lookup failed.
+    Critical,
+}
+
+impl Status {
+    /// Lowercase name, as used in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Priority of an endpoint: selects its latency thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Healthy <= 100 ms, warning <= 200 ms by default.
+    Default,
+    /// Healthy <= 50 ms, warning <= 100 ms by default (e.g. DynamoDB).
+    Critical,
+}
+
+impl Priority {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// Why a lookup failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupError {
+    /// rcode NXDOMAIN.
+    Nxdomain,
+    /// rcode SERVFAIL.
+    Servfail,
+    /// rcode REFUSED.
+    Refused,
+    /// NOERROR with no record of the queried type.
+    EmptyAnswer,
+    /// No answer within the timeout.
+    Timeout,
+    /// Socket error or an unparsable answer.
+    Io,
+    /// Any other non-zero rcode.
+    OtherRcode,
+}
+
+impl LookupError {
+    /// Short fixed label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nxdomain => "nxdomain",
+            Self::Servfail => "servfail",
+            Self::Refused => "refused",
+            Self::EmptyAnswer => "empty_answer",
+            Self::Timeout => "timeout",
+            Self::Io => "io",
+            Self::OtherRcode => "other_rcode",
+        }
+    }
+
+    /// True for the DNS failures that mean "this name cannot be reached"
+    /// (everything but an I/O error on our side).
+    pub fn is_dns_failure(self) -> bool {
+        !matches!(self, Self::Io)
+    }
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated [`v1::HealthEvent`]: what consumers reason about.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Observation {
+    /// Region of the endpoint.
+    pub region: Region,
+    /// Service of the endpoint.
+    pub service: ServiceName,
+    /// The DNS name probed.
+    pub endpoint: String,
+    /// The prober instance that observed it.
+    pub vantage: String,
+    /// Probe round (see the proto).
+    pub round_id: u64,
+    /// When the lookup was sent, unix ms.
+    pub observed_at_unix_ms: i64,
+    /// Resolver asked.
+    pub resolver: String,
+    /// Lookup outcome: `None` on success.
+    pub error: Option<LookupError>,
+    /// Round-trip time.
+    pub response_time: Duration,
+    /// Classified status.
+    pub status: Status,
+    /// Endpoint priority.
+    pub priority: Priority,
+    /// Part of a confirmation burst.
+    pub confirmation: bool,
+    /// Per-vantage sequence number.
+    pub sequence: u64,
+}
+
+impl TryFrom<&v1::HealthEvent> for Observation {
+    type Error = InvalidField;
+
+    fn try_from(e: &v1::HealthEvent) -> Result<Self, Self::Error> {
+        if e.endpoint.is_empty() {
+            return Err(InvalidField::Missing("endpoint"));
+        }
+        if e.vantage.is_empty() {
+            return Err(InvalidField::Missing("vantage"));
+        }
+        Ok(Self {
+            region: Region::parse(&e.region)?,
+            service: ServiceName::parse(&e.service)?,
+            endpoint: e.endpoint.clone(),
+            vantage: e.vantage.clone(),
+            round_id: e.round_id,
+            observed_at_unix_ms: e.observed_at_unix_ms,
+            resolver: e.resolver.clone(),
+            error: lookup_error_from_wire(e.error_kind)?,
+            response_time: Duration::from_micros(e.response_time_us),
+            status: Status::try_from(e.status)?,
+            priority: Priority::try_from(e.priority)?,
+            confirmation: e.confirmation,
+            sequence: e.sequence,
+        })
+    }
+}
+
+// === wire <-> domain enums ===
+
+impl TryFrom<i32> for Status {
+    type Error = InvalidField;
+    fn try_from(v: i32) -> Result<Self, Self::Error> {
+        match v1::Status::try_from(v) {
+            Ok(v1::Status::Healthy) => Ok(Self::Healthy),
+            Ok(v1::Status::Warning) => Ok(Self::Warning),
+            Ok(v1::Status::Critical) => Ok(Self::Critical),
+            Ok(v1::Status::Unspecified) => Err(InvalidField::Missing("status")),
+            Err(_) => Err(InvalidField::UnknownEnum { field: "status", value: v }),
+        }
+    }
+}
+
+impl From<Status> for v1::Status {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Healthy => Self::Healthy,
+            Status::Warning => Self::Warning,
+            Status::Critical => Self::Critical,
+        }
+    }
+}
+
+impl TryFrom<i32> for Priority {
+    type Error = InvalidField;
+    fn try_from(v: i32) -> Result<Self, Self::Error> {
+        match v1::Priority::try_from(v) {
+            Ok(v1::Priority::Default) => Ok(Self::Default),
+            Ok(v1::Priority::Critical) => Ok(Self::Critical),
+            Ok(v1::Priority::Unspecified) => Err(InvalidField::Missing("priority")),
+            Err(_) => Err(InvalidField::UnknownEnum { field: "priority", value: v }),
+        }
+    }
+}
+
+impl From<Priority> for v1::Priority {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::Default => Self::Default,
+            Priority::Critical => Self::Critical,
+        }
+    }
+}
+
+fn lookup_error_from_wire(v: i32) -> Result<Option<LookupError>, InvalidField> {
+    use v1::ErrorKind as W;
+    let kind = W::try_from(v).map_err(|_| InvalidField::UnknownEnum { field: "error_kind", value: v })?;
+    Ok(match kind {
+        W::None => None,
+        W::Nxdomain => Some(LookupError::Nxdomain),
+        W::Servfail => Some(LookupError::Servfail),
+        W::Refused => Some(LookupError::Refused),
+        W::EmptyAnswer => Some(LookupError::EmptyAnswer),
+        W::Timeout => Some(LookupError::Timeout),
+        W::Io => Some(LookupError::Io),
+        W::OtherRcode => Some(LookupError::OtherRcode),
+    })
+}
+
+impl From<Option<LookupError>> for v1::ErrorKind {
+    fn from(e: Option<LookupError>) -> Self {
+        match e {
+            None => Self::None,
+            Some(LookupError::Nxdomain) => Self::Nxdomain,
+            Some(LookupError::Servfail) => Self::Servfail,
+            Some(LookupError::Refused) => Self::Refused,
+            Some(LookupError::EmptyAnswer) => Self::EmptyAnswer,
+            Some(LookupError::Timeout) => Self::Timeout,
+            Some(LookupError::Io) => Self::Io,
+            Some(LookupError::OtherRcode) => Self::OtherRcode,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_names_are_subject_tokens() {
+        assert!(Region::parse("us-east-1").is_ok());
+        assert_eq!(Region::parse(""), Err(InvalidField::Missing("region")));
+        for bad in ["us.east.1", "us-east-*", ">", "US-EAST-1", "us east", "-x"] {
+            assert!(matches!(Region::parse(bad), Err(InvalidField::BadName { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_orders_from_best_to_worst() {
+        assert!(Status::Healthy < Status::Warning && Status::Warning < Status::Critical);
+        assert_eq!([Status::Warning, Status::Critical, Status::Healthy].iter().max(), Some(&Status::Critical));
+    }
+
+    #[test]
+    fn unknown_and_unspecified_enums_are_refused() {
+        let mut e = v1::HealthEvent {
+            region: "us-east-1".into(),
+            service: "ec2".into(),
+            endpoint: "ec2.us-east-1.amazonaws.com".into(),
+            vantage: "v".into(),
+            status: 99,
+            priority: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            Observation::try_from(&e),
+            Err(InvalidField::UnknownEnum { field: "status", value: 99 })
+        );
+        e.status = 0;
+        assert_eq!(Observation::try_from(&e), Err(InvalidField::Missing("status")));
+    }
+
+    #[test]
+    fn json_uses_enum_names_and_field_names() {
+        let e = v1::HealthEvent {
+            region: "us-east-1".into(),
+            status: v1::Status::Critical as i32,
+            error_kind: v1::ErrorKind::EmptyAnswer as i32,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["status"], "STATUS_CRITICAL");
+        assert_eq!(json["error_kind"], "ERROR_KIND_EMPTY_ANSWER");
+        assert_eq!(json["region"], "us-east-1");
+    }
+}
