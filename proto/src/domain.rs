@@ -46,7 +46,8 @@ impl InvalidField {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
 }
 
@@ -275,7 +276,10 @@ impl TryFrom<i32> for Status {
             Ok(v1::Status::Warning) => Ok(Self::Warning),
             Ok(v1::Status::Critical) => Ok(Self::Critical),
             Ok(v1::Status::Unspecified) => Err(InvalidField::Missing("status")),
-            Err(_) => Err(InvalidField::UnknownEnum { field: "status", value: v }),
+            Err(_) => Err(InvalidField::UnknownEnum {
+                field: "status",
+                value: v,
+            }),
         }
     }
 }
@@ -297,7 +301,10 @@ impl TryFrom<i32> for Priority {
             Ok(v1::Priority::Default) => Ok(Self::Default),
             Ok(v1::Priority::Critical) => Ok(Self::Critical),
             Ok(v1::Priority::Unspecified) => Err(InvalidField::Missing("priority")),
-            Err(_) => Err(InvalidField::UnknownEnum { field: "priority", value: v }),
+            Err(_) => Err(InvalidField::UnknownEnum {
+                field: "priority",
+                value: v,
+            }),
         }
     }
 }
@@ -313,7 +320,10 @@ impl From<Priority> for v1::Priority {
 
 fn lookup_error_from_wire(v: i32) -> Result<Option<LookupError>, InvalidField> {
     use v1::ErrorKind as W;
-    let kind = W::try_from(v).map_err(|_| InvalidField::UnknownEnum { field: "error_kind", value: v })?;
+    let kind = W::try_from(v).map_err(|_| InvalidField::UnknownEnum {
+        field: "error_kind",
+        value: v,
+    })?;
     Ok(match kind {
         W::None => None,
         W::Nxdomain => Some(LookupError::Nxdomain),
@@ -350,14 +360,22 @@ mod tests {
         assert!(Region::parse("us-east-1").is_ok());
         assert_eq!(Region::parse(""), Err(InvalidField::Missing("region")));
         for bad in ["us.east.1", "us-east-*", ">", "US-EAST-1", "us east", "-x"] {
-            assert!(matches!(Region::parse(bad), Err(InvalidField::BadName { .. })), "{bad}");
+            assert!(
+                matches!(Region::parse(bad), Err(InvalidField::BadName { .. })),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn status_orders_from_best_to_worst() {
         assert!(Status::Healthy < Status::Warning && Status::Warning < Status::Critical);
-        assert_eq!([Status::Warning, Status::Critical, Status::Healthy].iter().max(), Some(&Status::Critical));
+        assert_eq!(
+            [Status::Warning, Status::Critical, Status::Healthy]
+                .iter()
+                .max(),
+            Some(&Status::Critical)
+        );
     }
 
     #[test]
@@ -373,10 +391,16 @@ mod tests {
         };
         assert_eq!(
             Observation::try_from(&e),
-            Err(InvalidField::UnknownEnum { field: "status", value: 99 })
+            Err(InvalidField::UnknownEnum {
+                field: "status",
+                value: 99
+            })
         );
         e.status = 0;
-        assert_eq!(Observation::try_from(&e), Err(InvalidField::Missing("status")));
+        assert_eq!(
+            Observation::try_from(&e),
+            Err(InvalidField::Missing("status"))
+        );
     }
 
     #[test]

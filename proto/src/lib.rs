@@ -46,4 +46,6 @@ pub mod v1 {
         include_bytes!(concat!(env!("OUT_DIR"), "/regionguard_descriptor.bin"));
 }
 
-pub use v1::{Alert, DashboardSnapshot, FailoverDecision, FaultReply, FaultRequest, FaultSpec, HealthEvent};
+pub use v1::{
+    Alert, DashboardSnapshot, FailoverDecision, FaultReply, FaultRequest, FaultSpec, HealthEvent,
+};

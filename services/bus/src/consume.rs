@@ -1,0 +1,253 @@
+//! Durable pull consumers and the one consumer loop every service uses:
+//! decode → decide → publish → ack, with an [`Outcome`] per message.
+//!
+//! The ack policy is the `match` in [`run`]:
+//! - the handler returned [`Outcome::Handled`] → ack;
+//! - the payload did not decode → copy to the dead-letter stream, wait for
+//!   its PubAck, then ack (a poison message is never redelivered forever);
+//! - [`Outcome::Transient`] → nak with a delay: JetStream redelivers it;
+//! - [`Outcome::Stop`] or shutdown → leave the message unacked (it will be
+//!   redelivered to the next instance) and return.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer},
+    AckKind,
+};
+use futures::StreamExt;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec;
+use crate::deadletter::DeadLetter;
+use crate::metrics as m;
+
+/// What the handler did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fully handled (anything it had to publish got its PubAck): ack.
+    Handled,
+    /// Could not be handled now (a publish timed out, NATS is away): nak so
+    /// JetStream redelivers it after a delay.
+    Transient(String),
+    /// Stop consuming without acking this message.
+    Stop,
+}
+
+/// Where a message sits in its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Sequence in the stream.
+    pub stream_sequence: u64,
+    /// How many times it has been delivered (1 on first delivery).
+    pub delivered: i64,
+    /// Messages still pending for this consumer after this one.
+    pub pending: u64,
+}
+
+/// A durable consumer to create (or reuse).
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Stream name, e.g. `RG_HEALTH`.
+    pub stream: String,
+    /// Durable name: the consumer's position survives restarts under it.
+    pub durable: String,
+    /// Subject filter, e.g. `rg.health.>` or `rg.health.us-east-1.>`.
+    pub filter: String,
+    /// Where a new consumer starts.
+    pub deliver: DeliverPolicy,
+    /// Time the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Max unacknowledged messages outstanding.
+    pub max_ack_pending: i64,
+}
+
+impl ConsumerSpec {
+    /// A spec with the defaults (all messages, 30 s ack wait, 10,000 pending).
+    pub fn new(
+        stream: impl Into<String>,
+        durable: impl Into<String>,
+        filter: impl Into<String>,
+    ) -> Self {
+        Self {
+            stream: stream.into(),
+            durable: durable.into(),
+            filter: filter.into(),
+            deliver: DeliverPolicy::All,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 10_000,
+        }
+    }
+}
+
+/// Creating or reading the consumer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// The stream is missing or JetStream did not answer.
+    #[error("opening stream {stream} for consumer {durable}: {message}")]
+    Stream {
+        /// The stream.
+        stream: String,
+        /// The consumer.
+        durable: String,
+        /// The client's message.
+        message: String,
+    },
+    /// The consumer could not be created or read.
+    #[error("creating consumer {durable} on {stream}: {message}")]
+    Consumer {
+        /// The stream.
+        stream: String,
+        /// The consumer.
+        durable: String,
+        /// The client's message.
+        message: String,
+    },
+}
+
+/// Creates the durable consumer, or binds to it when it exists.
+pub async fn durable(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<PullConsumer, ConsumeError> {
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| ConsumeError::Stream {
+            stream: spec.stream.clone(),
+            durable: spec.durable.clone(),
+            message: e.to_string(),
+        })?;
+    stream
+        .get_or_create_consumer(
+            &spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.clone()),
+                filter_subject: spec.filter.clone(),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: spec.deliver,
+                ack_wait: spec.ack_wait,
+                max_ack_pending: spec.max_ack_pending,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ConsumeError::Consumer {
+            stream: spec.stream.clone(),
+            durable: spec.durable.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// Delay before a nak'ed message is redelivered.
+const NAK_DELAY: Duration = Duration::from_secs(1);
+
+/// Consumes `M` messages until `shutdown` or [`Outcome::Stop`].
+///
+/// In-flight means: the one message handed to `handle`. On shutdown the loop
+/// lets that call finish (its publishes get their PubAcks), acks it, and
+/// returns; it pulls nothing more.
+pub async fn run<M, F, Fut>(
+    consumer: PullConsumer,
+    dead_letter: DeadLetter,
+    shutdown: CancellationToken,
+    mut handle: F,
+) -> Result<(), ConsumeError>
+where
+    M: Message + Default,
+    F: FnMut(M, Delivery) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let name = consumer.cached_info().name.clone();
+    let stream = consumer.cached_info().stream_name.clone();
+    'reopen: loop {
+        let mut messages = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            r = consumer.messages() => match r {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(consumer = %name, error = %e, "cannot start pulling; retrying in 1s");
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reopen,
+                    }
+                }
+            },
+        };
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    // Missed heartbeats and pull errors happen while NATS is
+                    // away; the stream recovers by itself.
+                    tracing::warn!(consumer = %name, error = %e, "pull error; continuing");
+                    m::consumer_error(&name);
+                    continue;
+                }
+                None => {
+                    tracing::warn!(consumer = %name, "message stream ended; reopening");
+                    continue 'reopen;
+                }
+            };
+            let delivery = match message.info() {
+                Ok(info) => Delivery {
+                    stream_sequence: info.stream_sequence,
+                    delivered: info.delivered,
+                    pending: info.pending,
+                },
+                Err(_) => Delivery {
+                    stream_sequence: 0,
+                    delivered: 1,
+                    pending: 0,
+                },
+            };
+            let subject = message.subject.to_string();
+            let outcome = match codec::decode::<M>(&message.payload) {
+                Ok(decoded) => handle(decoded, delivery).await,
+                Err(e) => {
+                    match dead_letter
+                        .send(
+                            &subject,
+                            message.payload.clone(),
+                            "undecodable",
+                            &e.to_string(),
+                        )
+                        .await
+                    {
+                        Ok(()) => Outcome::Handled,
+                        Err(pe) => Outcome::Transient(format!("dead-lettering failed: {pe}")),
+                    }
+                }
+            };
+            match outcome {
+                // Handled (or safely dead-lettered): ack so it is not redelivered.
+                Outcome::Handled => {
+                    if let Err(e) = message.ack().await {
+                        tracing::warn!(consumer = %name, error = %e, "ack failed; the message will be redelivered");
+                    }
+                    m::consumed(&stream, &name);
+                }
+                // Not handled now: ask for redelivery after a delay.
+                Outcome::Transient(reason) => {
+                    tracing::warn!(consumer = %name, subject, %reason, "handling failed; redelivery requested");
+                    if let Err(e) = message.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
+                        tracing::warn!(consumer = %name, error = %e, "nak failed; redelivery after ack wait");
+                    }
+                }
+                // Stop without acking: the next instance gets this message.
+                Outcome::Stop => return Ok(()),
+            }
+        }
+    }
+}

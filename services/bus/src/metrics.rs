@@ -1,0 +1,234 @@
+//! Metrics shared by every service, and the `/metrics` + `/healthz` server.
+//!
+//! Names follow `regionguard_<service>_<thing>_<unit>[_total]`. Labels stay
+//! low-cardinality (stream, consumer, error kind); never an endpoint name.
+//! Each notable occurrence is one function or struct here that both logs
+//! and counts, so the two never disagree.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::publish::PublishError;
+
+/// Connection events (connected, disconnected, ...), by service and event.
+pub const NATS_EVENTS: &str = "regionguard_nats_events_total";
+/// Messages stored by JetStream (PubAck received), by stream.
+pub const PUBLISHED: &str = "regionguard_bus_published_total";
+/// Publishes the server dropped as duplicates of an earlier message id.
+pub const DUPLICATES: &str = "regionguard_bus_duplicates_total";
+/// Publishes that got no PubAck, by stream and error.
+pub const PUBLISH_ERRORS: &str = "regionguard_bus_publish_errors_total";
+/// Messages acked by a consumer, by stream and consumer.
+pub const CONSUMED: &str = "regionguard_bus_consumed_total";
+/// Pull errors seen by a consumer.
+pub const CONSUMER_ERRORS: &str = "regionguard_bus_consumer_errors_total";
+/// Payloads sent to the dead-letter stream, by consumer and reason.
+pub const DEAD_LETTERS: &str = "regionguard_bus_dead_letters_total";
+/// Payloads that did not decode (every service that decodes counts here).
+pub const DECODE_FAILURES: &str = "regionguard_bus_decode_failures_total";
+
+/// Histogram buckets for lookup and pipeline latencies, in seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle, so several services can run in one test process).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(NATS_EVENTS, Unit::Count, "NATS connection events by kind");
+    describe_counter!(
+        PUBLISHED,
+        Unit::Count,
+        "messages stored by JetStream (PubAck received)"
+    );
+    describe_counter!(
+        DUPLICATES,
+        Unit::Count,
+        "publishes dropped by JetStream as duplicates"
+    );
+    describe_counter!(
+        PUBLISH_ERRORS,
+        Unit::Count,
+        "publishes without a PubAck, by error kind"
+    );
+    describe_counter!(CONSUMED, Unit::Count, "messages acked by a consumer");
+    describe_counter!(
+        CONSUMER_ERRORS,
+        Unit::Count,
+        "pull errors seen by a consumer"
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        Unit::Count,
+        "payloads copied to the dead-letter stream"
+    );
+    describe_counter!(DECODE_FAILURES, Unit::Count, "payloads that did not decode");
+    describe_gauge!("regionguard_up", Unit::Count, "1 while the service runs");
+    describe_histogram!(
+        "regionguard_prober_lookup_duration_seconds",
+        Unit::Seconds,
+        "DNS lookup round-trip time"
+    );
+}
+
+/// Serves `/metrics` (Prometheus text) and `/healthz` on `listener` until
+/// `shutdown`. The caller binds (port 0 is fine) and logs the address.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::{routing::get, Router};
+    let upkeep = handle.clone();
+    let token = shutdown.clone();
+    // Histograms need periodic upkeep when the exporter runs no HTTP server
+    // of its own.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                _ = tick.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/healthz", get(|| std::future::ready("ok\n")));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// The stream label of a subject: its second token (`health`, `alerts`, ...).
+pub(crate) fn stream_label(subject: &str) -> &'static str {
+    match subject.split('.').nth(1) {
+        Some("health") => "health",
+        Some("alerts") => "alerts",
+        Some("decisions") => "decisions",
+        Some("snapshots") => "snapshots",
+        Some("deadletter") => "deadletter",
+        _ => "other",
+    }
+}
+
+pub(crate) fn published(subject: &str, duplicate: bool) {
+    let stream = stream_label(subject);
+    if duplicate {
+        counter!(DUPLICATES, "stream" => stream).increment(1);
+    } else {
+        counter!(PUBLISHED, "stream" => stream).increment(1);
+    }
+}
+
+pub(crate) fn publish_failed(subject: &str, e: &PublishError) {
+    counter!(PUBLISH_ERRORS, "stream" => stream_label(subject), "error" => e.as_metrics_label())
+        .increment(1);
+    match e {
+        PublishError::NoStream { .. } => {
+            tracing::error!(subject, error = %e, "publish failed: no stream")
+        }
+        _ => tracing::debug!(subject, error = %e, "publish failed"),
+    }
+}
+
+pub(crate) fn consumed(stream: &str, consumer: &str) {
+    counter!(CONSUMED, "stream" => stream.to_owned(), "consumer" => consumer.to_owned())
+        .increment(1);
+}
+
+/// A payload that did not decode outside a consumer loop (e.g. a
+/// request/reply message), counted under `who`.
+pub fn decode_failed(who: &str) {
+    counter!(DECODE_FAILURES, "consumer" => who.to_owned()).increment(1);
+}
+
+pub(crate) fn consumer_error(consumer: &str) {
+    counter!(CONSUMER_ERRORS, "consumer" => consumer.to_owned()).increment(1);
+}
+
+/// A NATS connection event.
+pub(crate) struct NatsEvent<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) servers: &'a str,
+    pub(crate) event: &'a async_nats::Event,
+}
+
+impl NatsEvent<'_> {
+    pub(crate) fn emit(&self) {
+        use async_nats::Event;
+        let label = match self.event {
+            Event::Connected => "connected",
+            Event::Disconnected => "disconnected",
+            Event::LameDuckMode => "lame_duck",
+            Event::Draining => "draining",
+            Event::Closed => "closed",
+            Event::SlowConsumer(_) => "slow_consumer",
+            Event::ServerError(_) => "server_error",
+            Event::ClientError(_) => "client_error",
+        };
+        counter!(NATS_EVENTS, "service" => self.service.to_owned(), "event" => label).increment(1);
+        match self.event {
+            Event::Connected => tracing::info!(servers = self.servers, "connected to NATS"),
+            Event::Disconnected => {
+                tracing::warn!(
+                    servers = self.servers,
+                    "disconnected from NATS; reconnecting with backoff"
+                )
+            }
+            other => tracing::warn!(servers = self.servers, event = %other, "NATS event"),
+        }
+    }
+}
+
+/// A payload that went to the dead-letter stream.
+pub(crate) struct DeadLettered<'a> {
+    pub(crate) consumer: &'a str,
+    pub(crate) subject: &'a str,
+    pub(crate) reason_label: &'static str,
+    pub(crate) reason: &'a str,
+}
+
+impl DeadLettered<'_> {
+    pub(crate) fn emit(&self) {
+        counter!(DECODE_FAILURES, "consumer" => self.consumer.to_owned()).increment(1);
+        counter!(DEAD_LETTERS, "consumer" => self.consumer.to_owned(), "reason" => self.reason_label).increment(1);
+        tracing::warn!(
+            consumer = self.consumer,
+            subject = self.subject,
+            reason = self.reason,
+            "payload dead-lettered and acked"
+        );
+    }
+}

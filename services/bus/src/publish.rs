@@ -1,0 +1,192 @@
+//! JetStream publishing. A publish is done only when its PubAck arrives;
+//! the error kind tells the caller whether to retry.
+
+use std::future::IntoFuture;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, context::PublishErrorKind};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use prost::Message;
+
+use crate::codec;
+use crate::metrics as m;
+
+/// A publish that did not get its PubAck.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// No PubAck in time, connection lost, or the server is busy
+    /// (`MaxAckPending`): retry or buffer.
+    #[error("publishing to {subject} did not complete ({reason}); will retry")]
+    Transient {
+        /// The subject.
+        subject: String,
+        /// What happened.
+        reason: String,
+    },
+    /// No stream captures the subject: a provisioning bug, logged at ERROR.
+    #[error("no stream captures {subject}: streams were not provisioned")]
+    NoStream {
+        /// The subject.
+        subject: String,
+    },
+    /// The message exceeds the server's max payload; retrying will not help.
+    #[error("message for {subject} is larger than the server's max payload")]
+    TooLarge {
+        /// The subject.
+        subject: String,
+    },
+    /// Anything else the server refused.
+    #[error("publishing to {subject} refused: {reason}")]
+    Refused {
+        /// The subject.
+        subject: String,
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+impl PublishError {
+    /// True when the same publish may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+
+    /// Fixed label for metrics.
+    pub fn as_metrics_label(&self) -> &'static str {
+        match self {
+            Self::Transient { .. } => "transient",
+            Self::NoStream { .. } => "no_stream",
+            Self::TooLarge { .. } => "too_large",
+            Self::Refused { .. } => "refused",
+        }
+    }
+
+    fn from_nats(subject: &str, e: &jetstream::context::PublishError) -> Self {
+        let subject = subject.to_owned();
+        match e.kind() {
+            PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::MaxAckPending => Self::Transient {
+                subject,
+                reason: e.to_string(),
+            },
+            PublishErrorKind::StreamNotFound => Self::NoStream { subject },
+            PublishErrorKind::MaxPayloadExceeded => Self::TooLarge { subject },
+            // `Other` covers "no responders" while disconnected: retryable.
+            PublishErrorKind::Other => Self::Transient {
+                subject,
+                reason: e.to_string(),
+            },
+            _ => Self::Refused {
+                subject,
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What the server said when it stored a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Sequence number in the stream.
+    pub sequence: u64,
+    /// True when the server had already stored a message with the same id
+    /// within the duplicate window (nothing new was stored).
+    pub duplicate: bool,
+}
+
+/// Publishes protobuf messages to JetStream and waits for their PubAcks.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    js: jetstream::Context,
+}
+
+/// A publish sent but not yet acknowledged; await [`Pending::stored`].
+#[derive(Debug)]
+pub struct Pending {
+    subject: String,
+    ack: PublishAckFuture,
+}
+
+impl Pending {
+    /// Waits for the PubAck.
+    pub async fn stored(self) -> Result<Stored, PublishError> {
+        let result = self.ack.into_future().await;
+        finish(
+            &self.subject,
+            result.map_err(|e| PublishError::from_nats(&self.subject, &e)),
+        )
+    }
+}
+
+fn finish(
+    subject: &str,
+    r: Result<jetstream::publish::PublishAck, PublishError>,
+) -> Result<Stored, PublishError> {
+    match r {
+        Ok(ack) => {
+            m::published(subject, ack.duplicate);
+            Ok(Stored {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            })
+        }
+        Err(e) => {
+            m::publish_failed(subject, &e);
+            Err(e)
+        }
+    }
+}
+
+impl Publisher {
+    /// A publisher on this JetStream context.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self { js }
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Publishes `message` and waits for the PubAck. `msg_id` (when given)
+    /// makes the publish idempotent within the stream's duplicate window.
+    pub async fn publish<M: Message>(
+        &self,
+        subject: String,
+        message: &M,
+        msg_id: Option<&str>,
+    ) -> Result<Stored, PublishError> {
+        self.send(subject, codec::encode(message), msg_id, None)
+            .await?
+            .stored()
+            .await
+    }
+
+    /// Sends a raw payload (with optional headers) without waiting for the
+    /// PubAck, so that many publishes can be in flight at once.
+    pub async fn send(
+        &self,
+        subject: String,
+        payload: Bytes,
+        msg_id: Option<&str>,
+        headers: Option<HeaderMap>,
+    ) -> Result<Pending, PublishError> {
+        let mut publish = jetstream::message::PublishMessage::build().payload(payload);
+        if let Some(headers) = headers {
+            publish = publish.headers(headers);
+        }
+        if let Some(id) = msg_id {
+            publish = publish.message_id(id);
+        }
+        match self.js.send_publish(subject.clone(), publish).await {
+            Ok(ack) => Ok(Pending { subject, ack }),
+            Err(e) => {
+                let e = PublishError::from_nats(&subject, &e);
+                m::publish_failed(&subject, &e);
+                Err(e)
+            }
+        }
+    }
+}

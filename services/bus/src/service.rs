@@ -1,0 +1,138 @@
+//! The one service harness: every `regionguard <service>` runs through
+//! [`main`], in this order:
+//!
+//! 1. logging is set up (by the caller, once per process: [`crate::telemetry::init`]);
+//! 2. config is loaded and validated *before anything binds*; a bad key
+//!    exits with code 2 and names the key;
+//! 3. `/metrics` is bound and its real address logged;
+//! 4. SIGINT/SIGTERM cancel the service's token; a second signal exits at once;
+//! 5. `run` is awaited; after cancellation it gets a grace period to drain,
+//!    with a warning when it runs over;
+//! 6. the result becomes the exit code (0 ok, 1 failed, 2 bad config).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigError;
+use crate::metrics;
+
+/// Exit code for invalid configuration.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// How long a service may drain after shutdown is requested.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs one service to completion and maps the outcome to an exit code.
+///
+/// `load` loads and validates the config; `metrics_addr` picks the
+/// `/metrics` address out of it; `run` is the service's `run`.
+pub async fn main<C, L, A, R, Fut>(name: &'static str, load: L, metrics_addr: A, run: R) -> ExitCode
+where
+    L: FnOnce() -> Result<C, ConfigError>,
+    A: FnOnce(&C) -> SocketAddr,
+    R: FnOnce(C, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config = match load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("Error: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let handle = metrics::install();
+    let addr = metrics_addr(&config);
+    let listener = match metrics::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: {name}: cannot bind the metrics listener on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(service = name, metrics = %bound, "serving /metrics and /healthz on http://{bound}");
+    let metrics_task = tokio::spawn(metrics::serve(listener, handle, shutdown.clone()));
+    ::metrics::gauge!("regionguard_up", "service" => name).set(1.0);
+
+    spawn_signal_handler(name, shutdown.clone());
+
+    let service = run(config, shutdown.clone());
+    tokio::pin!(service);
+    let result = tokio::select! {
+        r = &mut service => r,
+        _ = shutdown.cancelled() => {
+            tracing::info!(service = name, grace = ?DEFAULT_GRACE, "shutting down: draining in-flight work");
+            match tokio::time::timeout(DEFAULT_GRACE, &mut service).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(service = name, grace = ?DEFAULT_GRACE, "drain exceeded the grace period; exiting anyway");
+                    Ok(())
+                }
+            }
+        }
+    };
+    shutdown.cancel();
+    let _ended = metrics_task.await;
+    match result {
+        Ok(()) => {
+            tracing::info!(service = name, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(service = name, error = format!("{e:#}"), "service failed");
+            eprintln!("Error: {name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM cancels `shutdown`; a second one exits at once.
+/// SIGTERM matters because that is what `docker stop` and process managers
+/// send.
+pub fn spawn_signal_handler(name: &'static str, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            if wait_for_signal().await.is_err() {
+                tracing::warn!(
+                    service = name,
+                    "cannot listen for signals; stop with SIGKILL"
+                );
+                return;
+            }
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(
+                    service = name,
+                    "signal received; shutting down (again to exit at once)"
+                );
+                shutdown.cancel();
+            } else {
+                tracing::warn!(service = name, "second signal; exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}

@@ -1,0 +1,51 @@
+//! Logging: human-readable or JSON lines, filtered by `RG_LOG`
+//! (`tracing_subscriber::EnvFilter` syntax, default `info`).
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event (default).
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "human" | "text" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format {other:?} (human or json)")),
+        }
+    }
+}
+
+/// The filter without `RG_LOG`: regionguard at `info`; the libraries it
+/// builds on only when they warn (hickory-server would log every query,
+/// async-nats repeats what regionguard already logs about the connection).
+pub const DEFAULT_FILTER: &str =
+    "info,async_nats=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn";
+
+/// Installs the global subscriber, writing to stderr. A second call (tests
+/// running several services in one process) keeps the first subscriber.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // An error here only means a subscriber is already installed.
+    let _ignored = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
