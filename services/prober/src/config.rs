@@ -1,0 +1,588 @@
+//! The `[prober]` section, and the typed plan a prober instance runs from.
+//!
+//! [`Config`] is what the file says (strings, durations, defaults);
+//! [`Config::plan`] turns it into a [`Plan`] for one instance: its region,
+//! vantage id, endpoint list, resolvers and thresholds, every value already
+//! parsed, so nothing downstream re-checks a string.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rg_bus::{Problems, Validate};
+use rg_proto::domain::{Priority, Region, ServiceName};
+use serde::Deserialize;
+
+use crate::classify::{Thresholds, ThresholdsByPriority};
+use crate::endpoints::{self, Endpoint};
+use crate::lookup::QueryKind;
+
+/// The AWS services probed by default.
+pub const DEFAULT_SERVICES: [&str; 7] = [
+    "dynamodb",
+    "ec2",
+    "rds",
+    "elasticloadbalancing",
+    "lambda",
+    "s3",
+    "sqs",
+];
+/// The regions watched by default.
+pub const DEFAULT_REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+
+/// The `[prober]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Every region the system watches (`regionguard up` starts a prober for
+    /// each). Default `["us-east-1", "us-west-2", "eu-west-1"]`.
+    pub regions: Vec<String>,
+    /// The region this instance probes (`--region`). Default: the only entry
+    /// of `regions`, when there is exactly one.
+    pub region: Option<String>,
+    /// This instance's vantage id (`--vantage`). Default
+    /// `<region>-<hostname>-<pid>`.
+    pub vantage: Option<String>,
+    /// Services whose regional endpoint `<service>.<region>.<domain>` is
+    /// probed. Default: dynamodb, ec2, rds, elasticloadbalancing, lambda, s3,
+    /// sqs.
+    pub services: Vec<String>,
+    /// Domain of the generated endpoint names. Default `amazonaws.com`.
+    pub domain: String,
+    /// Extra generated names per service, `e<i>.<service>.<region>.<domain>`
+    /// (for load tests with many endpoints). Default `0`.
+    pub extra_endpoints_per_service: u32,
+    /// Explicit endpoints, probed in addition to the generated ones.
+    pub endpoints: Vec<EndpointConfig>,
+    /// Resolvers to ask: `"system"` (the nameservers of /etc/resolv.conf) or
+    /// `ip[:port]`. Each is probed separately. Default `["system"]`.
+    pub resolvers: Vec<String>,
+    /// Record type to query: `a`, `aaaa` or `cname`. Default `a`.
+    pub query_type: String,
+    /// Time between the starts of two rounds. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one lookup may take before it counts as a timeout; must be
+    /// shorter than `interval`. Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Lookups in flight at once. Default `256`.
+    pub concurrency: usize,
+    /// UDP sockets per resolver (each its own source port). Default `4`.
+    pub sockets_per_resolver: usize,
+    /// Events kept while NATS is unreachable; beyond it the oldest are
+    /// dropped and counted. Default `100000`.
+    pub buffer_capacity: usize,
+    /// Service name to priority (`default` or `critical`); services not
+    /// listed are `default`. Default `{ dynamodb = "critical" }`.
+    pub priorities: BTreeMap<String, Priority>,
+    /// Latency thresholds per priority.
+    pub thresholds: ThresholdsConfig,
+    /// Address of `/metrics` and `/healthz`. Port 0 picks a free port (the
+    /// bound address is logged). Default `127.0.0.1:0`.
+    pub metrics_listen: SocketAddr,
+}
+
+/// An explicit endpoint of `[[prober.endpoints]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// The DNS name to look up.
+    pub name: String,
+    /// The service it belongs to (a subject token, e.g. `dynamodb`).
+    pub service: String,
+    /// The region it belongs to. Default: every prober probes it as its own
+    /// region's view of the name.
+    pub region: Option<String>,
+    /// Its priority. Default: the service's priority.
+    pub priority: Option<Priority>,
+}
+
+/// `[prober.thresholds]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ThresholdsConfig {
+    /// For `default` priority. Default healthy <= 100 ms, warning <= 200 ms.
+    pub default: ThresholdConfig,
+    /// For `critical` priority. Default healthy <= 50 ms, warning <= 100 ms.
+    pub critical: ThresholdConfig,
+}
+
+/// One priority's thresholds. A value exactly on a threshold belongs to the
+/// better class.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdConfig {
+    /// Lookup time up to which an endpoint is healthy.
+    #[serde(with = "humantime_serde")]
+    pub healthy_max: Duration,
+    /// Lookup time up to which it is a warning; above it, critical.
+    #[serde(with = "humantime_serde")]
+    pub warning_max: Duration,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        Self {
+            default: ThresholdConfig {
+                healthy_max: Duration::from_millis(100),
+                warning_max: Duration::from_millis(200),
+            },
+            critical: ThresholdConfig {
+                healthy_max: Duration::from_millis(50),
+                warning_max: Duration::from_millis(100),
+            },
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            regions: DEFAULT_REGIONS.map(String::from).to_vec(),
+            region: None,
+            vantage: None,
+            services: DEFAULT_SERVICES.map(String::from).to_vec(),
+            domain: "amazonaws.com".into(),
+            extra_endpoints_per_service: 0,
+            endpoints: Vec::new(),
+            resolvers: vec!["system".into()],
+            query_type: "a".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            concurrency: 256,
+            sockets_per_resolver: 4,
+            buffer_capacity: 100_000,
+            priorities: BTreeMap::from([("dynamodb".to_owned(), Priority::Critical)]),
+            thresholds: ThresholdsConfig::default(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// Where a resolver comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolver {
+    /// The address asked.
+    pub addr: SocketAddr,
+    /// True when taken from /etc/resolv.conf (`"system"`).
+    pub system: bool,
+}
+
+impl Resolver {
+    /// The label carried in events: `ip:port`, or `system:ip:port`.
+    pub fn label(&self) -> String {
+        if self.system {
+            format!("system:{}", self.addr)
+        } else {
+            self.addr.to_string()
+        }
+    }
+}
+
+/// Parses `ip:port` or a bare `ip` (port 53).
+pub fn parse_resolver_addr(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+/// What one prober instance runs: every value parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Region probed.
+    pub region: Region,
+    /// This instance's vantage id.
+    pub vantage: String,
+    /// Endpoints, in probing order.
+    pub endpoints: Vec<Endpoint>,
+    /// Resolvers; every endpoint is probed through each.
+    pub resolvers: Vec<Resolver>,
+    /// Record type queried.
+    pub query: QueryKind,
+    /// Round interval.
+    pub interval: Duration,
+    /// Lookup timeout.
+    pub timeout: Duration,
+    /// Lookups in flight at once.
+    pub concurrency: usize,
+    /// Sockets per resolver.
+    pub sockets_per_resolver: usize,
+    /// Event buffer capacity.
+    pub buffer_capacity: usize,
+    /// Thresholds per priority.
+    pub thresholds: ThresholdsByPriority,
+}
+
+/// The configuration cannot produce a plan for this instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct PlanError {
+    /// The key at fault, e.g. `prober.region`.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Config {
+    /// The region this instance probes, or why there is none.
+    pub fn region_to_probe(&self) -> Result<Region, PlanError> {
+        let name = match (&self.region, self.regions.as_slice()) {
+            (Some(r), _) => r.clone(),
+            (None, [only]) => only.clone(),
+            (None, many) => {
+                return Err(PlanError {
+                    key: "prober.region",
+                    message: format!(
+                        "which region should this prober probe? give --region (one of {})",
+                        many.join(", ")
+                    ),
+                })
+            }
+        };
+        Region::parse(&name).map_err(|e| PlanError {
+            key: "prober.region",
+            message: e.to_string(),
+        })
+    }
+
+    /// Builds the plan of one instance. `system_resolvers` are the
+    /// nameservers of /etc/resolv.conf (asked for only when `"system"` is
+    /// configured).
+    pub fn plan(
+        &self,
+        system_resolvers: impl FnOnce() -> Vec<SocketAddr>,
+    ) -> Result<Plan, PlanError> {
+        let region = self.region_to_probe()?;
+        let vantage = self
+            .vantage
+            .clone()
+            .unwrap_or_else(|| default_vantage(&region));
+        let mut resolvers = Vec::new();
+        let mut system = Some(system_resolvers);
+        for r in &self.resolvers {
+            if r == "system" {
+                let found = system.take().map(|f| f()).unwrap_or_default();
+                if found.is_empty() {
+                    return Err(PlanError {
+                        key: "prober.resolvers",
+                        message:
+                            "\"system\" is configured but /etc/resolv.conf lists no nameserver"
+                                .into(),
+                    });
+                }
+                resolvers.extend(
+                    found
+                        .into_iter()
+                        .map(|addr| Resolver { addr, system: true }),
+                );
+            } else if let Some(addr) = parse_resolver_addr(r) {
+                resolvers.push(Resolver {
+                    addr,
+                    system: false,
+                });
+            }
+        }
+        resolvers.dedup();
+        let endpoints = endpoints::build(self, &region).map_err(|message| PlanError {
+            key: "prober.endpoints",
+            message,
+        })?;
+        Ok(Plan {
+            region,
+            vantage,
+            endpoints,
+            resolvers,
+            query: QueryKind::parse(&self.query_type).unwrap_or(QueryKind::A),
+            interval: self.interval,
+            timeout: self.timeout,
+            concurrency: self.concurrency,
+            sockets_per_resolver: self.sockets_per_resolver,
+            buffer_capacity: self.buffer_capacity,
+            thresholds: ThresholdsByPriority {
+                default: Thresholds::new(
+                    self.thresholds.default.healthy_max,
+                    self.thresholds.default.warning_max,
+                ),
+                critical: Thresholds::new(
+                    self.thresholds.critical.healthy_max,
+                    self.thresholds.critical.warning_max,
+                ),
+            },
+        })
+    }
+
+    /// The priority of a service.
+    pub fn priority_of(&self, service: &str) -> Priority {
+        self.priorities
+            .get(service)
+            .copied()
+            .unwrap_or(Priority::Default)
+    }
+}
+
+fn default_vantage(region: &Region) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{region}-{host}-{}", std::process::id())
+}
+
+/// The nameservers of `/etc/resolv.conf`, port 53.
+pub fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .map(|text| parse_resolv_conf(&text))
+        .unwrap_or_default()
+}
+
+/// The `nameserver` lines of a resolv.conf text.
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+        })
+        // A scoped IPv6 address (fe80::1%eth0) is not a socket address here.
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+impl Validate for Config {
+    fn validate(&self, p: &mut Problems) {
+        for (i, r) in self.regions.iter().enumerate() {
+            if let Err(e) = Region::parse(r) {
+                p.push(format!("regions[{i}]"), e.to_string());
+            }
+        }
+        if let Some(r) = &self.region {
+            if let Err(e) = Region::parse(r) {
+                p.push("region", e.to_string());
+            }
+        }
+        if let Some(v) = &self.vantage {
+            if v.is_empty() || v.len() > 128 || v.contains(char::is_whitespace) {
+                p.push(
+                    "vantage",
+                    format!("{v:?} must be 1 to 128 characters without white space"),
+                );
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if let Err(e) = ServiceName::parse(s) {
+                p.push(format!("services[{i}]"), e.to_string());
+            }
+        }
+        if endpoints::check_name(&self.domain).is_err() {
+            p.push("domain", format!("{:?} is not a DNS name", self.domain));
+        }
+        if self.extra_endpoints_per_service > 100_000 {
+            p.push("extra_endpoints_per_service", "at most 100000");
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if let Err(message) = endpoints::check_name(&e.name) {
+                p.push(format!("endpoints[{i}].name"), message);
+            }
+            if let Err(err) = ServiceName::parse(&e.service) {
+                p.push(format!("endpoints[{i}].service"), err.to_string());
+            }
+            if let Some(r) = &e.region {
+                if let Err(err) = Region::parse(r) {
+                    p.push(format!("endpoints[{i}].region"), err.to_string());
+                }
+            }
+        }
+        if self.services.is_empty() && self.endpoints.is_empty() {
+            p.push("services", "nothing to probe: list services or endpoints");
+        }
+        if self.resolvers.is_empty() {
+            p.push(
+                "resolvers",
+                "at least one resolver is needed (\"system\" or ip:port)",
+            );
+        }
+        for (i, r) in self.resolvers.iter().enumerate() {
+            if r != "system" && parse_resolver_addr(r).is_none() {
+                p.push(
+                    format!("resolvers[{i}]"),
+                    format!("{r:?} is not \"system\" or an ip:port address (e.g. 127.0.0.1:53)"),
+                );
+            }
+        }
+        if QueryKind::parse(&self.query_type).is_none() {
+            p.push(
+                "query_type",
+                format!("{:?} is not one of a, aaaa, cname", self.query_type),
+            );
+        }
+        if self.interval.is_zero() {
+            p.push("interval", "must be greater than zero");
+        }
+        if self.timeout.is_zero() {
+            p.push("timeout", "must be greater than zero");
+        } else if !self.interval.is_zero() && self.timeout >= self.interval {
+            p.push(
+                "timeout",
+                format!(
+                    "{:?} must be shorter than interval ({:?}) so rounds keep their schedule",
+                    self.timeout, self.interval
+                ),
+            );
+        }
+        if self.concurrency == 0 || self.concurrency > 65_536 {
+            p.push(
+                "concurrency",
+                format!("{} is outside 1..=65536", self.concurrency),
+            );
+        }
+        if self.sockets_per_resolver == 0 || self.sockets_per_resolver > 64 {
+            p.push(
+                "sockets_per_resolver",
+                format!("{} is outside 1..=64", self.sockets_per_resolver),
+            );
+        }
+        if self.buffer_capacity == 0 {
+            p.push("buffer_capacity", "must be at least 1");
+        }
+        for service in self.priorities.keys() {
+            if let Err(e) = ServiceName::parse(service) {
+                p.push(format!("priorities.{service}"), e.to_string());
+            }
+        }
+        for (key, t) in [
+            ("thresholds.default", &self.thresholds.default),
+            ("thresholds.critical", &self.thresholds.critical),
+        ] {
+            if t.healthy_max.is_zero() {
+                p.push(format!("{key}.healthy_max"), "must be greater than zero");
+            }
+            if t.warning_max < t.healthy_max {
+                p.push(
+                    format!("{key}.warning_max"),
+                    format!(
+                        "{:?} is below healthy_max ({:?})",
+                        t.warning_max, t.healthy_max
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, rg_bus::ConfigError> {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default)]
+        struct Root {
+            prober: Config,
+        }
+        impl Validate for Root {
+            fn validate(&self, p: &mut Problems) {
+                p.section("prober", &self.prober);
+            }
+        }
+        rg_bus::config::load_str::<Root>(text, "t.toml", []).map(|r| r.prober)
+    }
+
+    fn keys(e: &rg_bus::ConfigError) -> Vec<String> {
+        e.problems().iter().map(|p| p.key.clone()).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_probe_seven_services() {
+        let c = load("").unwrap();
+        assert_eq!(c.services.len(), 7);
+        assert_eq!(c.priority_of("dynamodb"), Priority::Critical);
+        assert_eq!(c.priority_of("ec2"), Priority::Default);
+    }
+
+    #[test]
+    fn bad_values_are_each_named() {
+        let e = load(
+            "[prober]\ninterval = \"1s\"\ntimeout = \"1s\"\nresolvers = [\"300.1.1.1:53\", \"system\", \"127.0.0.1\"]\n\
+             query_type = \"mx\"\nservices = [\"Dynamo DB\"]\nconcurrency = 0\n\
+             [prober.thresholds.critical]\nhealthy_max = \"80ms\"\nwarning_max = \"60ms\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys(&e),
+            [
+                "prober.services[0]",
+                "prober.resolvers[0]",
+                "prober.query_type",
+                "prober.timeout",
+                "prober.concurrency",
+                "prober.thresholds.critical.warning_max"
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_prober_needs_a_region_when_several_are_watched() {
+        let c = Config::default();
+        let err = c.plan(Vec::new).unwrap_err();
+        assert_eq!(err.key, "prober.region");
+        assert!(
+            err.message.contains("us-east-1, us-west-2, eu-west-1"),
+            "{err}"
+        );
+        let one = Config {
+            regions: vec!["eu-west-1".into()],
+            resolvers: vec!["127.0.0.1:53".into()],
+            ..Default::default()
+        };
+        assert_eq!(one.plan(Vec::new).unwrap().region.as_str(), "eu-west-1");
+    }
+
+    #[test]
+    fn system_resolvers_come_from_resolv_conf() {
+        let text = "# comment\nsearch example.com\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver ::1\n";
+        assert_eq!(
+            parse_resolv_conf(text),
+            [
+                "10.0.0.2:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        let c = Config {
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let plan = c.plan(|| vec!["10.0.0.2:53".parse().unwrap()]).unwrap();
+        assert_eq!(plan.resolvers[0].label(), "system:10.0.0.2:53");
+        let err = c.plan(Vec::new).unwrap_err();
+        assert_eq!(err.key, "prober.resolvers");
+    }
+
+    #[test]
+    fn bare_resolver_ips_use_port_53() {
+        assert_eq!(
+            parse_resolver_addr("127.0.0.2"),
+            Some("127.0.0.2:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_resolver_addr("[::1]:5353"),
+            Some("[::1]:5353".parse().unwrap())
+        );
+        assert_eq!(parse_resolver_addr("localhost:53"), None);
+    }
+}

@@ -1,0 +1,277 @@
+//! One probe round: every endpoint through every resolver, each result
+//! classified and turned into a `HealthEvent` for the publisher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use prost::Message;
+use rg_bus::Subjects;
+use rg_proto::domain::{LookupError, Status};
+use rg_proto::v1;
+use tokio::time::Instant;
+
+use crate::config::{Plan, Resolver};
+use crate::endpoints::Endpoint;
+use crate::lookup::{LookupEngine, LookupOutcome, PreparedQuery};
+use crate::publish::{EventBuffer, Outgoing};
+use crate::telemetry;
+
+/// An endpoint ready to probe: its query encoded, its subject formatted.
+struct Target {
+    endpoint: Endpoint,
+    query: PreparedQuery,
+    subject: String,
+}
+
+/// A resolver with its engine.
+struct Path {
+    label: String,
+    engine: LookupEngine,
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundSummary {
+    /// Lookups made.
+    pub lookups: usize,
+    /// How many were critical.
+    pub critical: usize,
+}
+
+/// A prober instance: its plan, its sockets and its event counter.
+pub struct Prober {
+    plan: Plan,
+    targets: Vec<Target>,
+    paths: Vec<Path>,
+    buffer: Arc<EventBuffer>,
+    sequence: AtomicU64,
+    last_status: Mutex<HashMap<(usize, usize), Status>>,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober")
+            .field("region", &self.plan.region)
+            .field("vantage", &self.plan.vantage)
+            .field("endpoints", &self.targets.len())
+            .field("resolvers", &self.paths.len())
+            .finish()
+    }
+}
+
+/// The prober could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A socket towards a resolver could not be opened.
+    #[error("opening UDP sockets towards resolver {resolver}: {source}")]
+    Socket {
+        /// The resolver.
+        resolver: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An endpoint name cannot be encoded in a query.
+    #[error(transparent)]
+    Encode(#[from] crate::lookup::EncodeError),
+}
+
+impl Prober {
+    /// Opens the sockets and encodes the queries of `plan`. Events go to
+    /// `buffer`, on subjects from `subjects`.
+    pub async fn new(
+        plan: Plan,
+        subjects: &Subjects,
+        buffer: Arc<EventBuffer>,
+    ) -> Result<Self, SetupError> {
+        let mut targets = Vec::with_capacity(plan.endpoints.len());
+        for endpoint in &plan.endpoints {
+            targets.push(Target {
+                query: PreparedQuery::new(&endpoint.name, plan.query)?,
+                subject: subjects.health(endpoint.region.as_str(), endpoint.service.as_str()),
+                endpoint: endpoint.clone(),
+            });
+        }
+        let mut paths = Vec::with_capacity(plan.resolvers.len());
+        for resolver in &plan.resolvers {
+            let engine = LookupEngine::new(resolver.addr, plan.sockets_per_resolver)
+                .await
+                .map_err(|source| SetupError::Socket {
+                    resolver: resolver.label(),
+                    source,
+                })?;
+            paths.push(Path {
+                label: resolver.label(),
+                engine,
+            });
+        }
+        let start_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        Ok(Self {
+            plan,
+            targets,
+            paths,
+            buffer,
+            // Sequences start at the start time in microseconds, so they keep
+            // increasing across restarts of a vantage and
+            // `<vantage>:<sequence>` stays a unique message id.
+            sequence: AtomicU64::new(start_us),
+            last_status: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The plan it runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Lookups per round: endpoints × resolvers.
+    pub fn lookups_per_round(&self) -> usize {
+        self.targets.len() * self.paths.len()
+    }
+
+    /// The resolvers, as labelled in events.
+    pub fn resolvers(&self) -> Vec<Resolver> {
+        self.plan.resolvers.clone()
+    }
+
+    /// Runs one round: every endpoint through every resolver, at most
+    /// `concurrency` lookups at once; each result is published.
+    pub async fn round(&self, round_id: u64) -> RoundSummary {
+        let started = Instant::now();
+        let critical = AtomicUsize::new(0);
+        let pairs =
+            (0..self.targets.len()).flat_map(|t| (0..self.paths.len()).map(move |p| (t, p)));
+        futures::stream::iter(pairs)
+            .for_each_concurrent(self.plan.concurrency, |(t, p)| {
+                let critical = &critical;
+                async move {
+                    if self.probe(t, p, round_id).await == Status::Critical {
+                        critical.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .await;
+        let summary = RoundSummary {
+            lookups: self.lookups_per_round(),
+            critical: critical.into_inner(),
+        };
+        telemetry::round_done(
+            round_id,
+            summary.lookups,
+            summary.critical,
+            started.elapsed(),
+        );
+        summary
+    }
+
+    /// Probes target `t` through path `p` once and publishes the event.
+    pub async fn probe(&self, t: usize, p: usize, round_id: u64) -> Status {
+        self.probe_timed(t, p, round_id).await.0
+    }
+
+    /// As [`Prober::probe`], also returning the error kind and lookup time.
+    pub async fn probe_timed(
+        &self,
+        t: usize,
+        p: usize,
+        round_id: u64,
+    ) -> (Status, Option<LookupError>, Duration) {
+        let (target, path) = (&self.targets[t], &self.paths[p]);
+        let outcome = path.engine.lookup(&target.query, self.plan.timeout).await;
+        let (error, took) = (outcome.error, outcome.response_time);
+        (self.record(t, p, round_id, outcome), error, took)
+    }
+
+    /// Number of targets and paths (for load generators).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.targets.len(), self.paths.len())
+    }
+
+    fn record(&self, t: usize, p: usize, round_id: u64, outcome: LookupOutcome) -> Status {
+        let (target, path) = (&self.targets[t], &self.paths[p]);
+        let e = &target.endpoint;
+        let status =
+            self.plan
+                .thresholds
+                .classify(e.priority, outcome.error, outcome.response_time);
+        telemetry::lookup(
+            &e.region,
+            &e.service,
+            status,
+            outcome.error,
+            outcome.response_time,
+        );
+        self.note_change(t, p, status, &outcome);
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let event = v1::HealthEvent {
+            region: e.region.to_string(),
+            service: e.service.to_string(),
+            endpoint: e.name.clone(),
+            vantage: self.plan.vantage.clone(),
+            round_id,
+            observed_at_unix_ms: outcome.sent_at_unix_ms,
+            resolver: path.label.clone(),
+            query_type: self.plan.query.to_wire() as i32,
+            success: outcome.error.is_none(),
+            rcode: u32::from(outcome.rcode),
+            answer_count: outcome.answers.len() as u32,
+            error_kind: v1::ErrorKind::from(outcome.error) as i32,
+            response_time_us: outcome.response_time.as_micros() as u64,
+            status: v1::Status::from(status) as i32,
+            priority: v1::Priority::from(e.priority) as i32,
+            probe_kind: v1::ProbeKind::Dns as i32,
+            confirmation: false,
+            answers: outcome.answers,
+            sequence,
+            baseline_us: 0,
+        };
+        self.buffer.push(Outgoing {
+            subject: target.subject.clone(),
+            payload: event.encode_to_vec().into(),
+            msg_id: format!("{}:{sequence}", self.plan.vantage),
+        });
+        status
+    }
+
+    /// Logs an endpoint's status when it changes (not every lookup).
+    fn note_change(&self, t: usize, p: usize, status: Status, outcome: &LookupOutcome) {
+        let previous = {
+            let mut last = self
+                .last_status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            last.insert((t, p), status)
+        };
+        if previous == Some(status) {
+            return;
+        }
+        let e = &self.targets[t].endpoint;
+        let resolver = &self.paths[p].label;
+        let took_ms = outcome.response_time.as_secs_f64() * 1000.0;
+        let error = outcome.error.map_or("none", |e| e.as_str());
+        match previous {
+            None if status == Status::Healthy => {
+                tracing::debug!(endpoint = %e.name, %resolver, took_ms, "healthy")
+            }
+            None => {
+                tracing::info!(endpoint = %e.name, %resolver, %status, error, took_ms, detail = outcome.detail.as_deref().unwrap_or(""), "endpoint is not healthy")
+            }
+            Some(before) => tracing::info!(
+                endpoint = %e.name,
+                %resolver,
+                from = %before,
+                to = %status,
+                error,
+                took_ms,
+                detail = outcome.detail.as_deref().unwrap_or(""),
+                "endpoint status changed"
+            ),
+        }
+    }
+}
