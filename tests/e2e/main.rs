@@ -1,1 +1,7 @@
+//! End-to-end tests across services, against real servers started by each
+//! test: `nats-server -js` (its own port and store), the project's DNS
+//! simulator, and Debian's unbound. One test binary (one link on CI).
 
+mod backbone;
+mod cli;
+mod harness;

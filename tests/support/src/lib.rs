@@ -1,0 +1,59 @@
+//! Fixtures for regionguard's tests: real servers, each started on a free
+//! port with its own state directory, and stopped (even when a test panics)
+//! on `Drop`. On a panic, the tail of each server's log is printed.
+//!
+//! - [`NatsServer`]: `nats-server -js` with a file store, `stop`/`start` for
+//!   resilience tests.
+//! - [`Unbound`]: Debian's unbound serving a small local zone: a DNS server
+//!   regionguard did not write.
+//! - [`wait_until`]: poll a condition with a deadline; panics with the last
+//!   observed state.
+//! - [`init_logging`]: test logs on demand (`TEST_LOG=1`).
+
+// The fixtures wait on real processes from synchronous code, where tokio's
+// paused clock does not apply: std's Instant is the right clock here.
+#![allow(clippy::disallowed_types)]
+
+mod nats;
+mod unbound;
+mod wait;
+
+pub use nats::NatsServer;
+pub use unbound::Unbound;
+pub use wait::{init_logging, wait_until, Waited};
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now (bound, then
+/// released). Prefer servers that take port 0 and report their port; use
+/// this only for servers that cannot.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = tcp.local_addr() else { continue };
+        if UdpSocket::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free port on 127.0.0.1")
+}
+
+/// The last `lines` lines of a log file ("" when unreadable).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Finds a program on PATH or in the usual sbin directories (Debian puts
+/// `nats-server` and `unbound` in /usr/sbin, which is not on every PATH).
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(Into::into))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI: install what the tests need,
+# check formatting and lints, then run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked

@@ -1,0 +1,44 @@
+//! `regionguard check-config`: validate and summarize, bind nothing.
+
+use std::process::ExitCode;
+
+use super::Globals;
+
+pub(crate) fn run(globals: Globals) -> ExitCode {
+    let config = match globals.load(Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return super::config_error(&e),
+    };
+    let origin = globals
+        .config
+        .as_ref()
+        .map_or("built-in defaults".to_owned(), |p| p.display().to_string());
+    println!("configuration OK ({origin})");
+    println!(
+        "  nats:      {} (prefix {:?})",
+        config.nats.servers_for_log(),
+        config.nats.prefix
+    );
+    let p = &config.prober;
+    println!(
+        "  prober:    regions {:?}, {} services, resolvers {:?}, interval {:?}, timeout {:?}",
+        p.regions,
+        p.services.len(),
+        p.resolvers,
+        p.interval,
+        p.timeout
+    );
+    let s = &config.simulator;
+    println!(
+        "  simulator: dns {} ({} regions x {} services under {}){}",
+        s.listen,
+        s.regions.len(),
+        s.services.len(),
+        s.domain,
+        s.scenario
+            .as_ref()
+            .map(|p| format!(", scenario {}", p.display()))
+            .unwrap_or_default()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,25 @@
+//! The whole configuration file: one section per service plus `[nats]`.
+//! See `deploy/config/regionguard.toml` for a documented example.
+
+use rg_bus::{NatsConfig, Problems, Validate};
+use serde::Deserialize;
+
+/// The regionguard configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Config {
+    /// `[nats]`: the bus.
+    pub(crate) nats: NatsConfig,
+    /// `[prober]`.
+    pub(crate) prober: rg_prober::Config,
+    /// `[simulator]`.
+    pub(crate) simulator: rg_simulator::Config,
+}
+
+impl Validate for Config {
+    fn validate(&self, p: &mut Problems) {
+        p.section("nats", &self.nats);
+        p.section("prober", &self.prober);
+        p.section("simulator", &self.simulator);
+    }
+}

@@ -1,0 +1,127 @@
+//! Command-line interface: one subcommand per service plus operator tools.
+
+mod bench;
+mod check_config;
+mod config;
+mod fault;
+mod services;
+mod tail;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rg_bus::telemetry::{self, LogFormat};
+
+pub(crate) use config::Config;
+
+/// regionguard watches the DNS and data plane of AWS services in every
+/// region, sees an outage coming and moves traffic to a healthy region.
+///
+/// Every service runs as `regionguard <service>`; they talk only through
+/// NATS JetStream. Configuration: built-in defaults, then the TOML file
+/// given with --config (or RG_CONFIG), then RG_<SECTION>__<KEY> environment
+/// variables (e.g. RG_PROBER__INTERVAL=5s), then command-line flags.
+/// An invalid configuration exits with code 2 and names every bad key.
+#[derive(Debug, Parser)]
+#[command(
+    name = "regionguard",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults are used.
+    #[arg(long, short, global = true, env = "RG_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// NATS server URL(s), comma-separated; overrides `nats.servers`.
+    #[arg(long, global = true, env = "RG_NATS_URL", value_name = "URL")]
+    nats: Option<String>,
+
+    /// Log format: human or json. Log level comes from RG_LOG (e.g.
+    /// RG_LOG=debug or RG_LOG=rg_prober=debug,info).
+    #[arg(
+        long,
+        global = true,
+        env = "RG_LOG_FORMAT",
+        default_value = "human",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Probe the DNS of one region's AWS endpoints and publish HealthEvents.
+    Prober(services::ProberArgs),
+    /// Serve AWS-style DNS names for simulated regions, with fault injection.
+    Simulator(services::SimulatorArgs),
+    /// Print messages from the bus as JSON lines (default subject `rg.>`).
+    Tail(tail::TailArgs),
+    /// Inject, clear or list faults in a running simulator.
+    #[command(subcommand)]
+    Fault(fault::FaultCommand),
+    /// Run the whole system locally: NATS (the configured server, or one
+    /// started here), the DNS simulator and a prober per region.
+    Up(up::UpArgs),
+    /// Measure the prober against a DNS server (see scripts/bench.sh).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Load and validate the configuration, print a summary, and exit
+    /// (0 when valid, 2 when not).
+    CheckConfig,
+}
+
+/// Global options every command receives.
+#[derive(Debug, Clone)]
+pub(crate) struct Globals {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) nats: Option<String>,
+}
+
+impl Globals {
+    /// Loads the configuration with `overrides` (from flags) applied last.
+    pub(crate) fn load(
+        &self,
+        overrides: Vec<(String, String)>,
+    ) -> Result<Config, rg_bus::ConfigError> {
+        let mut env: Vec<(String, String)> = std::env::vars().collect();
+        if let Some(url) = &self.nats {
+            env.push(("RG_NATS__SERVERS".into(), url.clone()));
+        }
+        // Flags win over the environment: drop any environment value for a
+        // key a flag sets.
+        env.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
+        env.extend(overrides);
+        rg_bus::config::load_file(self.config.as_deref(), env)
+    }
+}
+
+/// Runs the command and returns the process exit code.
+pub(crate) async fn run(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format);
+    let globals = Globals {
+        config: cli.config,
+        nats: cli.nats,
+    };
+    match cli.command {
+        Command::Prober(args) => services::prober(globals, args).await,
+        Command::Simulator(args) => services::simulator(globals, args).await,
+        Command::Tail(args) => tail::run(globals, args).await,
+        Command::Fault(cmd) => fault::run(globals, cmd).await,
+        Command::Up(args) => up::run(globals, args).await,
+        Command::Bench(cmd) => bench::run(globals, cmd).await,
+        Command::CheckConfig => check_config::run(globals),
+    }
+}
+
+/// Prints a config error and returns exit code 2.
+pub(crate) fn config_error(e: &rg_bus::ConfigError) -> ExitCode {
+    eprintln!("Error: invalid configuration: {e}");
+    ExitCode::from(rg_bus::service::EXIT_CONFIG)
+}

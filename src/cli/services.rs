@@ -1,0 +1,93 @@
+//! The service subcommands: flags become config overrides, then the
+//! shared harness (`rg_bus::service::main`) runs the service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::Globals;
+
+/// `regionguard prober`.
+#[derive(Debug, Args)]
+pub(crate) struct ProberArgs {
+    /// Region to probe (overrides `prober.region`); needed when several
+    /// regions are configured.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// This instance's vantage id (default `<region>-<hostname>-<pid>`).
+    #[arg(long, env = "RG_VANTAGE", value_name = "ID")]
+    vantage: Option<String>,
+    /// Resolver to probe through, `ip:port` or `system`; repeat for
+    /// several (overrides `prober.resolvers`).
+    #[arg(long = "resolver", value_name = "ADDR")]
+    resolvers: Vec<String>,
+    /// Time between rounds, e.g. 10s (overrides `prober.interval`).
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<String>,
+}
+
+/// `regionguard simulator`.
+#[derive(Debug, Args)]
+pub(crate) struct SimulatorArgs {
+    /// DNS address (UDP and TCP), e.g. 127.0.0.1:8053 (overrides
+    /// `simulator.listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Scenario file scheduling faults (overrides `simulator.scenario`).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+pub(crate) async fn prober(globals: Globals, args: ProberArgs) -> ExitCode {
+    let mut overrides = Vec::new();
+    if let Some(r) = args.region {
+        overrides.push(("RG_PROBER__REGION".into(), quoted(&r)));
+    }
+    if let Some(v) = args.vantage {
+        overrides.push(("RG_PROBER__VANTAGE".into(), quoted(&v)));
+    }
+    if !args.resolvers.is_empty() {
+        let list = args
+            .resolvers
+            .iter()
+            .map(|r| quoted(r))
+            .collect::<Vec<_>>()
+            .join(", ");
+        overrides.push(("RG_PROBER__RESOLVERS".into(), format!("[{list}]")));
+    }
+    if let Some(i) = args.interval {
+        overrides.push(("RG_PROBER__INTERVAL".into(), quoted(&i)));
+    }
+    rg_bus::service::main(
+        "prober",
+        || globals.load(overrides),
+        |c| c.prober.metrics_listen,
+        |c, shutdown| rg_prober::run(c.prober, c.nats, shutdown),
+    )
+    .await
+}
+
+pub(crate) async fn simulator(globals: Globals, args: SimulatorArgs) -> ExitCode {
+    let mut overrides = Vec::new();
+    if let Some(l) = args.listen {
+        overrides.push(("RG_SIMULATOR__LISTEN".into(), quoted(&l)));
+    }
+    if let Some(s) = args.scenario {
+        overrides.push((
+            "RG_SIMULATOR__SCENARIO".into(),
+            quoted(&s.display().to_string()),
+        ));
+    }
+    rg_bus::service::main(
+        "simulator",
+        || globals.load(overrides),
+        |c| c.simulator.metrics_listen,
+        |c, shutdown| rg_simulator::run(c.simulator, c.nats, shutdown),
+    )
+    .await
+}

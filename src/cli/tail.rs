@@ -1,0 +1,152 @@
+//! `regionguard tail [SUBJECT]`: subscribe and print each message, decoded
+//! from protobuf by its subject, as one JSON line on stdout.
+//!
+//! This is how an operator subscribes to alert subjects without writing
+//! code: `regionguard tail 'rg.alerts.*.critical'`. A payload that does not
+//! decode is printed as a line with an `error` field; tail keeps going.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use futures::StreamExt;
+use prost::Message;
+use rg_proto::v1;
+use serde_json::{json, Value};
+
+use super::Globals;
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// Subject to subscribe to (NATS wildcards allowed). Default: every
+    /// regionguard subject (`<prefix>.>`).
+    subject: Option<String>,
+    /// Exit after this many messages.
+    #[arg(long, short = 'n', value_name = "N")]
+    count: Option<u64>,
+}
+
+pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
+    let config = match globals.load(Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return super::config_error(&e),
+    };
+    let subjects = config.nats.subjects();
+    let subject = args.subject.unwrap_or_else(|| subjects.all());
+    let client = match rg_bus::connect::connect(&config.nats, "regionguard-tail").await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sub = match client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: subscribing to {subject}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Make sure the subscription reached the server before saying so.
+    if let Err(e) = client.flush().await {
+        eprintln!(
+            "Error: NATS at {} did not answer: {e}",
+            config.nats.servers_for_log()
+        );
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "tailing {subject} on {} (Ctrl-C to stop)",
+        config.nats.servers_for_log()
+    );
+    let mut seen = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let message = tokio::select! {
+            m = sub.next() => match m { Some(m) => m, None => break },
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let line = to_json_line(subjects.prefix(), &message.subject, &message.payload);
+        let mut out = stdout.lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // stdout closed (e.g. piped into `head`): stop quietly.
+            break;
+        }
+        seen += 1;
+        if args.count.is_some_and(|n| seen >= n) {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Decodes a payload by its subject and renders one JSON line.
+pub(crate) fn to_json_line(prefix: &str, subject: &str, payload: &[u8]) -> String {
+    let received = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let kind = subject
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('.'))
+        .and_then(|s| s.split('.').next());
+    let decoded: Result<(&str, Value), String> = match kind {
+        Some("health") => decode::<v1::HealthEvent>(payload).map(|v| ("HealthEvent", v)),
+        Some("alerts") => decode::<v1::Alert>(payload).map(|v| ("Alert", v)),
+        Some("decisions") => {
+            decode::<v1::FailoverDecision>(payload).map(|v| ("FailoverDecision", v))
+        }
+        Some("snapshots") => {
+            decode::<v1::DashboardSnapshot>(payload).map(|v| ("DashboardSnapshot", v))
+        }
+        Some("sim") => decode::<v1::FaultRequest>(payload)
+            .map(|v| ("FaultRequest", v))
+            .or_else(|_| decode::<v1::FaultReply>(payload).map(|v| ("FaultReply", v))),
+        _ => Err("no regionguard message type is published on this subject".into()),
+    };
+    let line = match decoded {
+        Ok((name, message)) => {
+            json!({"subject": subject, "received_at_unix_ms": received, "type": name, "message": message})
+        }
+        Err(error) => {
+            json!({"subject": subject, "received_at_unix_ms": received, "error": error, "bytes": payload.len()})
+        }
+    };
+    line.to_string()
+}
+
+fn decode<M: Message + Default + serde::Serialize>(payload: &[u8]) -> Result<Value, String> {
+    let message = M::decode(payload).map_err(|e| format!("undecodable payload: {e}"))?;
+    serde_json::to_value(&message).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_events_render_with_enum_names() {
+        let e = v1::HealthEvent {
+            region: "us-east-1".into(),
+            status: v1::Status::Critical as i32,
+            ..Default::default()
+        };
+        let line: Value = serde_json::from_str(&to_json_line(
+            "rg",
+            "rg.health.us-east-1.ec2",
+            &e.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(line["type"], "HealthEvent");
+        assert_eq!(line["message"]["status"], "STATUS_CRITICAL");
+    }
+
+    #[test]
+    fn garbage_renders_as_an_error_line() {
+        let line: Value =
+            serde_json::from_str(&to_json_line("rg", "rg.health.x.y", &[0xff, 0xff])).unwrap();
+        assert!(line["error"].as_str().unwrap().contains("undecodable"));
+        assert_eq!(line["bytes"], 2);
+    }
+}

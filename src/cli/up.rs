@@ -1,0 +1,363 @@
+//! `regionguard up`: the whole system on this machine, in one command.
+//!
+//! 1. NATS: the configured server if it answers, else a `nats-server -js`
+//!    started here with its state in `<state-dir>/nats`.
+//! 2. The DNS simulator, then one prober per configured region, each a
+//!    child process of this one (`regionguard simulator`, `regionguard
+//!    prober --region R`), their log lines prefixed with their name.
+//! 3. Waits for each to be ready (the simulator answers DNS; each prober's
+//!    first health event arrives), printing progress.
+//! 4. Ctrl-C (or SIGTERM) stops every child with SIGTERM, waits for them,
+//!    and kills what is left after a grace period: no process is left behind.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{Config, Globals};
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Where a NATS server started here keeps its data.
+    #[arg(long, default_value = ".rg-state", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Probe the resolvers of `prober.resolvers` instead of the simulator.
+    #[arg(long)]
+    real_dns: bool,
+    /// How long to wait for each component to become ready.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    ready_timeout: Duration,
+}
+
+/// A child process with its name.
+struct Component {
+    name: String,
+    child: Child,
+}
+
+pub(crate) async fn run(globals: Globals, args: UpArgs) -> ExitCode {
+    let config = match globals.load(Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return super::config_error(&e),
+    };
+    let mut components = Vec::new();
+    let result = start_all(&globals, &config, &args, &mut components).await;
+    let code = match result {
+        Ok(()) => {
+            println!("regionguard is up. Ctrl-C stops everything.");
+            wait_for_stop(&mut components).await
+        }
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    stop_all(&mut components).await;
+    code
+}
+
+async fn start_all(
+    globals: &Globals,
+    config: &Config,
+    args: &UpArgs,
+    components: &mut Vec<Component>,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the regionguard binary")?;
+
+    // 1. NATS.
+    let nats_url = match reachable_server(config).await {
+        Some(url) => {
+            println!("[1/3] NATS: using the server at {url}");
+            url
+        }
+        None => {
+            let url = start_nats(config, &args.state_dir, components).await?;
+            println!(
+                "[1/3] NATS: started nats-server -js at {url} (state in {})",
+                args.state_dir.join("nats").display()
+            );
+            url
+        }
+    };
+
+    // 2. The simulator.
+    let dns = config.simulator.listen;
+    let mut common: Vec<String> = vec!["--nats".into(), nats_url.clone()];
+    if let Some(path) = &globals.config {
+        common.push("--config".into());
+        common.push(path.display().to_string());
+    }
+    let mut sim = Command::new(&exe);
+    sim.arg("simulator").args(&common);
+    components.push(spawn("simulator", sim)?);
+    wait_dns_ready(dns, args.ready_timeout, components).await?;
+    println!(
+        "[2/3] simulator: answering DNS on {dns} for {} regions x {} services",
+        config.simulator.regions.len(),
+        config.simulator.services.len()
+    );
+
+    // 3. One prober per region.
+    let client = async_nats::connect(&nats_url)
+        .await
+        .context("connecting to NATS to watch for health events")?;
+    let subjects = config.nats.subjects();
+    for region in &config.prober.regions {
+        let mut sub = client.subscribe(subjects.health_region(region)).await?;
+        let mut prober = Command::new(&exe);
+        prober.arg("prober").args(&common).args([
+            "--region",
+            region,
+            "--vantage",
+            &format!("{region}-local"),
+        ]);
+        if !args.real_dns {
+            prober.args(["--resolver", &dns.to_string()]);
+        }
+        components.push(spawn(&format!("prober-{region}"), prober)?);
+        match tokio::time::timeout(args.ready_timeout, sub.next()).await {
+            Ok(Some(_)) => println!(
+                "[3/3] prober {region}: publishing health events on {}",
+                subjects.health_region(region)
+            ),
+            _ => bail!(
+                "prober for {region} published no health event within {:?}",
+                args.ready_timeout
+            ),
+        }
+        check_alive(components)?;
+    }
+    println!();
+    println!(
+        "  watch events:   regionguard tail --nats {nats_url} '{}'",
+        subjects.health_all()
+    );
+    println!("  inject a fault: regionguard fault inject --nats {nats_url} --region us-east-1 --service dynamodb --kind empty-answer --for 120s");
+    println!("  dashboard:      not part of this release yet (the gateway service comes next)");
+    Ok(())
+}
+
+/// The first configured server that accepts a TCP connection.
+async fn reachable_server(config: &Config) -> Option<String> {
+    for url in &config.nats.servers {
+        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
+            continue;
+        };
+        let target = format!("{}:{}", addr.host(), addr.port());
+        if let Ok(Ok(_)) = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(&target),
+        )
+        .await
+        {
+            return Some(url.clone());
+        }
+    }
+    None
+}
+
+async fn start_nats(
+    config: &Config,
+    state_dir: &std::path::Path,
+    components: &mut Vec<Component>,
+) -> anyhow::Result<String> {
+    // Start one only where the configuration expects a local server; a
+    // remote one that is down is the operator's to fix.
+    let first = config
+        .nats
+        .servers
+        .first()
+        .context("nats.servers is empty")?;
+    let addr = first
+        .parse::<async_nats::ServerAddr>()
+        .map_err(|e| anyhow::anyhow!("{first}: {e}"))?;
+    if !matches!(addr.host(), "127.0.0.1" | "localhost" | "::1" | "[::1]") {
+        bail!(
+            "no NATS server answers at {} and it is not on this machine: start it, or point nats.servers (or --nats) elsewhere",
+            config.nats.servers_for_log()
+        );
+    }
+    let port = addr.port();
+    let bin = [
+        "nats-server",
+        "/usr/sbin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok()
+    })
+    .context(
+        "no NATS server answers and nats-server is not installed: run scripts/install-deps.sh",
+    )?;
+    let store = state_dir.join("nats");
+    std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&store);
+    components.push(spawn("nats", cmd)?);
+    let url = format!("nats://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(url);
+        }
+        check_alive(components)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nats-server did not accept connections on {url} within 10s")
+}
+
+fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<Component> {
+    // Each child gets its own process group: a Ctrl-C in the terminal
+    // reaches only `up`, which then stops the services before NATS.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let prefix = format!("{name:>18} | ");
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{prefix}{line}");
+            }
+        });
+    }
+    Ok(Component {
+        name: name.to_owned(),
+        child,
+    })
+}
+
+fn check_alive(components: &mut [Component]) -> anyhow::Result<()> {
+    for c in components.iter_mut() {
+        if let Ok(Some(status)) = c.child.try_wait() {
+            bail!(
+                "{} exited during start-up ({status}); see its log lines above",
+                c.name
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn wait_dns_ready(
+    dns: SocketAddr,
+    timeout: Duration,
+    components: &mut [Component],
+) -> anyhow::Result<()> {
+    let engine = rg_prober::lookup::LookupEngine::new(dns, 1)
+        .await
+        .context("opening a DNS socket")?;
+    let query = rg_prober::lookup::PreparedQuery::new(
+        "dynamodb.us-east-1.amazonaws.com",
+        rg_prober::lookup::QueryKind::A,
+    )?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let outcome = engine.lookup(&query, Duration::from_millis(300)).await;
+        // Any answer (even NXDOMAIN for a region it does not simulate)
+        // means the server is up; only silence or a socket error does not.
+        use rg_proto::domain::LookupError;
+        if !matches!(outcome.error, Some(LookupError::Timeout | LookupError::Io)) {
+            return Ok(());
+        }
+        check_alive(components)?;
+        if tokio::time::Instant::now() > deadline {
+            bail!("the simulator did not answer DNS on {dns} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for Ctrl-C/SIGTERM, or for a component to exit on its own.
+async fn wait_for_stop(components: &mut [Component]) -> ExitCode {
+    let signal = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                return;
+            }
+        }
+        let _ignored = tokio::signal::ctrl_c().await;
+    };
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = &mut signal => {
+                println!("stopping regionguard...");
+                return ExitCode::SUCCESS;
+            }
+            _ = tick.tick() => {
+                for c in components.iter_mut() {
+                    if let Ok(Some(status)) = c.child.try_wait() {
+                        eprintln!("Error: {} exited unexpectedly ({status}); stopping everything", c.name);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stops the services (SIGTERM, so they drain: probers publish what they
+/// hold), then NATS last; SIGKILL for anything still running after a grace
+/// period.
+async fn stop_all(components: &mut Vec<Component>) {
+    let (nats, services): (Vec<Component>, Vec<Component>) =
+        components.drain(..).partition(|c| c.name == "nats");
+    for group in [services, nats] {
+        for c in &group {
+            if let Some(pid) = c.child.id() {
+                // nats-server exits 1 on SIGTERM but 0 on SIGINT, after the
+                // same clean shutdown; our services treat both alike.
+                let signal = if c.name == "nats" { "-INT" } else { "-TERM" };
+                let _ignored = std::process::Command::new("kill")
+                    .args([signal, &pid.to_string()])
+                    .status();
+            }
+        }
+        for mut c in group {
+            match tokio::time::timeout(Duration::from_secs(12), c.child.wait()).await {
+                Ok(Ok(status)) => println!("  stopped {} ({status})", c.name),
+                _ => {
+                    let _ignored = c.child.kill().await;
+                    println!("  killed {} (it did not stop within 12s)", c.name);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The `regionguard` binary as an operator uses it: config errors, tail and
+//! fault control.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rg_proto::v1::{HealthEvent, Status};
+use rg_testkit::{init_logging, NatsServer};
+
+use crate::harness::*;
+
+fn regionguard() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_regionguard"));
+    c.env_remove("RG_CONFIG")
+        .env_remove("RG_NATS_URL")
+        .env("RG_LOG", "warn");
+    c
+}
+
+fn run_with_config(args: &[&str], toml: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regionguard.toml");
+    std::fs::write(&path, toml).unwrap();
+    regionguard()
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_config_exits_2_and_names_each_bad_key() {
+    let cases = [
+        ("[prober]\nintervall = \"5s\"\n", "prober.intervall"),
+        ("[prober]\ninterval = \"-5s\"\n", "prober.interval"),
+        (
+            "[prober]\nresolvers = [\"300.1.1.1:53\"]\n",
+            "prober.resolvers[0]",
+        ),
+        (
+            "[nats]\nservers = [\"nats://127.0.0.1:4222\"]\nbogus = true\n",
+            "nats.bogus",
+        ),
+    ];
+    for (toml, key) in cases {
+        for command in [
+            &["check-config"][..],
+            &["prober", "--region", "us-east-1"][..],
+        ] {
+            let out = run_with_config(command, toml);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command:?} with {toml:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains(key),
+                "{command:?}: stderr does not name {key}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_bad_key_is_reported_at_once() {
+    let out = run_with_config(
+        &["check-config"],
+        "[prober]\ninterval = \"0s\"\nresolvers = [\"nope\"]\nconcurrency = 0\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for key in [
+        "prober.interval",
+        "prober.resolvers[0]",
+        "prober.concurrency",
+    ] {
+        assert!(stderr.contains(key), "missing {key}: {stderr}");
+    }
+}
+
+#[test]
+fn the_documented_example_config_is_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/config/regionguard.toml"
+    );
+    let out = regionguard()
+        .args(["check-config", "--config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = regionguard().arg("check-config").output().unwrap();
+    assert!(
+        out.status.success(),
+        "built-in defaults: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_each_message_as_a_json_line() {
+    init_logging();
+    let server = NatsServer::start();
+    let nats = nats_config(&server.url());
+    // Streams must exist for the JetStream publish below.
+    let token = tokio_util::sync::CancellationToken::new();
+    let bus = rg_bus::Bus::connect(&nats, "e2e-tail", &token)
+        .await
+        .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args([
+            "tail",
+            "rg.health.>",
+            "--count",
+            "2",
+            "--nats",
+            &server.url(),
+        ])
+        .env("RG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // tail says so on stderr once subscribed; publish until it has printed.
+    let event = HealthEvent {
+        region: "eu-west-1".into(),
+        service: "s3".into(),
+        status: Status::Warning as i32,
+        response_time_us: 150_000,
+        ..Default::default()
+    };
+    let publisher = tokio::spawn(async move {
+        for _ in 0..50 {
+            let _ignored = bus
+                .publisher
+                .publish("rg.health.eu-west-1.s3".into(), &event, None)
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    publisher.abort();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0]["subject"], "rg.health.eu-west-1.s3");
+    assert_eq!(lines[0]["type"], "HealthEvent");
+    assert_eq!(lines[0]["message"]["status"], "STATUS_WARNING");
+    assert_eq!(lines[0]["message"]["response_time_us"], "150000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_cli_injects_lists_and_clears() {
+    init_logging();
+    let server = NatsServer::start();
+    let nats = nats_config(&server.url());
+    let (_dns, simulator) = start_simulator(&nats).await;
+    let url = server.url();
+    let cli = move |args: &[&str]| {
+        let out = regionguard()
+            .args(args)
+            .args(["--nats", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The simulator subscribes right after start; retry briefly until it answers.
+    let mut inject = (None, String::new(), String::new());
+    for _ in 0..50 {
+        inject = tokio::task::block_in_place(|| {
+            cli(&[
+                "fault",
+                "inject",
+                "--region",
+                "us-east-1",
+                "--service",
+                "dynamodb",
+                "--kind",
+                "empty-answer",
+                "--for",
+                "120s",
+            ])
+        });
+        if inject.0 == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inject.0, Some(0), "{inject:?}");
+    assert!(
+        inject.1.contains("us-east-1/dynamodb") && inject.1.contains("empty-answer"),
+        "{inject:?}"
+    );
+    assert!(inject.1.contains("expires in"), "{inject:?}");
+
+    let bad = tokio::task::block_in_place(|| {
+        cli(&[
+            "fault",
+            "inject",
+            "--region",
+            "us-east-1",
+            "--kind",
+            "explode",
+        ])
+    });
+    assert_eq!(bad.0, Some(2), "{bad:?}");
+    assert!(bad.2.contains("explode"), "{bad:?}");
+
+    let list = tokio::task::block_in_place(|| cli(&["fault", "list", "--json"]));
+    let reply: serde_json::Value = serde_json::from_str(&list.1).unwrap();
+    assert_eq!(reply["active"].as_array().unwrap().len(), 1, "{list:?}");
+
+    let clear = tokio::task::block_in_place(|| cli(&["fault", "clear", "--all"]));
+    assert_eq!(clear.0, Some(0), "{clear:?}");
+    assert!(clear.1.contains("no active faults"), "{clear:?}");
+    simulator.stop().await;
+}
+
+#[test]
+fn fault_cli_without_a_simulator_says_what_to_start() {
+    let server = NatsServer::start();
+    let out = regionguard()
+        .args(["fault", "list", "--nats", &server.url()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("regionguard simulator"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_system_and_stops_everything_it_started() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    init_logging();
+    let nats_port = rg_testkit::free_port();
+    let dns_port = rg_testkit::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("regionguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nservers = [\"nats://127.0.0.1:{nats_port}\"]\n\
+             [prober]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+             [simulator]\nlisten = \"127.0.0.1:{dns_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("up.log");
+    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .arg("up")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env_remove("RG_CONFIG")
+        .env_remove("RG_NATS_URL")
+        .env("RG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            let done = line.contains("regionguard is up");
+            printed.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(ready, Ok(true)),
+        "up did not come up:\n{}\n--- stderr ---\n{}",
+        printed.join("\n"),
+        rg_testkit::tail(&log, 40)
+    );
+    let text = printed.join("\n");
+    assert!(text.contains("started nats-server -js"), "{text}");
+    assert!(
+        text.contains("prober us-east-1: publishing")
+            && text.contains("prober eu-west-1: publishing"),
+        "{text}"
+    );
+
+    // Health events of both regions are flowing through the NATS it started.
+    let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("rg.health.>").await.unwrap();
+    let mut regions = std::collections::BTreeSet::new();
+    while regions.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut sub))
+            .await
+            .expect("health events within 10s")
+            .unwrap();
+        let e = <HealthEvent as prost::Message>::decode(m.payload.as_ref()).unwrap();
+        regions.insert(e.region);
+    }
+    drop(sub);
+    drop(client);
+
+    // SIGTERM stops every service, then NATS, and up exits 0.
+    let pid = up.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(40), up.wait())
+        .await
+        .expect("up stops within 40s")
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = stdout.next_line().await {
+        rest.push(line);
+    }
+    let rest = rest.join("\n");
+    assert!(status.success(), "{status}: {rest}");
+    for name in ["simulator", "prober-us-east-1", "prober-eu-west-1", "nats"] {
+        assert!(
+            rest.contains(&format!("stopped {name} (exit status: 0)")),
+            "{name} not stopped cleanly:\n{rest}"
+        );
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err(),
+        "nats-server still running"
+    );
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", dns_port)).is_ok(),
+        "the simulator still holds its port"
+    );
+}

@@ -1,0 +1,227 @@
+//! Shared setup for the e2e tests: a running simulator, probers, a decoding
+//! consumer of the health stream, and fault requests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prost::Message;
+use rg_bus::NatsConfig;
+use rg_proto::v1::{
+    fault_request::Action, FaultKind, FaultReply, FaultRequest, FaultSpec, HealthEvent,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// NATS config pointing at a test server.
+pub(crate) fn nats_config(url: &str) -> NatsConfig {
+    let mut c = NatsConfig::default().with_servers([url]);
+    c.request_timeout = Duration::from_secs(2);
+    c.connect_timeout = Duration::from_secs(1);
+    c
+}
+
+/// A service task with its own shutdown token.
+pub(crate) struct Running {
+    pub(crate) token: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn new(token: CancellationToken, task: JoinHandle<anyhow::Result<()>>) -> Self {
+        Self {
+            token,
+            task: Some(task),
+        }
+    }
+
+    /// Cancels and waits (bounded) for a clean return.
+    pub(crate) async fn stop(mut self) {
+        self.token.cancel();
+        let Some(task) = self.task.take() else { return };
+        match tokio::time::timeout(Duration::from_secs(15), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => panic!("service returned an error on shutdown: {e:#}"),
+            Ok(Err(e)) => panic!("service task panicked: {e}"),
+            Err(_) => panic!("service did not stop within 15s of shutdown"),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// Starts the simulator in-process on a free port; returns its DNS address.
+pub(crate) async fn start_simulator(nats: &NatsConfig) -> (SocketAddr, Running) {
+    start_simulator_with(nats, rg_simulator::Config::default()).await
+}
+
+/// Starts a simulator with `config` (its listen address replaced by a free
+/// port); returns its DNS address.
+pub(crate) async fn start_simulator_with(
+    nats: &NatsConfig,
+    config: rg_simulator::Config,
+) -> (SocketAddr, Running) {
+    let config = rg_simulator::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    let sim = rg_simulator::Simulator::bind(&config)
+        .await
+        .expect("bind simulator");
+    let addr = sim.dns_addr();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(sim.run(nats.clone(), token.clone()));
+    (addr, Running::new(token, task))
+}
+
+/// A prober config for `region` probing through `resolver` every `interval`.
+pub(crate) fn prober_config(
+    region: &str,
+    resolver: SocketAddr,
+    interval: Duration,
+) -> rg_prober::Config {
+    rg_prober::Config {
+        region: Some(region.into()),
+        vantage: Some(format!("{region}-test")),
+        resolvers: vec![resolver.to_string()],
+        interval,
+        timeout: interval.mul_f32(0.4),
+        ..Default::default()
+    }
+}
+
+/// Starts a prober in-process.
+pub(crate) fn start_prober(config: rg_prober::Config, nats: &NatsConfig) -> Running {
+    let token = CancellationToken::new();
+    let task = tokio::spawn(rg_prober::run(config, nats.clone(), token.clone()));
+    Running::new(token, task)
+}
+
+/// Health events as decoded by a durable JetStream consumer of the
+/// health stream (so what arrives here was stored in RG_HEALTH).
+pub(crate) struct HealthFeed {
+    rx: mpsc::UnboundedReceiver<HealthEvent>,
+    _task: JoinHandle<()>,
+}
+
+impl HealthFeed {
+    /// Opens a durable consumer on `<p>.health.>` (waits for the streams).
+    pub(crate) async fn open(nats: &NatsConfig, durable: &str) -> Self {
+        let token = CancellationToken::new();
+        let bus = rg_bus::Bus::connect(nats, "e2e-feed", &token)
+            .await
+            .expect("bus");
+        let spec = rg_bus::consume::ConsumerSpec::new(
+            bus.subjects.stream(rg_bus::Stream::Health),
+            durable,
+            bus.subjects.health_all(),
+        );
+        let consumer = rg_bus::consume::durable(&bus.js, &spec)
+            .await
+            .expect("durable consumer");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dead = bus.dead_letter(durable);
+        let task = tokio::spawn(async move {
+            let _ignored =
+                rg_bus::consume::run::<HealthEvent, _, _>(consumer, dead, token, |event, _| {
+                    let _ignored = tx.send(event);
+                    std::future::ready(rg_bus::consume::Outcome::Handled)
+                })
+                .await;
+        });
+        Self { rx, _task: task }
+    }
+
+    /// Waits for the first event matching `pred`; panics after `deadline`
+    /// with the last event seen.
+    pub(crate) async fn wait_for(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        mut pred: impl FnMut(&HealthEvent) -> bool,
+    ) -> HealthEvent {
+        let mut last: Option<HealthEvent> = None;
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let next = tokio::time::timeout_at(end, self.rx.recv()).await;
+            match next {
+                Ok(Some(e)) if pred(&e) => return e,
+                Ok(Some(e)) => last = Some(e),
+                Ok(None) => panic!("health feed closed while waiting for {what}"),
+                Err(_) => {
+                    panic!("no event for {what} within {deadline:?}; last event seen: {last:?}")
+                }
+            }
+        }
+    }
+
+    /// The next event, or `None` when none arrives within `quiet`.
+    pub(crate) async fn next_within(&mut self, quiet: Duration) -> Option<HealthEvent> {
+        tokio::time::timeout(quiet, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Sends a fault request to the simulator over NATS.
+pub(crate) async fn fault_request(client: &async_nats::Client, action: Action) -> FaultReply {
+    let reply = client
+        .request(
+            "rg.sim.faults",
+            FaultRequest {
+                action: Some(action),
+            }
+            .encode_to_vec()
+            .into(),
+        )
+        .await
+        .expect("fault request answered");
+    FaultReply::decode(reply.payload.as_ref()).expect("fault reply decodes")
+}
+
+/// Injects a fault on one service of one region.
+pub(crate) async fn inject(
+    client: &async_nats::Client,
+    region: &str,
+    service: &str,
+    kind: FaultKind,
+    latency_ms: u32,
+) -> FaultReply {
+    let reply = fault_request(
+        client,
+        Action::Inject(FaultSpec {
+            region: region.into(),
+            service: service.into(),
+            kind: kind as i32,
+            latency_ms,
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert!(reply.error.is_empty(), "inject refused: {}", reply.error);
+    reply
+}
+
+/// Clears every fault.
+pub(crate) async fn clear_all(client: &async_nats::Client) {
+    let reply = fault_request(client, Action::Clear(FaultSpec::default())).await;
+    assert!(reply.error.is_empty(), "clear refused: {}", reply.error);
+    assert!(
+        reply.active.is_empty(),
+        "faults left after clear: {:?}",
+        reply.active
+    );
+}
+
+/// Wall clock in unix ms.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,179 @@
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{find_program, tail};
+
+/// A `nats-server -js` of the test's own: loopback only, random port, its
+/// own store directory. Killed and cleaned up on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    extra_config: Option<String>,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream and a file store; returns when it
+    /// accepts connections.
+    pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// Starts a server with extra configuration (e.g. an `authorization` or
+    /// `accounts` block) appended to the generated config file.
+    pub fn start_with_config(extra: &str) -> Self {
+        Self::start_inner(Some(extra.to_owned()))
+    }
+
+    fn start_inner(extra_config: Option<String>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rg-nats-")
+            .tempdir()
+            .expect("tempdir for nats-server");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            extra_config,
+        };
+        server.spawn();
+        server
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
+    }
+
+    fn spawn(&mut self) {
+        let bin = find_program("nats-server")
+            .expect("nats-server not found: run scripts/install-deps.sh");
+        let store = self.dir.path().join("store");
+        // Port -1 makes the server pick a free port (no race with other
+        // tests); we read it back from the log. A restart reuses it.
+        let port = if self.port == 0 {
+            "-1".to_owned()
+        } else {
+            self.port.to_string()
+        };
+        let conf = self.dir.path().join("nats.conf");
+        let body = format!(
+            "jetstream {{ store_dir: {:?} }}\n{}\n",
+            store.display().to_string(),
+            self.extra_config.clone().unwrap_or_default()
+        );
+        std::fs::write(&conf, body).expect("write nats.conf");
+        // Truncate the log so readiness is read from this run only.
+        let _ignored = std::fs::remove_file(self.log_path());
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port, "-c"])
+            .arg(&conf)
+            .arg("-l")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        self.port = self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) -> u16 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            if log.contains("Server is ready") {
+                let port = log
+                    .lines()
+                    .find_map(|l| l.split("Listening for client connections on ").nth(1))
+                    .and_then(|a| a.trim().rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                    .expect("client port in nats-server log");
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return port;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "nats-server exited with {status}:\n{}",
+                    tail(&self.log_path(), 30)
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "nats-server not ready after 15s:\n{}",
+                    tail(&self.log_path(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The store directory (survives `stop`/`start`).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s). The store stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server is running");
+        self.spawn();
+    }
+
+    /// Stops and starts again.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// The tail of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path(), lines)
+    }
+}
+
+pub(crate) fn terminate(child: &mut Child) {
+    let pid = child.id().to_string();
+    let _ignored = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ignored = child.kill();
+    let _ignored = child.wait();
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- nats-server log (tail) ---\n{}", self.log_tail(20));
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ignored = child.kill();
+            let _ignored = child.wait();
+        }
+    }
+}
