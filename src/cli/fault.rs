@@ -180,7 +180,7 @@ pub(crate) async fn send(
     subject: &str,
     request: &FaultRequest,
 ) -> Result<FaultReply, String> {
-    let client = rg_bus::connect::connect(nats, "regionguard-fault")
+    let client = rg_bus::connect::connect_once(nats, "regionguard-fault")
         .await
         .map_err(|e| e.to_string())?;
     let answer = tokio::time::timeout(

@@ -34,7 +34,7 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
     };
     let subjects = config.nats.subjects();
     let subject = args.subject.unwrap_or_else(|| subjects.all());
-    let client = match rg_bus::connect::connect(&config.nats, "regionguard-tail").await {
+    let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-tail").await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");

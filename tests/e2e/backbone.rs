@@ -443,3 +443,38 @@ async fn services_starting_together_provision_the_streams_without_conflict() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_used_and_a_refusal_is_a_clear_error() {
+    init_logging();
+    let server =
+        NatsServer::start_with_config("authorization { user: prober, password: \"s3cret pass\" }");
+    let mut nats = nats_config(&server.url());
+    nats.user = Some("prober".into());
+    nats.password = Some("s3cret pass".into());
+    let (dns, simulator) = start_simulator(&nats).await;
+    let prober = start_prober(prober_config("us-east-1", dns, INTERVAL), &nats);
+    let mut feed = HealthFeed::open(&nats, "e2e-auth").await;
+    let e = feed
+        .wait_for("an event through an authenticated connection", WAIT, |_| {
+            true
+        })
+        .await;
+    assert_eq!(e.region, "us-east-1");
+    prober.stop().await;
+    simulator.stop().await;
+
+    // A wrong password: the prober stops at once and says why, rather than
+    // retrying forever.
+    nats.password = Some("wrong".into());
+    let failed = start_prober(prober_config("us-east-1", dns, INTERVAL), &nats);
+    let error = failed
+        .finished_within(Duration::from_secs(10))
+        .await
+        .expect_err("a refused prober fails");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("refused") && text.contains("nats.user/password"),
+        "{text}"
+    );
+}

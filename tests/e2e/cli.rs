@@ -9,6 +9,8 @@ use rg_testkit::{init_logging, NatsServer};
 
 use crate::harness::*;
 
+const WAIT_LONG: Duration = Duration::from_secs(20);
+
 fn regionguard() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_regionguard"));
     c.env_remove("RG_CONFIG")
@@ -358,4 +360,82 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         std::net::UdpSocket::bind(("127.0.0.1", dns_port)).is_ok(),
         "the simulator still holds its port"
     );
+}
+
+/// One HTTP/1.0 GET on loopback; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prober_process_serves_metrics_and_drains_on_sigterm() {
+    init_logging();
+    let server = NatsServer::start();
+    let nats = nats_config(&server.url());
+    let (dns, simulator) = start_simulator(&nats).await;
+    let metrics_port = rg_testkit::free_port();
+    let mut feed = HealthFeed::open(&nats, "e2e-process").await;
+    let mut prober = tokio::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args([
+            "prober",
+            "--region",
+            "us-west-2",
+            "--vantage",
+            "usw2-proc",
+            "--interval",
+            "1s",
+        ])
+        .args(["--resolver", &dns.to_string(), "--nats", &server.url()])
+        .env("RG_PROBER__TIMEOUT", "300ms")
+        .env(
+            "RG_PROBER__METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .env("RG_LOG", "warn")
+        .env_remove("RG_CONFIG")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    feed.wait_for("an event from the prober process", WAIT_LONG, |e| {
+        e.vantage == "usw2-proc"
+    })
+    .await;
+
+    let metrics = tokio::task::spawn_blocking(move || http_get(metrics_port, "/metrics"))
+        .await
+        .unwrap();
+    for name in [
+        "regionguard_prober_lookups_total{",
+        "regionguard_prober_lookup_duration_seconds_bucket{",
+        "regionguard_prober_events_published_total",
+        "regionguard_nats_events_total{",
+        "regionguard_up{service=\"prober\"} 1",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+    let health = tokio::task::spawn_blocking(move || http_get(metrics_port, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.trim(), "ok");
+
+    let pid = prober.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(15), prober.wait())
+        .await
+        .expect("stops within 15s")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    simulator.stop().await;
 }

@@ -48,6 +48,19 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Waits for the service to end by itself (without cancelling it) and
+    /// returns its result; panics if it is still running after `deadline`.
+    pub(crate) async fn finished_within(mut self, deadline: Duration) -> anyhow::Result<()> {
+        let task = self.task.take().expect("task");
+        match tokio::time::timeout(deadline, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => panic!("service task panicked: {e}"),
+            Err(_) => panic!("service still running after {deadline:?}"),
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.token.cancel();

@@ -1,14 +1,15 @@
 //! NATS connection: the `[nats]` config section and [`connect`].
 //!
-//! The client is created with `retry_on_initial_connect`, so a service whose
-//! NATS is not up yet starts anyway, logs that it is waiting, and connects
-//! (with async-nats' backoff) once the server appears. Reconnects after a
-//! loss are automatic and unlimited; each one is logged and counted.
+//! [`connect`] waits (with backoff, logging) while no server answers, so a
+//! service whose NATS is not up yet starts anyway and connects once the
+//! server appears; refused credentials stop it at once with a clear error.
+//! Reconnects after a loss are automatic and unlimited; each one is logged
+//! and counted.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, ServerAddr};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, ServerAddr};
 use serde::Deserialize;
 
 use crate::config::{Problems, Validate};
@@ -292,9 +293,17 @@ pub enum ConnectError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// async-nats refused the options.
-    #[error("connecting to NATS at {servers}: {source}")]
-    Nats {
+    /// The server refused us (credentials, TLS): retrying will not help.
+    #[error("NATS at {servers} refused the connection: {source} (check nats.user/password, token, credentials_file and tls)")]
+    Refused {
+        /// The servers, credentials masked.
+        servers: String,
+        /// The client's error.
+        source: async_nats::ConnectError,
+    },
+    /// No server answered (one attempt).
+    #[error("cannot reach NATS at {servers}: {source}")]
+    Unreachable {
         /// The servers, credentials masked.
         servers: String,
         /// The client's error.
@@ -302,13 +311,55 @@ pub enum ConnectError {
     },
 }
 
-/// Connects to NATS as `name` (shown in the server's connection list).
-///
-/// Returns at once even when no server answers yet: the client retries with
-/// backoff, and every connect, disconnect and reconnect is logged and
-/// counted in `regionguard_nats_events_total{event}`.
+/// Connects to NATS as `name` (shown in the server's connection list),
+/// waiting while no server answers: attempts are retried with backoff (up
+/// to 5 s apart) and logged. Refused credentials or a broken TLS setup end
+/// the wait at once with [`ConnectError::Refused`]: retrying cannot help.
+/// Once connected, reconnects are automatic and unlimited; every connect,
+/// disconnect and reconnect is logged and counted in
+/// `regionguard_nats_events_total{event}`. Wrap the call in a `select!` with
+/// a shutdown signal to stop waiting.
 pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
+    let servers = config.servers_for_log();
+    tracing::info!(servers = %servers, name, "connecting to NATS (waits and retries while no server answers)");
+    let mut delay = Duration::from_millis(250);
+    let mut attempts = 0u32;
+    loop {
+        match connect_once(config, name).await {
+            Ok(client) => return Ok(client),
+            Err(ConnectError::Unreachable { servers, source }) => {
+                attempts += 1;
+                // Log the first failure and then every tenth, not each one.
+                if attempts == 1 || attempts % 10 == 0 {
+                    tracing::warn!(servers = %servers, error = %source, attempts, retry_in = ?delay, "NATS is not reachable yet; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One connection attempt: [`ConnectError::Unreachable`] when no server
+/// answers (for command-line tools that should not wait).
+pub async fn connect_once(config: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
     let addrs = config.server_addrs().map_err(ConnectError::BadAddress)?;
+    let servers = config.servers_for_log();
+    let options = options(config, name).await?;
+    options
+        .connect(addrs)
+        .await
+        .map_err(|source| match source.kind() {
+            ConnectErrorKind::AuthorizationViolation
+            | ConnectErrorKind::Authentication
+            | ConnectErrorKind::Tls
+            | ConnectErrorKind::ServerParse => ConnectError::Refused { servers, source },
+            _ => ConnectError::Unreachable { servers, source },
+        })
+}
+
+async fn options(config: &NatsConfig, name: &str) -> Result<ConnectOptions, ConnectError> {
     let mut options = ConnectOptions::new();
     if let Some(path) = &config.credentials_file {
         options =
@@ -332,15 +383,13 @@ pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectE
     if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    let servers = config.servers_for_log();
-    let log_servers = servers.clone();
+    let log_servers = config.servers_for_log();
     let service = name.to_owned();
-    options = options
+    Ok(options
         .name(name)
         .require_tls(config.tls.required)
         .connection_timeout(config.connect_timeout)
         .request_timeout(Some(config.request_timeout))
-        .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
@@ -354,12 +403,7 @@ pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectE
                 }
                 .emit()
             }
-        });
-    tracing::info!(servers = %servers, name, "connecting to NATS (waits and retries while no server answers)");
-    options
-        .connect(addrs)
-        .await
-        .map_err(|source| ConnectError::Nats { servers, source })
+        }))
 }
 
 /// Backoff between reconnect attempts: 0 for the first, then doubling from

@@ -83,7 +83,11 @@ impl Bus {
         name: &str,
         shutdown: &CancellationToken,
     ) -> Result<Self, BusError> {
-        let client = connect::connect(nats, name).await?;
+        let client = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(BusError::Cancelled),
+            c = connect::connect(nats, name) => c?,
+        };
         let mut js = jetstream::new(client.clone());
         js.set_timeout(nats.request_timeout);
         let mut delay = Duration::from_millis(250);

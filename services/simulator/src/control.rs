@@ -26,7 +26,11 @@ pub(crate) async fn serve_requests(
     nats: NatsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = rg_bus::connect::connect(&nats, "regionguard-simulator").await?;
+    let client = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(()),
+        c = rg_bus::connect::connect(&nats, "regionguard-simulator") => c?,
+    };
     let subject = nats.subjects().sim_faults();
     let mut requests = client.subscribe(subject.clone()).await?;
     tracing::info!(%subject, "accepting fault requests");
