@@ -104,7 +104,14 @@ impl Globals {
 
 /// Runs the command and returns the process exit code.
 pub(crate) async fn run(cli: Cli) -> ExitCode {
-    telemetry::init(cli.log_format);
+    // Services log their work at info; tools print their results and log
+    // only what went wrong.
+    let service = matches!(cli.command, Command::Prober(_) | Command::Simulator(_));
+    if service {
+        telemetry::init(cli.log_format);
+    } else {
+        telemetry::init_with_default(cli.log_format, "warn");
+    }
     let globals = Globals {
         config: cli.config,
         nats: cli.nats,

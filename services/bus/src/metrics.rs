@@ -207,6 +207,8 @@ impl NatsEvent<'_> {
                     "disconnected from NATS; reconnecting with backoff"
                 )
             }
+            // Closing is what shutdown does.
+            Event::Closed => tracing::debug!(servers = self.servers, "NATS connection closed"),
             other => tracing::warn!(servers = self.servers, event = %other, "NATS event"),
         }
     }

@@ -34,11 +34,22 @@ pub const DEFAULT_FILTER: &str =
 /// Installs the global subscriber, writing to stderr. A second call (tests
 /// running several services in one process) keeps the first subscriber.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("RG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, DEFAULT_FILTER);
+}
+
+/// As [`init`], with another filter when `RG_LOG` is not set (command-line
+/// tools use `warn`: their output is what the user asked for, not logs).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_env("RG_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colours only on a terminal: `regionguard up` pipes its services'
+    // output, and log files should not hold escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     // An error here only means a subscriber is already installed.
     let _ignored = match format {
         LogFormat::Human => builder.try_init(),
