@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what regionguard's local run and tests need, from Debian's
-# packages, when it is missing: nats-server (the bus), unbound (a DNS server
-# regionguard did not write, for tests) and dnsperf (the benchmark's peer).
+# Installs what regionguard's local run and tests need when it is missing:
+# from Debian's packages nats-server (the bus), unbound (a DNS server
+# regionguard did not write, for tests) and dnsperf (the benchmark's peer);
+# from PyPI scikit-learn (the anomaly model's reference).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -23,8 +24,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# scikit-learn: the reference the Isolation Forest is compared with.
+if ! python3 -c "import sklearn" >/dev/null 2>&1; then
+  echo "install-deps: installing scikit-learn with pip"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore scikit-learn
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-echo "install-deps: nats-server, unbound, dnsperf and cargo are present"
+echo "install-deps: nats-server, unbound, dnsperf, scikit-learn and cargo are present"

@@ -14,3 +14,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== Isolation Forest against scikit-learn (ROC AUC within 0.02)"
+python3 scripts/compare_sklearn.py --bin target/debug/regionguard

@@ -112,7 +112,9 @@ name_type!(
 
 /// Health status of an endpoint; ordered from best to worst, so `max` is the
 /// worst of several.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Within the healthy threshold.

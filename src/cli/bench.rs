@@ -19,6 +19,25 @@ pub(crate) enum BenchCommand {
     /// Probe one resolver flat out (or at --rate) and report probes per
     /// second, lookup latency, CPU and memory.
     Probe(ProbeArgs),
+    /// Fit the Isolation Forest on a numeric CSV and score every row; report
+    /// the time of each and the peak memory (see scripts/bench_forest.py).
+    Forest(ForestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForestArgs {
+    /// Numeric CSV with a header row.
+    #[arg(long, value_name = "FILE")]
+    input: std::path::PathBuf,
+    /// Columns to leave out (e.g. a label), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    ignore: Vec<String>,
+    /// Score on the calling thread only (default: every core).
+    #[arg(long)]
+    single_thread: bool,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +76,10 @@ pub(crate) struct ProbeArgs {
 }
 
 pub(crate) async fn run(globals: Globals, command: BenchCommand) -> ExitCode {
-    let BenchCommand::Probe(args) = command;
+    let args = match command {
+        BenchCommand::Probe(args) => args,
+        BenchCommand::Forest(args) => return forest(args),
+    };
     let config = match globals.load(Vec::new()) {
         Ok(c) => c,
         Err(e) => return super::config_error(&e),
@@ -177,4 +199,31 @@ fn print_report(r: &BenchReport) {
         "memory             {} KiB resident, {} KiB peak",
         r.rss_kib, r.peak_rss_kib
     );
+}
+
+fn forest(args: ForestArgs) -> ExitCode {
+    let file = match std::fs::File::open(&args.input) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            eprintln!("Error: cannot read {}: {e}", args.input.display());
+            return ExitCode::from(2);
+        }
+    };
+    let x = match rg_detector::bench::read_matrix(file, &args.ignore) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("Error: {}: {e}", args.input.display());
+            return ExitCode::from(2);
+        }
+    };
+    match rg_detector::bench::forest(&x, !args.single_thread, args.seed) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

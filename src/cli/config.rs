@@ -14,6 +14,8 @@ pub(crate) struct Config {
     pub(crate) prober: rg_prober::Config,
     /// `[simulator]`.
     pub(crate) simulator: rg_simulator::Config,
+    /// `[detector]`.
+    pub(crate) detector: rg_detector::Config,
 }
 
 impl Validate for Config {
@@ -21,5 +23,6 @@ impl Validate for Config {
         p.section("nats", &self.nats);
         p.section("prober", &self.prober);
         p.section("simulator", &self.simulator);
+        p.section("detector", &self.detector);
     }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod check_config;
 mod config;
 mod fault;
+mod replay;
 mod services;
 mod tail;
 mod up;
@@ -61,13 +62,19 @@ enum Command {
     Prober(services::ProberArgs),
     /// Serve AWS-style DNS names for simulated regions, with fault injection.
     Simulator(services::SimulatorArgs),
+    /// Raise threshold alerts (agreed across vantage points) and anomaly
+    /// alerts from the health events.
+    Detector(services::DetectorArgs),
+    /// Score recorded health checks (CSV) with the detector's anomaly model.
+    Replay(replay::ReplayArgs),
     /// Print messages from the bus as JSON lines (default subject `rg.>`).
     Tail(tail::TailArgs),
     /// Inject, clear or list faults in a running simulator.
     #[command(subcommand)]
     Fault(fault::FaultCommand),
     /// Run the whole system locally: NATS (the configured server, or one
-    /// started here), the DNS simulator and a prober per region.
+    /// started here), the DNS simulator, a prober per region and the
+    /// detector.
     Up(up::UpArgs),
     /// Measure the prober against a DNS server (see scripts/bench.sh).
     #[command(subcommand)]
@@ -106,7 +113,10 @@ impl Globals {
 pub(crate) async fn run(cli: Cli) -> ExitCode {
     // Services log their work at info; tools print their results and log
     // only what went wrong.
-    let service = matches!(cli.command, Command::Prober(_) | Command::Simulator(_));
+    let service = matches!(
+        cli.command,
+        Command::Prober(_) | Command::Simulator(_) | Command::Detector(_)
+    );
     if service {
         telemetry::init(cli.log_format);
     } else {
@@ -119,6 +129,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Prober(args) => services::prober(globals, args).await,
         Command::Simulator(args) => services::simulator(globals, args).await,
+        Command::Detector(args) => services::detector(globals, args).await,
+        Command::Replay(args) => replay::run(globals, args),
         Command::Tail(args) => tail::run(globals, args).await,
         Command::Fault(cmd) => fault::run(globals, cmd).await,
         Command::Up(args) => up::run(globals, args).await,

@@ -91,3 +91,38 @@ pub(crate) async fn simulator(globals: Globals, args: SimulatorArgs) -> ExitCode
     )
     .await
 }
+
+/// `regionguard detector`.
+#[derive(Debug, Args)]
+pub(crate) struct DetectorArgs {
+    /// Regions to handle, repeatable (overrides `detector.regions`; default
+    /// all), so several detectors can split the regions.
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// Anomaly mode: baseline or batch (overrides `detector.anomaly.mode`).
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+}
+
+pub(crate) async fn detector(globals: Globals, args: DetectorArgs) -> ExitCode {
+    let mut overrides = Vec::new();
+    if !args.regions.is_empty() {
+        let list = args
+            .regions
+            .iter()
+            .map(|r| quoted(r))
+            .collect::<Vec<_>>()
+            .join(", ");
+        overrides.push(("RG_DETECTOR__REGIONS".into(), format!("[{list}]")));
+    }
+    if let Some(m) = args.mode {
+        overrides.push(("RG_DETECTOR__ANOMALY__MODE".into(), quoted(&m)));
+    }
+    rg_bus::service::main(
+        "detector",
+        || globals.load(overrides),
+        |c| c.detector.metrics_listen,
+        |c, shutdown| rg_detector::run(c.detector, c.nats, shutdown),
+    )
+    .await
+}

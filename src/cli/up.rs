@@ -2,9 +2,10 @@
 //!
 //! 1. NATS: the configured server if it answers, else a `nats-server -js`
 //!    started here with its state in `<state-dir>/nats`.
-//! 2. The DNS simulator, then one prober per configured region, each a
-//!    child process of this one (`regionguard simulator`, `regionguard
-//!    prober --region R`), their log lines prefixed with their name.
+//! 2. The DNS simulator, then one prober per configured region, then the
+//!    detector, each a child process of this one (`regionguard simulator`,
+//!    `regionguard prober --region R`, `regionguard detector`), their log
+//!    lines prefixed with their name.
 //! 3. Waits for each to be ready (the simulator answers DNS; each prober's
 //!    first health event arrives), printing progress.
 //! 4. Ctrl-C (or SIGTERM) stops every child with SIGTERM, waits for them,
@@ -74,13 +75,13 @@ async fn start_all(
     // 1. NATS.
     let nats_url = match reachable_server(config).await {
         Some(url) => {
-            println!("[1/3] NATS: using the server at {url}");
+            println!("[1/4] NATS: using the server at {url}");
             url
         }
         None => {
             let url = start_nats(config, &args.state_dir, components).await?;
             println!(
-                "[1/3] NATS: started nats-server -js at {url} (state in {})",
+                "[1/4] NATS: started nats-server -js at {url} (state in {})",
                 args.state_dir.join("nats").display()
             );
             url
@@ -99,7 +100,7 @@ async fn start_all(
     components.push(spawn("simulator", sim)?);
     wait_dns_ready(dns, args.ready_timeout, components).await?;
     println!(
-        "[2/3] simulator: answering DNS on {dns} for {} regions x {} services",
+        "[2/4] simulator: answering DNS on {dns} for {} regions x {} services",
         config.simulator.regions.len(),
         config.simulator.services.len()
     );
@@ -124,7 +125,7 @@ async fn start_all(
         components.push(spawn(&format!("prober-{region}"), prober)?);
         match tokio::time::timeout(args.ready_timeout, sub.next()).await {
             Ok(Some(_)) => println!(
-                "[3/3] prober {region}: publishing health events on {}",
+                "[3/4] prober {region}: publishing health events on {}",
                 subjects.health_region(region)
             ),
             _ => bail!(
@@ -134,7 +135,41 @@ async fn start_all(
         }
         check_alive(components)?;
     }
+
+    // 4. The detector: ready once its durable consumer exists.
+    let mut detector = Command::new(&exe);
+    detector.arg("detector").args(&common);
+    components.push(spawn("detector", detector)?);
+    let js = async_nats::jetstream::new(client.clone());
+    let health = subjects.stream(rg_bus::Stream::Health);
+    let durable = match config.detector.regions.first() {
+        Some(region) => format!("{}-{region}", config.detector.durable),
+        None => config.detector.durable.clone(),
+    };
+    let deadline = tokio::time::Instant::now() + args.ready_timeout;
+    loop {
+        let found = match js.get_stream(&health).await {
+            Ok(stream) => stream.consumer_info(&durable).await.is_ok(),
+            Err(_) => false,
+        };
+        if found {
+            break;
+        }
+        check_alive(components)?;
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the detector did not open its consumer within {:?}",
+                args.ready_timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("[4/4] detector: alerts on {}", subjects.alerts_all());
     println!();
+    println!(
+        "  watch alerts:   regionguard tail --nats {nats_url} '{}'",
+        subjects.alerts_all()
+    );
     println!(
         "  watch events:   regionguard tail --nats {nats_url} '{}'",
         subjects.health_all()

@@ -346,7 +346,13 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
     }
     let rest = rest.join("\n");
     assert!(status.success(), "{status}: {rest}");
-    for name in ["simulator", "prober-us-east-1", "prober-eu-west-1", "nats"] {
+    for name in [
+        "simulator",
+        "prober-us-east-1",
+        "prober-eu-west-1",
+        "detector",
+        "nats",
+    ] {
         assert!(
             rest.contains(&format!("stopped {name} (exit status: 0)")),
             "{name} not stopped cleanly:\n{rest}"

@@ -49,6 +49,11 @@ impl Running {
 }
 
 impl Running {
+    /// True when the service has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Waits for the service to end by itself (without cancelling it) and
     /// returns its result; panics if it is still running after `deadline`.
     pub(crate) async fn finished_within(mut self, deadline: Duration) -> anyhow::Result<()> {
@@ -237,4 +242,90 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A detector config for tests: rounds decided quickly, a short warm-up.
+pub(crate) fn detector_config() -> rg_detector::Config {
+    let mut c = rg_detector::Config {
+        settle: Duration::from_millis(150),
+        round_timeout: Duration::from_secs(3),
+        renotify: Duration::ZERO,
+        ..Default::default()
+    };
+    c.anomaly.min_history_rows = 35;
+    c.anomaly.resolve_after = 2;
+    c
+}
+
+/// Starts a detector in-process.
+pub(crate) fn start_detector(config: rg_detector::Config, nats: &NatsConfig) -> Running {
+    let token = CancellationToken::new();
+    let task = tokio::spawn(rg_detector::run(config, nats.clone(), token.clone()));
+    Running::new(token, task)
+}
+
+/// Alerts as published (core subscription on `<p>.alerts.>`), with the
+/// subject each came on.
+pub(crate) struct AlertFeed {
+    sub: async_nats::Subscriber,
+    pub(crate) seen: Vec<(String, rg_proto::v1::Alert)>,
+}
+
+impl AlertFeed {
+    /// Subscribes (before the alerts are expected).
+    pub(crate) async fn open(url: &str) -> Self {
+        let client = async_nats::connect(url).await.expect("connect");
+        let sub = client.subscribe("rg.alerts.>").await.expect("subscribe");
+        client.flush().await.expect("flush");
+        Self {
+            sub,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the first alert matching `pred` (keeping every alert seen).
+    pub(crate) async fn wait_for(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        mut pred: impl FnMut(&str, &rg_proto::v1::Alert) -> bool,
+    ) -> (String, rg_proto::v1::Alert) {
+        if let Some(hit) = self.seen.iter().find(|(s, a)| pred(s, a)) {
+            return hit.clone();
+        }
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            match tokio::time::timeout_at(end, futures::StreamExt::next(&mut self.sub)).await {
+                Ok(Some(m)) => {
+                    let alert =
+                        rg_proto::v1::Alert::decode(m.payload.as_ref()).expect("alert decodes");
+                    let subject = m.subject.to_string();
+                    self.seen.push((subject.clone(), alert.clone()));
+                    if pred(&subject, &alert) {
+                        return (subject, alert);
+                    }
+                }
+                Ok(None) => panic!("alert subscription closed while waiting for {what}"),
+                Err(_) => panic!(
+                    "no alert for {what} within {deadline:?}; seen: {:#?}",
+                    self.seen
+                        .iter()
+                        .map(|(s, a)| format!("{s}: {} {}", a.id, a.summary))
+                        .collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Collects whatever arrives within `quiet`.
+    pub(crate) async fn drain_for(&mut self, quiet: Duration) {
+        let end = tokio::time::Instant::now() + quiet;
+        while let Ok(Some(m)) =
+            tokio::time::timeout_at(end, futures::StreamExt::next(&mut self.sub)).await
+        {
+            if let Ok(alert) = rg_proto::v1::Alert::decode(m.payload.as_ref()) {
+                self.seen.push((m.subject.to_string(), alert));
+            }
+        }
+    }
 }

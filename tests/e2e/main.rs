@@ -4,4 +4,5 @@
 
 mod backbone;
 mod cli;
+mod detection;
 mod harness;

@@ -164,6 +164,139 @@ where
 {
     let name = consumer.cached_info().name.clone();
     let stream = consumer.cached_info().stream_name.clone();
+    pull_loop(consumer, dead_letter, shutdown, move |decoded: M, delivery, message| {
+        let handled = handle(decoded, delivery);
+        let (name, stream) = (name.clone(), stream.clone());
+        async move {
+            match handled.await {
+                // Handled: ack so it is not redelivered.
+                Outcome::Handled => {
+                    if let Err(e) = message.ack().await {
+                        tracing::warn!(consumer = %name, error = %e, "ack failed; the message will be redelivered");
+                    }
+                    m::consumed(&stream, &name);
+                    Step::Continue
+                }
+                // Not handled now: ask for redelivery after a delay.
+                Outcome::Transient(reason) => {
+                    tracing::warn!(consumer = %name, subject = %message.subject, %reason, "handling failed; redelivery requested");
+                    if let Err(e) = message.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
+                        tracing::warn!(consumer = %name, error = %e, "nak failed; redelivery after ack wait");
+                    }
+                    Step::Continue
+                }
+                // Stop without acking: the next instance gets this message.
+                Outcome::Stop => Step::Stop,
+            }
+        }
+    })
+    .await
+}
+
+/// A decoded message whose ack is up to the receiver (see [`feed`]).
+#[derive(Debug)]
+pub struct Delivered<M> {
+    /// The decoded payload.
+    pub message: M,
+    /// Where it sits in its stream.
+    pub delivery: Delivery,
+    /// Ack or nak it when it has been dealt with; dropping it unacked means
+    /// JetStream redelivers it after the ack wait.
+    pub pending: Pending,
+}
+
+/// The ack of a [`Delivered`] message.
+#[derive(Debug)]
+pub struct Pending {
+    message: jetstream::Message,
+}
+
+impl Pending {
+    /// The subject the message was published on.
+    pub fn subject(&self) -> &str {
+        self.message.subject.as_str()
+    }
+
+    /// Acks it; returns false (logged) when the ack could not be sent, in
+    /// which case JetStream redelivers the message later.
+    pub async fn ack(self) -> bool {
+        match self.message.ack().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(subject = %self.message.subject, error = %e, "ack failed; the message will be redelivered");
+                false
+            }
+        }
+    }
+
+    /// Asks for redelivery after `delay`.
+    pub async fn nak(self, delay: Duration) {
+        if let Err(e) = self.message.ack_with(AckKind::Nak(Some(delay))).await {
+            tracing::warn!(subject = %self.message.subject, error = %e, "nak failed; redelivery after ack wait");
+        }
+    }
+}
+
+/// Pulls `M` messages and sends them, decoded, to `tx` until `shutdown` (or
+/// until the receiver is gone); the receiver acks each when it has dealt
+/// with it. This is the loop for a consumer that decides on groups of
+/// messages (a probe round) and must not ack one before its group is
+/// decided. Undecodable payloads are dead-lettered and acked here, as in
+/// [`run`].
+pub async fn feed<M>(
+    consumer: PullConsumer,
+    dead_letter: DeadLetter,
+    shutdown: CancellationToken,
+    tx: tokio::sync::mpsc::Sender<Delivered<M>>,
+) -> Result<(), ConsumeError>
+where
+    M: Message + Default,
+{
+    pull_loop(
+        consumer,
+        dead_letter,
+        shutdown,
+        move |decoded: M, delivery, message| {
+            let tx = tx.clone();
+            async move {
+                let delivered = Delivered {
+                    message: decoded,
+                    delivery,
+                    pending: Pending { message },
+                };
+                match tx.send(delivered).await {
+                    Ok(()) => Step::Continue,
+                    Err(_) => Step::Stop,
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Whether a pull loop goes on.
+enum Step {
+    Continue,
+    Stop,
+}
+
+/// Pulls until `shutdown` or [`Step::Stop`]: decodes each message and hands
+/// it, with the message to ack, to `on`; a payload that does not decode is
+/// copied to the dead-letter stream and acked (or nak'ed when that copy
+/// fails).
+async fn pull_loop<M, F, Fut>(
+    consumer: PullConsumer,
+    dead_letter: DeadLetter,
+    shutdown: CancellationToken,
+    mut on: F,
+) -> Result<(), ConsumeError>
+where
+    M: Message + Default,
+    F: FnMut(M, Delivery, jetstream::Message) -> Fut,
+    Fut: Future<Output = Step>,
+{
+    let name = consumer.cached_info().name.clone();
+    let stream = consumer.cached_info().stream_name.clone();
     'reopen: loop {
         let mut messages = tokio::select! {
             biased;
@@ -212,10 +345,14 @@ where
                     pending: 0,
                 },
             };
-            let subject = message.subject.to_string();
-            let outcome = match codec::decode::<M>(&message.payload) {
-                Ok(decoded) => handle(decoded, delivery).await,
+            match codec::decode::<M>(&message.payload) {
+                Ok(decoded) => {
+                    if let Step::Stop = on(decoded, delivery, message).await {
+                        return Ok(());
+                    }
+                }
                 Err(e) => {
+                    let subject = message.subject.to_string();
                     match dead_letter
                         .send(
                             &subject,
@@ -225,28 +362,22 @@ where
                         )
                         .await
                     {
-                        Ok(()) => Outcome::Handled,
-                        Err(pe) => Outcome::Transient(format!("dead-lettering failed: {pe}")),
+                        // Safely copied: ack so the poison message is gone.
+                        Ok(()) => {
+                            if let Err(e) = message.ack().await {
+                                tracing::warn!(consumer = %name, error = %e, "ack failed; the message will be redelivered");
+                            }
+                            m::consumed(&stream, &name);
+                        }
+                        // Not copied: keep it, try again later.
+                        Err(pe) => {
+                            tracing::warn!(consumer = %name, %subject, error = %pe, "dead-lettering failed; redelivery requested");
+                            if let Err(e) = message.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
+                                tracing::warn!(consumer = %name, error = %e, "nak failed; redelivery after ack wait");
+                            }
+                        }
                     }
                 }
-            };
-            match outcome {
-                // Handled (or safely dead-lettered): ack so it is not redelivered.
-                Outcome::Handled => {
-                    if let Err(e) = message.ack().await {
-                        tracing::warn!(consumer = %name, error = %e, "ack failed; the message will be redelivered");
-                    }
-                    m::consumed(&stream, &name);
-                }
-                // Not handled now: ask for redelivery after a delay.
-                Outcome::Transient(reason) => {
-                    tracing::warn!(consumer = %name, subject, %reason, "handling failed; redelivery requested");
-                    if let Err(e) = message.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
-                        tracing::warn!(consumer = %name, error = %e, "nak failed; redelivery after ack wait");
-                    }
-                }
-                // Stop without acking: the next instance gets this message.
-                Outcome::Stop => return Ok(()),
             }
         }
     }

@@ -1,0 +1,623 @@
+//! Deciding whether a batch of checks is anomalous, in two modes.
+//!
+//! - **batch** (the specification, literally): standardize the batch, fit an
+//!   Isolation Forest on it, flag rows whose decision function is below 0
+//!   (`contamination = auto`: a score above 0.5), alert when more than
+//!   `flagged_share` of the batch is flagged. A batch can only stand out
+//!   from itself: when every endpoint slows down together, the standardized
+//!   batch looks exactly like a normal one.
+//! - **baseline** (default): fit on a rolling window of recent normal
+//!   history and score the new batch against it. The cut-off comes from the
+//!   history's own scores (its `baseline_quantile`, 1 % by default), because
+//!   `contamination = auto` flags 8–19 % of perfectly normal rows. A batch
+//!   alerts when its flagged share exceeds `flagged_share`, at least
+//!   `min_flagged` rows are flagged, and so many flagged rows would be
+//!   improbable (binomial tail below `significance`) if the batch were as
+//!   normal as the history. Every row of a batch that does not alert joins
+//!   the history; until it holds `min_history_rows`, the
+//!   detector is warming up and does not alert.
+//!
+//! The same [`AnomalyDetector::assess`] serves the detector service and
+//! `regionguard replay`.
+
+use std::collections::VecDeque;
+
+use linfa::traits::{Fit, Transformer};
+use linfa::DatasetBase;
+use linfa_preprocessing::linear_scaling::LinearScaler;
+use ndarray::Array2;
+
+use crate::features::{self, Check, Feature, LatencyBaselines, HOUR_NEEDS};
+use crate::isolation_forest::{Contamination, IsolationForestParams};
+
+/// Which model a batch is scored against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Fit and predict on the batch itself.
+    Batch,
+    /// Fit on recent normal history, score the batch against it.
+    Baseline,
+}
+
+impl Mode {
+    /// Parses `batch` or `baseline`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "batch" => Some(Self::Batch),
+            "baseline" => Some(Self::Baseline),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of the anomaly model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyConfig {
+    /// Batch or baseline.
+    pub mode: Mode,
+    /// Features used, in order.
+    pub features: Vec<Feature>,
+    /// Trees per forest.
+    pub trees: usize,
+    /// Rows per tree.
+    pub max_samples: usize,
+    /// Threshold of batch mode (scikit-learn's `contamination`).
+    pub contamination: Contamination,
+    /// Random seed.
+    pub seed: u64,
+    /// Alert when more than this share of a batch is flagged.
+    pub flagged_share: f64,
+    /// Baseline mode: the cut-off is this quantile of the history's scores.
+    pub baseline_quantile: f64,
+    /// Baseline mode: rows of history kept.
+    pub history_rows: usize,
+    /// Baseline mode: rows of history needed before alerting.
+    pub min_history_rows: usize,
+    /// Baseline mode: at least this many flagged rows to alert.
+    pub min_flagged: usize,
+    /// Baseline mode: the flagged count must be this improbable under the
+    /// history's flag rate.
+    pub significance: f64,
+    /// Score on all cores.
+    pub parallel: bool,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Baseline,
+            features: Feature::ALL.to_vec(),
+            trees: 100,
+            max_samples: 256,
+            contamination: Contamination::Auto,
+            seed: 42,
+            flagged_share: 0.10,
+            baseline_quantile: 0.01,
+            history_rows: 20_000,
+            min_history_rows: 200,
+            min_flagged: 2,
+            significance: 0.001,
+            parallel: true,
+        }
+    }
+}
+
+/// What the batch was scored against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// A forest fitted on the batch itself.
+    Batch,
+    /// A forest fitted on the history.
+    Baseline,
+    /// Baseline mode without enough history yet (scored as a batch, never
+    /// alerting).
+    WarmingUp,
+}
+
+/// A flagged row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Index in the batch.
+    pub index: usize,
+    /// Its score (scikit-learn's `score_samples`; lower is more abnormal).
+    pub score: f64,
+    /// The features that made it stand out, most first, e.g.
+    /// `norm_latency z=+6.1 (1.31)`.
+    pub reasons: Vec<String>,
+}
+
+/// The assessment of one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// What it was scored against.
+    pub basis: Basis,
+    /// Score of every row (same order as the batch).
+    pub scores: Vec<f64>,
+    /// The flagged rows.
+    pub flagged: Vec<Finding>,
+    /// Flagged rows / rows.
+    pub share: f64,
+    /// The share a normal batch is expected to have flagged (baseline mode).
+    pub expected_share: f64,
+    /// Rows scoring below this were flagged.
+    pub cutoff: f64,
+    /// Whether the batch is anomalous.
+    pub alert: bool,
+    /// Rows dropped because their values were not usable.
+    pub dropped: usize,
+}
+
+impl Verdict {
+    fn empty(basis: Basis) -> Self {
+        Self {
+            basis,
+            scores: Vec::new(),
+            flagged: Vec::new(),
+            share: 0.0,
+            expected_share: 0.0,
+            cutoff: 0.0,
+            alert: false,
+            dropped: 0,
+        }
+    }
+}
+
+/// Scores batches and keeps the history baseline mode needs.
+#[derive(Debug, Clone)]
+pub struct AnomalyDetector {
+    config: AnomalyConfig,
+    history: VecDeque<Check>,
+    baselines: LatencyBaselines,
+}
+
+impl AnomalyDetector {
+    /// A detector with no history.
+    pub fn new(config: AnomalyConfig) -> Self {
+        Self {
+            config,
+            history: VecDeque::new(),
+            baselines: LatencyBaselines::default(),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &AnomalyConfig {
+        &self.config
+    }
+
+    /// Rows of history held.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Assesses a batch and learns from it (see the module docs). Rows with
+    /// a non-finite or negative time are dropped (counted in the verdict);
+    /// an empty batch is never anomalous.
+    pub fn assess(&mut self, batch: &[Check]) -> Verdict {
+        let usable: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].response_time_ms.is_finite() && batch[i].response_time_ms >= 0.0)
+            .collect();
+        let dropped = batch.len() - usable.len();
+        let rows: Vec<Check> = usable.iter().map(|&i| batch[i].clone()).collect();
+        let basis = match self.config.mode {
+            Mode::Batch => Basis::Batch,
+            Mode::Baseline if self.history.len() < self.config.min_history_rows.max(1) => {
+                Basis::WarmingUp
+            }
+            Mode::Baseline => Basis::Baseline,
+        };
+        let mut verdict = if rows.is_empty() {
+            Verdict::empty(basis)
+        } else if basis == Basis::Baseline {
+            self.against_history(&rows)
+        } else {
+            self.against_itself(&rows, basis)
+        };
+        verdict.dropped = dropped;
+        // Report in the caller's indexing (dropped rows score 0, unflagged).
+        if dropped > 0 {
+            let mut scores = vec![0.0; batch.len()];
+            for (k, &i) in usable.iter().enumerate() {
+                scores[i] = verdict.scores[k];
+            }
+            verdict.scores = scores;
+            for f in &mut verdict.flagged {
+                f.index = usable[f.index];
+            }
+        }
+        self.learn(&rows, &verdict);
+        verdict
+    }
+
+    /// Batch mode (and warm-up): fit on the rows themselves.
+    fn against_itself(&self, rows: &[Check], basis: Basis) -> Verdict {
+        let x = features::matrix(rows, &self.config.features, &self.baselines, false);
+        let mut verdict = self.batch_verdict(&x, Some(&self.config.features));
+        verdict.basis = basis;
+        verdict.alert &= basis == Basis::Batch;
+        verdict
+    }
+
+    /// Batch mode on a ready feature matrix (rows × features, any
+    /// features): standardize, fit on it, score it. This is what
+    /// `regionguard replay --format features` runs, and what batch mode runs
+    /// on the features of checks. Learns nothing.
+    pub fn assess_matrix(&self, x: &Array2<f64>) -> Verdict {
+        self.batch_verdict(x, None)
+    }
+
+    fn batch_verdict(&self, x: &Array2<f64>, names: Option<&[Feature]>) -> Verdict {
+        if x.nrows() == 0 || x.iter().any(|v| !v.is_finite()) {
+            return Verdict::empty(Basis::Batch);
+        }
+        let Some((scaled, _)) = standardize(x, x) else {
+            return Verdict::empty(Basis::Batch);
+        };
+        let params = self.params().contamination(self.config.contamination);
+        let Ok(forest) = params.fit(&DatasetBase::from(scaled.clone())) else {
+            return Verdict::empty(Basis::Batch);
+        };
+        let scores = forest.score_samples(&scaled).to_vec();
+        let cutoff = forest.offset();
+        let flagged = self.findings(&scores, cutoff, &scaled, x, names);
+        let share = flagged.len() as f64 / x.nrows() as f64;
+        let expected_share = match self.config.contamination {
+            Contamination::Share(c) => c,
+            Contamination::Auto => f64::NAN,
+        };
+        Verdict {
+            basis: Basis::Batch,
+            scores,
+            flagged,
+            share,
+            expected_share,
+            cutoff,
+            alert: share > self.config.flagged_share,
+            dropped: 0,
+        }
+    }
+
+    /// Baseline mode: fit on the history, score the rows against it.
+    ///
+    /// The history is split: the older part fits the forest, the newer part
+    /// (never seen by it) sets the cut-off. A row of a normal batch is then
+    /// exactly as likely to fall below the cut-off as a calibration row,
+    /// `baseline_quantile`; in-sample scores would make the cut-off too
+    /// strict and normal batches look anomalous.
+    fn against_history(&self, rows: &[Check]) -> Verdict {
+        let history: Vec<Check> = self.history.iter().cloned().collect();
+        let use_hour = span_ms(&history) >= HOUR_NEEDS.as_millis() as i64;
+        let h = features::matrix(&history, &self.config.features, &self.baselines, use_hour);
+        let x = features::matrix(rows, &self.config.features, &self.baselines, use_hour);
+        let Some((h_scaled, x_scaled)) = standardize(&h, &x) else {
+            return Verdict::empty(Basis::Baseline);
+        };
+        let calibrate = (h_scaled.nrows() / 2).clamp(1, 2000);
+        let fit_rows = h_scaled.nrows() - calibrate;
+        let (fit_part, calibration) = h_scaled.view().split_at(ndarray::Axis(0), fit_rows.max(1));
+        let calibration = if fit_rows == 0 {
+            h_scaled.view()
+        } else {
+            calibration
+        };
+        let Ok(forest) = self.params().fit(&DatasetBase::from(fit_part.to_owned())) else {
+            return Verdict::empty(Basis::Baseline);
+        };
+        let mut calibration_scores = forest.score_samples(&calibration).to_vec();
+        let cutoff = quantile(&mut calibration_scores, self.config.baseline_quantile);
+        let below = calibration_scores
+            .iter()
+            .filter(|s| **s < cutoff - TOLERANCE)
+            .count();
+        // At least one calibration row's worth: a share of 0 would make any
+        // flag look impossible.
+        let expected_share = below.max(1) as f64 / calibration_scores.len() as f64;
+        let scores = forest.score_samples(&x_scaled).to_vec();
+        let flagged = self.findings(&scores, cutoff, &x_scaled, &x, Some(&self.config.features));
+        let n = rows.len();
+        let k = flagged.len();
+        let share = k as f64 / n as f64;
+        let alert = share > self.config.flagged_share
+            && k >= self.config.min_flagged
+            && binomial_tail(n, k, expected_share) < self.config.significance;
+        Verdict {
+            basis: Basis::Baseline,
+            scores,
+            flagged,
+            share,
+            expected_share,
+            cutoff,
+            alert,
+            dropped: 0,
+        }
+    }
+
+    fn params(&self) -> IsolationForestParams {
+        IsolationForestParams::default()
+            .n_trees(self.config.trees)
+            .max_samples(self.config.max_samples)
+            .seed(self.config.seed)
+            .parallel(self.config.parallel)
+    }
+
+    /// Rows scoring below `cutoff`, with the features that stand out
+    /// (standardized value, i.e. z against the data the scaler was fitted
+    /// on, and the raw value).
+    /// `names` are the feature names (`None`: columns are called `f<j>`).
+    fn findings(
+        &self,
+        scores: &[f64],
+        cutoff: f64,
+        scaled: &Array2<f64>,
+        raw: &Array2<f64>,
+        names: Option<&[Feature]>,
+    ) -> Vec<Finding> {
+        let name = |j: usize| match names {
+            Some(f) => f[j].name().to_owned(),
+            None => format!("f{j}"),
+        };
+        scores
+            .iter()
+            .enumerate()
+            // A tolerance: identical rows score exactly the cut-off up to
+            // rounding, and must not be flagged by the last bit.
+            .filter(|(_, s)| **s < cutoff - TOLERANCE)
+            .map(|(index, score)| {
+                let mut z: Vec<(f64, usize)> = (0..scaled.ncols())
+                    .map(|j| (scaled[[index, j]], j))
+                    .collect();
+                z.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
+                let reasons = z
+                    .iter()
+                    .enumerate()
+                    .filter(|(rank, (v, _))| *rank == 0 || v.abs() >= 2.0)
+                    .map(|(_, (v, j))| {
+                        format!("{} z={v:+.1} ({})", name(*j), trim(raw[[index, *j]]))
+                    })
+                    .collect();
+                Finding {
+                    index,
+                    score: *score,
+                    reasons,
+                }
+            })
+            .collect()
+    }
+
+    /// Baseline mode keeps the rows of batches that did not alert; every
+    /// mode learns endpoint latencies from them.
+    fn learn(&mut self, rows: &[Check], verdict: &Verdict) {
+        // A batch that alerted stays out. Every row of one that did not
+        // goes in, the flagged ones too: they are the normal tail, and
+        // leaving the tail out would make the history narrower with every
+        // batch until normal rows looked abnormal.
+        if verdict.alert {
+            return;
+        }
+        for row in rows {
+            self.baselines.observe(row);
+            if self.config.mode == Mode::Baseline {
+                if self.history.len() == self.config.history_rows.max(1) {
+                    self.history.pop_front();
+                }
+                self.history.push_back(row.clone());
+            }
+        }
+    }
+}
+
+const TOLERANCE: f64 = 1e-9;
+
+/// Standardizes `fit_on` and `apply_to` with a scaler fitted on `fit_on`
+/// (linfa-preprocessing's standard scaler).
+fn standardize(fit_on: &Array2<f64>, apply_to: &Array2<f64>) -> Option<(Array2<f64>, Array2<f64>)> {
+    let scaler = LinearScaler::standard()
+        .fit(&DatasetBase::from(fit_on.clone()))
+        .ok()?;
+    Some((
+        scaler.transform(fit_on.clone()),
+        scaler.transform(apply_to.clone()),
+    ))
+}
+
+fn span_ms(rows: &[Check]) -> i64 {
+    let (lo, hi) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), c| {
+        (lo.min(c.timestamp_ms), hi.max(c.timestamp_ms))
+    });
+    if rows.is_empty() {
+        0
+    } else {
+        hi - lo
+    }
+}
+
+fn trim(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The `q` quantile (0..=1) with linear interpolation.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+}
+
+/// P(X >= k) for X ~ Binomial(n, p), summed in log space.
+pub fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    if p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    // log C(n, i) built up term by term.
+    let mut log_choose = 0.0;
+    let mut total = 0.0;
+    for i in 1..=n {
+        log_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        if i >= k {
+            total += (log_choose + i as f64 * lp + (n - i) as f64 * lq).exp();
+        }
+    }
+    total.min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    const ROUND_MS: i64 = 10_000;
+
+    /// One round of 21 endpoints (3 regions x 7 services) with their usual
+    /// latencies times `slow`, jittered.
+    fn round(r: i64, slow: f64, rng: &mut StdRng) -> Vec<Check> {
+        let mut out = Vec::new();
+        for (e, base) in (0..21).map(|e| (e, 4.0 + (e % 7) as f64 * 3.0)) {
+            let jitter: f64 = rng.random_range(0.9..1.1);
+            out.push(Check {
+                timestamp_ms: 1_760_000_000_000 + r * ROUND_MS,
+                region: "us-east-1".into(),
+                service: format!("s{}", e % 7),
+                endpoint: format!("e{e}"),
+                vantage: "v".into(),
+                success: true,
+                response_time_ms: base * jitter * slow,
+            });
+        }
+        out
+    }
+
+    fn warmed(mode: Mode, rng: &mut StdRng) -> AnomalyDetector {
+        let mut d = AnomalyDetector::new(AnomalyConfig {
+            mode,
+            ..Default::default()
+        });
+        for r in 0..30 {
+            let v = d.assess(&round(r, 1.0, rng));
+            assert!(
+                !v.alert || mode == Mode::Batch,
+                "a normal round alerted during history building: {v:?}"
+            );
+        }
+        d
+    }
+
+    #[test]
+    fn a_uniform_slowdown_is_caught_by_baseline_mode_only() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut baseline = warmed(Mode::Baseline, &mut rng);
+        let mut batch = warmed(Mode::Batch, &mut rng);
+        let normal = round(30, 1.0, &mut rng);
+        let slow: Vec<Check> = normal
+            .iter()
+            .map(|c| Check {
+                response_time_ms: c.response_time_ms * 1.3,
+                ..c.clone()
+            })
+            .collect();
+
+        // Batch mode cannot see it: standardized, the slow round is the
+        // normal round, so it flags exactly the same rows.
+        let b_normal = batch.clone().assess(&normal);
+        let b_slow = batch.assess(&slow);
+        assert_eq!(
+            b_slow.flagged.iter().map(|f| f.index).collect::<Vec<_>>(),
+            b_normal.flagged.iter().map(|f| f.index).collect::<Vec<_>>()
+        );
+        assert_eq!(b_slow.alert, b_normal.alert);
+        assert_eq!(b_slow.share, b_normal.share);
+
+        // Baseline mode sees every row slower than its history, and says why.
+        let n = baseline.clone().assess(&normal);
+        assert!(!n.alert, "baseline mode alerted on a normal round: {n:?}");
+        let v = baseline.assess(&slow);
+        assert_eq!(v.basis, Basis::Baseline);
+        assert!(v.alert, "{v:?}");
+        assert!(v.share > 0.25, "{v:?}");
+        assert!(
+            v.flagged[0].reasons[0].starts_with("norm_latency"),
+            "{:?}",
+            v.flagged[0].reasons
+        );
+    }
+
+    #[test]
+    fn baseline_mode_stays_quiet_on_normal_rounds() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut d = warmed(Mode::Baseline, &mut rng);
+        let alerts = (30..230)
+            .filter(|r| d.assess(&round(*r, 1.0, &mut rng)).alert)
+            .count();
+        assert_eq!(alerts, 0, "false alerts in 200 normal rounds");
+    }
+
+    #[test]
+    fn failures_in_a_region_alert() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut d = warmed(Mode::Baseline, &mut rng);
+        let mut r = round(30, 1.0, &mut rng);
+        for c in r.iter_mut().take(7) {
+            c.success = false;
+            c.response_time_ms = 2000.0;
+        }
+        let v = d.assess(&r);
+        assert!(v.alert, "{v:?}");
+        let flagged: Vec<usize> = v.flagged.iter().map(|f| f.index).collect();
+        assert!((0..7).all(|i| flagged.contains(&i)), "{flagged:?}");
+        assert!(flagged.len() <= 8, "{flagged:?}");
+    }
+
+    #[test]
+    fn warming_up_never_alerts_and_bad_rows_are_dropped() {
+        let mut d = AnomalyDetector::new(AnomalyConfig::default());
+        assert_eq!(d.assess(&[]).scores.len(), 0);
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut r = round(0, 1.0, &mut rng);
+        r[0].response_time_ms = f64::NAN;
+        r[1].response_time_ms = -3.0;
+        let v = d.assess(&r);
+        assert_eq!(
+            (v.basis, v.alert, v.dropped, v.scores.len()),
+            (Basis::WarmingUp, false, 2, 21)
+        );
+        assert!(v.flagged.iter().all(|f| f.index >= 2));
+        // One row and identical rows.
+        assert!(!d.assess(&r[5..6]).alert);
+        let same = vec![r[5].clone(); 40];
+        assert!(!d.assess(&same).alert);
+        let mut batch = AnomalyDetector::new(AnomalyConfig {
+            mode: Mode::Batch,
+            ..Default::default()
+        });
+        assert!(!batch.assess(&same).alert);
+        assert!(!batch.assess(&r[5..6]).alert);
+    }
+
+    #[test]
+    fn binomial_tail_matches_known_values() {
+        assert!((binomial_tail(7, 2, 0.01) - 0.002_031).abs() < 1e-5);
+        assert!((binomial_tail(10, 1, 0.5) - (1.0 - 0.5f64.powi(10))).abs() < 1e-12);
+        assert_eq!(binomial_tail(5, 0, 0.1), 1.0);
+        assert_eq!(binomial_tail(5, 6, 0.1), 0.0);
+    }
+}

@@ -1,0 +1,313 @@
+//! The `[detector]` section.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rg_bus::{Problems, Validate};
+use rg_proto::domain::Region;
+use serde::Deserialize;
+
+use crate::anomaly::{AnomalyConfig, Mode};
+use crate::engine::EngineConfig;
+use crate::features::Feature;
+use crate::isolation_forest::Contamination;
+use crate::quorum::Quorum;
+
+/// The `[detector]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Regions this detector handles (several detectors can split the
+    /// regions between them). Default: every region.
+    pub regions: Vec<String>,
+    /// Durable consumer name (one per region filter: `<durable>-<region>`).
+    /// Default `detector`.
+    pub durable: String,
+    /// Vantages that must agree: `"majority"` of those reporting, or a
+    /// number. Default `"majority"`.
+    pub quorum: Quorum,
+    /// Re-notify an unresolved alert this often (`0s`: never). Default `30m`.
+    #[serde(with = "humantime_serde")]
+    pub renotify: Duration,
+    /// A round is decided once the next round has been arriving for this
+    /// long. Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    /// ... or this long after its first event at the latest. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub round_timeout: Duration,
+    /// Rounds older than this (a backlog after downtime) update state
+    /// without alerting. Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub quiet_older_than: Duration,
+    /// A new durable consumer starts this far back in the health stream.
+    /// Default `1m`.
+    #[serde(with = "humantime_serde")]
+    pub start_lookback: Duration,
+    /// Health events held unacknowledged at most (rounds not yet decided).
+    /// Default `100000`.
+    pub max_pending: i64,
+    /// JetStream KV bucket holding alert state across restarts. Default
+    /// `RG_DETECTOR`.
+    pub state_bucket: String,
+    /// The anomaly model.
+    pub anomaly: AnomalySection,
+    /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
+    pub metrics_listen: SocketAddr,
+}
+
+/// `[detector.anomaly]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AnomalySection {
+    /// Run the model. Default `true`.
+    pub enabled: bool,
+    /// `baseline` (fit on recent normal history) or `batch` (fit on the
+    /// batch itself, as the specification says). Default `baseline`.
+    pub mode: Mode,
+    /// Features: success, response_time, hour, norm_latency. Default all.
+    pub features: Vec<String>,
+    /// Trees. Default `100`.
+    pub trees: usize,
+    /// Rows per tree. Default `256`.
+    pub max_samples: usize,
+    /// Batch mode's threshold: `"auto"` or a share in (0, 0.5]. Default
+    /// `"auto"`.
+    pub contamination: ContaminationConfig,
+    /// Random seed. Default `42`.
+    pub seed: u64,
+    /// Alert when more than this share of a batch is flagged. Default `0.1`.
+    pub flagged_share: f64,
+    /// Baseline mode: cut-off quantile of the history's scores. Default `0.01`.
+    pub baseline_quantile: f64,
+    /// Baseline mode: rows of history kept. Default `20000`.
+    pub history_rows: usize,
+    /// Baseline mode: rows needed before alerting. Default `200`.
+    pub min_history_rows: usize,
+    /// Baseline mode: flagged rows needed to alert. Default `2`.
+    pub min_flagged: usize,
+    /// Baseline mode: significance of the flagged count. Default `0.001`.
+    pub significance: f64,
+    /// Clean rounds before an anomaly alert resolves. Default `3`.
+    pub resolve_after: u32,
+}
+
+/// `"auto"` or a share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContaminationConfig(pub Contamination);
+
+impl<'de> Deserialize<'de> for ContaminationConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Share(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "auto" => Ok(Self(Contamination::Auto)),
+            Raw::Share(s) => Ok(Self(Contamination::Share(s))),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "{w:?} is not \"auto\" or a share"
+            ))),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            regions: Vec::new(),
+            durable: "detector".into(),
+            quorum: Quorum::Majority,
+            renotify: Duration::from_secs(30 * 60),
+            settle: Duration::from_secs(2),
+            round_timeout: Duration::from_secs(60),
+            quiet_older_than: Duration::from_secs(10 * 60),
+            start_lookback: Duration::from_secs(60),
+            max_pending: 100_000,
+            state_bucket: "RG_DETECTOR".into(),
+            anomaly: AnomalySection::default(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+impl Default for AnomalySection {
+    fn default() -> Self {
+        let d = AnomalyConfig::default();
+        Self {
+            enabled: true,
+            mode: d.mode,
+            features: d.features.iter().map(|f| f.name().to_owned()).collect(),
+            trees: d.trees,
+            max_samples: d.max_samples,
+            contamination: ContaminationConfig(d.contamination),
+            seed: d.seed,
+            flagged_share: d.flagged_share,
+            baseline_quantile: d.baseline_quantile,
+            history_rows: d.history_rows,
+            min_history_rows: d.min_history_rows,
+            min_flagged: d.min_flagged,
+            significance: d.significance,
+            resolve_after: 3,
+        }
+    }
+}
+
+impl AnomalySection {
+    /// The model settings (features already validated).
+    pub fn model(&self) -> AnomalyConfig {
+        AnomalyConfig {
+            mode: self.mode,
+            features: self
+                .features
+                .iter()
+                .filter_map(|f| Feature::parse(f))
+                .collect(),
+            trees: self.trees,
+            max_samples: self.max_samples,
+            contamination: self.contamination.0,
+            seed: self.seed,
+            flagged_share: self.flagged_share,
+            baseline_quantile: self.baseline_quantile,
+            history_rows: self.history_rows,
+            min_history_rows: self.min_history_rows,
+            min_flagged: self.min_flagged,
+            significance: self.significance,
+            parallel: true,
+        }
+    }
+}
+
+impl Config {
+    /// The engine settings.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            quorum: self.quorum,
+            renotify: self.renotify,
+            settle: self.settle,
+            round_timeout: self.round_timeout,
+            quiet_older_than: self.quiet_older_than,
+            anomaly: self.anomaly.enabled.then(|| self.anomaly.model()),
+            anomaly_resolve_after: self.anomaly.resolve_after,
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, p: &mut Problems) {
+        for (i, r) in self.regions.iter().enumerate() {
+            if let Err(e) = Region::parse(r) {
+                p.push(format!("regions[{i}]"), e.to_string());
+            }
+        }
+        if self.durable.is_empty()
+            || !self
+                .durable
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.push(
+                "durable",
+                format!("{:?} must be letters, digits, '-' or '_'", self.durable),
+            );
+        }
+        if self.settle.is_zero() {
+            p.push("settle", "must be greater than zero");
+        }
+        if self.round_timeout < self.settle {
+            p.push("round_timeout", "must not be shorter than settle");
+        }
+        if self.max_pending < 1 {
+            p.push("max_pending", "must be at least 1");
+        }
+        if self.state_bucket.is_empty()
+            || !self
+                .state_bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.push(
+                "state_bucket",
+                format!(
+                    "{:?} must be letters, digits, '-' or '_'",
+                    self.state_bucket
+                ),
+            );
+        }
+        p.section("anomaly", &self.anomaly);
+    }
+}
+
+impl Validate for AnomalySection {
+    fn validate(&self, p: &mut Problems) {
+        if self.features.is_empty() {
+            p.push("features", "at least one feature is needed");
+        }
+        for (i, f) in self.features.iter().enumerate() {
+            if Feature::parse(f).is_none() {
+                p.push(
+                    format!("features[{i}]"),
+                    format!("{f:?} is not one of success, response_time, hour, norm_latency"),
+                );
+            }
+        }
+        if self.trees == 0 || self.trees > 10_000 {
+            p.push("trees", format!("{} is outside 1..=10000", self.trees));
+        }
+        if self.max_samples < 2 {
+            p.push("max_samples", "must be at least 2");
+        }
+        if let Contamination::Share(c) = self.contamination.0 {
+            if !(c > 0.0 && c <= 0.5) {
+                p.push("contamination", format!("{c} is outside (0, 0.5]"));
+            }
+        }
+        if !(self.flagged_share > 0.0 && self.flagged_share < 1.0) {
+            p.push(
+                "flagged_share",
+                format!("{} is outside (0, 1)", self.flagged_share),
+            );
+        }
+        if !(self.baseline_quantile > 0.0 && self.baseline_quantile < 0.5) {
+            p.push(
+                "baseline_quantile",
+                format!("{} is outside (0, 0.5)", self.baseline_quantile),
+            );
+        }
+        if self.history_rows < self.min_history_rows {
+            p.push("history_rows", "must not be below min_history_rows");
+        }
+        if !(self.significance > 0.0 && self.significance <= 1.0) {
+            p.push(
+                "significance",
+                format!("{} is outside (0, 1]", self.significance),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_named() {
+        let mut p = Problems::default();
+        Config::default().validate(&mut p);
+        assert!(p.is_empty(), "{:?}", p.list());
+        let c = Config {
+            anomaly: AnomalySection {
+                features: vec!["latency".into()],
+                flagged_share: 1.5,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut p = Problems::default();
+        c.validate(&mut p);
+        let keys: Vec<&str> = p.list().iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["anomaly.features[0]", "anomaly.flagged_share"]);
+    }
+}

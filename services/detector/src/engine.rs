@@ -1,0 +1,726 @@
+//! The detector's logic, free of I/O: observations go in, grouped by region
+//! and round; when a round is complete it is decided (quorum, threshold
+//! alerts, anomaly batch) and comes out as alerts to publish, state to save
+//! and the acks of the messages it was made of.
+//!
+//! A round of a region is complete when a later round of the region has
+//! been arriving for `settle` (the probers of a region share round ids and
+//! a round's lookups end within the probe timeout), or `round_timeout`
+//! after its first event when no later round comes. An event for a round
+//! already decided is late: it is acked and counted, not used.
+//!
+//! Rounds older than `quiet_older_than` (a detector catching up on a
+//! backlog) update the state without publishing: a page about an outage
+//! that ended an hour ago helps nobody.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rg_proto::domain::{LookupError, Observation, Priority, Status};
+use rg_proto::v1;
+use tokio::time::Instant;
+
+use crate::anomaly::{AnomalyConfig, AnomalyDetector, Verdict};
+use crate::features::Check;
+use crate::quorum::{agree, Agreement, Quorum};
+use crate::threshold::{self, Change, EndpointState, Open, Severity};
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Vantages that must agree.
+    pub quorum: Quorum,
+    /// Re-notify unresolved alerts this often (0: never).
+    pub renotify: Duration,
+    /// How long a later round must have been arriving before a round is
+    /// decided.
+    pub settle: Duration,
+    /// Decide a round this long after its first event at the latest.
+    pub round_timeout: Duration,
+    /// Rounds older than this are decided silently.
+    pub quiet_older_than: Duration,
+    /// The anomaly model (`None`: off).
+    pub anomaly: Option<AnomalyConfig>,
+    /// Clean rounds before an anomaly alert resolves.
+    pub anomaly_resolve_after: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            quorum: Quorum::Majority,
+            renotify: Duration::from_secs(30 * 60),
+            settle: Duration::from_secs(2),
+            round_timeout: Duration::from_secs(60),
+            quiet_older_than: Duration::from_secs(10 * 60),
+            anomaly: Some(AnomalyConfig::default()),
+            anomaly_resolve_after: 3,
+        }
+    }
+}
+
+/// An alert ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// `threshold` or `anomaly`: the subject's source token.
+    pub source: &'static str,
+    /// The subject's severity token.
+    pub severity: Severity,
+    /// The alert.
+    pub alert: v1::Alert,
+    /// JetStream message id: the alert id, its state and re-notification.
+    pub msg_id: String,
+}
+
+/// Persisted state that changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Saved {
+    /// An endpoint's state (key: region, endpoint).
+    Endpoint(String, String, EndpointState),
+    /// A region's anomaly episode.
+    Anomaly(String, AnomalyEpisode),
+}
+
+/// A decided round.
+#[derive(Debug)]
+pub struct Decided<T> {
+    /// Region.
+    pub region: String,
+    /// Round id.
+    pub round: u64,
+    /// Alerts to publish (empty when decided silently).
+    pub alerts: Vec<Outgoing>,
+    /// State to save.
+    pub saved: Vec<Saved>,
+    /// Acks of the messages the round was made of.
+    pub acks: Vec<T>,
+    /// Observations in the round.
+    pub events: usize,
+    /// The anomaly verdict, when the model ran.
+    pub verdict: Option<Verdict>,
+    /// Decided without publishing (too old).
+    pub quiet: bool,
+}
+
+/// A region's anomaly episode (persisted).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnomalyEpisode {
+    /// The open anomaly alert.
+    pub open: Option<Open>,
+    /// Consecutive clean rounds while open.
+    pub clean_rounds: u32,
+}
+
+/// What [`Engine::add`] did with an observation.
+#[derive(Debug)]
+pub enum Added<T> {
+    /// Held in its round.
+    Held,
+    /// Its round was already decided: ack it, it is not used.
+    Late(T),
+}
+
+struct Round<T> {
+    first_seen: Instant,
+    events: Vec<Observation>,
+    acks: Vec<T>,
+}
+
+/// The detector's state.
+pub struct Engine<T> {
+    config: EngineConfig,
+    rounds: BTreeMap<(String, u64), Round<T>>,
+    /// Per region: the newest round seen and when it was first seen.
+    newest: HashMap<String, (u64, Instant)>,
+    /// Per region: the newest round decided.
+    decided: HashMap<String, u64>,
+    endpoints: HashMap<(String, String), EndpointState>,
+    models: HashMap<String, AnomalyDetector>,
+    episodes: HashMap<String, AnomalyEpisode>,
+}
+
+impl<T> Engine<T> {
+    /// An engine starting from saved state.
+    pub fn new(config: EngineConfig, saved: Vec<Saved>) -> Self {
+        let mut engine = Self {
+            config,
+            rounds: BTreeMap::new(),
+            newest: HashMap::new(),
+            decided: HashMap::new(),
+            endpoints: HashMap::new(),
+            models: HashMap::new(),
+            episodes: HashMap::new(),
+        };
+        for s in saved {
+            match s {
+                Saved::Endpoint(region, endpoint, state) => {
+                    engine.endpoints.insert((region, endpoint), state);
+                }
+                Saved::Anomaly(region, episode) => {
+                    engine.episodes.insert(region, episode);
+                }
+            }
+        }
+        engine
+    }
+
+    /// Rounds held, and observations in them.
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.rounds.len(),
+            self.rounds.values().map(|r| r.events.len()).sum(),
+        )
+    }
+
+    /// Takes an observation and the ack of its message.
+    pub fn add(&mut self, obs: Observation, ack: T, now: Instant) -> Added<T> {
+        let region = obs.region.to_string();
+        if self
+            .decided
+            .get(&region)
+            .is_some_and(|d| obs.round_id <= *d)
+        {
+            return Added::Late(ack);
+        }
+        let newest = self
+            .newest
+            .entry(region.clone())
+            .or_insert((obs.round_id, now));
+        if obs.round_id > newest.0 {
+            *newest = (obs.round_id, now);
+        }
+        let round = self
+            .rounds
+            .entry((region, obs.round_id))
+            .or_insert_with(|| Round {
+                first_seen: now,
+                events: Vec::new(),
+                acks: Vec::new(),
+            });
+        round.events.push(obs);
+        round.acks.push(ack);
+        Added::Held
+    }
+
+    /// When the next round becomes due (for the caller's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.rounds
+            .iter()
+            .map(|((region, round), r)| {
+                let by_timeout = r.first_seen + self.config.round_timeout;
+                match self.newest.get(region) {
+                    Some((newest, since)) if newest > round => {
+                        by_timeout.min(*since + self.config.settle)
+                    }
+                    _ => by_timeout,
+                }
+            })
+            .min()
+    }
+
+    /// Decides every round that is complete at `now` (`now_ms`: wall clock,
+    /// for `quiet_older_than`), oldest first per region.
+    pub fn decide_due(&mut self, now: Instant, now_ms: i64) -> Vec<Decided<T>> {
+        let due: Vec<(String, u64)> = self
+            .rounds
+            .iter()
+            .filter(|((region, round), r)| {
+                let later_settled = self.newest.get(region).is_some_and(|(newest, since)| {
+                    newest > round && now.saturating_duration_since(*since) >= self.config.settle
+                });
+                later_settled
+                    || now.saturating_duration_since(r.first_seen) >= self.config.round_timeout
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in due {
+            // A round is only decided after every earlier held round of its
+            // region (BTreeMap order), so `decided` only grows.
+            let Some(round) = self.rounds.remove(&key) else {
+                continue;
+            };
+            let earlier: Vec<(String, u64)> = self
+                .rounds
+                .range((key.0.clone(), 0)..(key.0.clone(), key.1))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in earlier {
+                if let Some(r) = self.rounds.remove(&k) {
+                    out.push(self.decide(k.0, k.1, r, now_ms));
+                }
+            }
+            out.push(self.decide(key.0, key.1, round, now_ms));
+        }
+        out
+    }
+
+    /// Decides every held round now (used at shutdown by tests and tools).
+    pub fn decide_all(&mut self, now_ms: i64) -> Vec<Decided<T>> {
+        let rounds = std::mem::take(&mut self.rounds);
+        rounds
+            .into_iter()
+            .map(|((region, round), r)| self.decide(region, round, r, now_ms))
+            .collect()
+    }
+
+    fn decide(&mut self, region: String, round: u64, data: Round<T>, now_ms: i64) -> Decided<T> {
+        let decided = self.decided.entry(region.clone()).or_insert(round);
+        *decided = (*decided).max(round);
+        let round_ms = data
+            .events
+            .iter()
+            .map(|e| e.observed_at_unix_ms)
+            .min()
+            .unwrap_or(now_ms);
+        let quiet = now_ms - round_ms > self.config.quiet_older_than.as_millis() as i64;
+        let mut alerts = Vec::new();
+        let mut saved = Vec::new();
+
+        // Threshold: per endpoint, one vote per vantage (its worst status).
+        let mut by_endpoint: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+        for e in &data.events {
+            by_endpoint.entry(e.endpoint.as_str()).or_default().push(e);
+        }
+        for (endpoint, events) in by_endpoint {
+            let mut votes: BTreeMap<String, Status> = BTreeMap::new();
+            for e in &events {
+                let v = votes.entry(e.vantage.clone()).or_insert(e.status);
+                *v = (*v).max(e.status);
+            }
+            let agreement = agree(&votes, self.config.quorum);
+            let priority = events
+                .iter()
+                .map(|e| e.priority)
+                .max_by_key(|p| matches!(p, Priority::Critical))
+                .unwrap_or(Priority::Default);
+            let key = (region.clone(), endpoint.to_owned());
+            let state = self.endpoints.entry(key).or_default();
+            let changes = threshold::step(
+                state,
+                agreement,
+                priority,
+                &region,
+                endpoint,
+                round,
+                round_ms,
+                self.config.renotify,
+            );
+            if changes.is_empty() {
+                continue;
+            }
+            let consecutive = state.consecutive_rounds;
+            saved.push(Saved::Endpoint(
+                region.clone(),
+                endpoint.to_owned(),
+                state.clone(),
+            ));
+            for change in changes {
+                alerts.push(threshold_alert(
+                    &region,
+                    endpoint,
+                    &events,
+                    agreement,
+                    consecutive,
+                    change,
+                    now_ms,
+                ));
+            }
+        }
+
+        // Anomaly: the round is the batch.
+        let mut verdict = None;
+        if let Some(config) = &self.config.anomaly {
+            let model = self
+                .models
+                .entry(region.clone())
+                .or_insert_with(|| AnomalyDetector::new(config.clone()));
+            let checks: Vec<Check> = data.events.iter().map(check_of).collect();
+            let v = model.assess(&checks);
+            let episode = self.episodes.entry(region.clone()).or_default();
+            if let Some(a) = anomaly_step(
+                episode,
+                &v,
+                &region,
+                round,
+                round_ms,
+                self.config.renotify,
+                self.config.anomaly_resolve_after,
+                &data.events,
+                now_ms,
+            ) {
+                saved.push(Saved::Anomaly(region.clone(), episode.clone()));
+                alerts.push(a);
+            } else if v.alert || episode.open.is_some() {
+                saved.push(Saved::Anomaly(region.clone(), episode.clone()));
+            }
+            verdict = Some(v);
+        }
+        if quiet {
+            alerts.clear();
+        }
+        Decided {
+            region,
+            round,
+            alerts,
+            saved,
+            acks: data.acks,
+            events: data.events.len(),
+            verdict,
+            quiet,
+        }
+    }
+}
+
+/// The check the anomaly model sees of an observation.
+pub fn check_of(e: &Observation) -> Check {
+    Check {
+        timestamp_ms: e.observed_at_unix_ms,
+        region: e.region.to_string(),
+        service: e.service.to_string(),
+        endpoint: e.endpoint.clone(),
+        vantage: format!("{}/{}", e.vantage, e.resolver),
+        success: e.error.is_none(),
+        response_time_ms: e.response_time.as_secs_f64() * 1000.0,
+    }
+}
+
+fn threshold_alert(
+    region: &str,
+    endpoint: &str,
+    events: &[&Observation],
+    agreement: Agreement,
+    consecutive: u32,
+    change: Change,
+    now_ms: i64,
+) -> Outgoing {
+    let (agreeing, reporting) = match agreement {
+        Agreement::Agreed {
+            agreeing,
+            reporting,
+            ..
+        } => (agreeing, reporting),
+        Agreement::NoQuorum { reporting, .. } => (0, reporting),
+    };
+    let service = events
+        .first()
+        .map(|e| e.service.to_string())
+        .unwrap_or_default();
+    let worst_error = events.iter().filter_map(|e| e.error).next();
+    let evidence = events
+        .iter()
+        .map(|e| v1::Evidence {
+            endpoint: e.endpoint.clone(),
+            vantage: e.vantage.clone(),
+            status: v1::Status::from(e.status) as i32,
+            error_kind: v1::ErrorKind::from(e.error) as i32,
+            response_time_us: e.response_time.as_micros() as u64,
+            round_id: e.round_id,
+            consecutive_rounds: consecutive,
+            agreeing: agreeing as u32,
+            reporting: reporting as u32,
+        })
+        .collect();
+    let why = |status: Status| match (status, worst_error) {
+        (Status::Healthy, _) => String::new(),
+        (_, Some(err)) => format!(" ({})", err.as_str()),
+        (_, None) => {
+            let slowest = events
+                .iter()
+                .map(|e| e.response_time)
+                .max()
+                .unwrap_or_default();
+            format!(" ({:.0} ms)", slowest.as_secs_f64() * 1000.0)
+        }
+    };
+    let (open, status, state, summary, ended) = match change {
+        Change::Fire(open, s) => {
+            let summary = format!(
+                "{endpoint} is {s}{} at {agreeing}/{reporting} vantage points",
+                why(s)
+            );
+            (open, s, v1::AlertState::Firing, summary, 0)
+        }
+        Change::Renotify(open, s) => {
+            let summary = format!(
+                "{endpoint} is still {s}{} after {consecutive} rounds (reminder {})",
+                why(s),
+                open.renotify_count
+            );
+            (open, s, v1::AlertState::Firing, summary, 0)
+        }
+        Change::Resolve(open, s, at) => {
+            let summary = format!(
+                "{endpoint} is no longer {s} (resolved after {} s)",
+                (at - open.since_ms).max(0) / 1000
+            );
+            (open, s, v1::AlertState::Resolved, summary, at)
+        }
+    };
+    let msg_id = format!(
+        "{}:{}:{}",
+        open.id,
+        if state == v1::AlertState::Resolved {
+            "resolved"
+        } else {
+            "firing"
+        },
+        open.renotify_count
+    );
+    Outgoing {
+        source: "threshold",
+        severity: open.severity,
+        alert: v1::Alert {
+            id: open.id.clone(),
+            source: v1::AlertSource::Threshold as i32,
+            severity: open.severity.to_wire() as i32,
+            state: state as i32,
+            region: region.to_owned(),
+            service,
+            endpoint: endpoint.to_owned(),
+            summary,
+            started_at_unix_ms: open.since_ms,
+            emitted_at_unix_ms: now_ms,
+            ended_at_unix_ms: ended,
+            status: v1::Status::from(status) as i32,
+            evidence,
+            renotify_count: open.renotify_count,
+            ..Default::default()
+        },
+        msg_id,
+    }
+}
+
+/// Advances a region's anomaly episode; returns the alert to send, if any.
+#[allow(clippy::too_many_arguments)]
+fn anomaly_step(
+    episode: &mut AnomalyEpisode,
+    verdict: &Verdict,
+    region: &str,
+    round: u64,
+    round_ms: i64,
+    renotify: Duration,
+    resolve_after: u32,
+    events: &[Observation],
+    now_ms: i64,
+) -> Option<Outgoing> {
+    let (open, state) = if verdict.alert {
+        episode.clean_rounds = 0;
+        match &mut episode.open {
+            None => {
+                let open = Open {
+                    id: format!("anom:{region}:{round}"),
+                    severity: Severity::High,
+                    since_round: round,
+                    since_ms: round_ms,
+                    last_notified_ms: round_ms,
+                    renotify_count: 0,
+                };
+                episode.open = Some(open.clone());
+                (open, v1::AlertState::Firing)
+            }
+            Some(open)
+                if !renotify.is_zero()
+                    && round_ms - open.last_notified_ms >= renotify.as_millis() as i64 =>
+            {
+                open.renotify_count += 1;
+                open.last_notified_ms = round_ms;
+                (open.clone(), v1::AlertState::Firing)
+            }
+            Some(_) => return None,
+        }
+    } else {
+        let open = episode.open.as_ref()?;
+        episode.clean_rounds += 1;
+        if episode.clean_rounds < resolve_after.max(1) {
+            return None;
+        }
+        let open = open.clone();
+        episode.open = None;
+        episode.clean_rounds = 0;
+        (open, v1::AlertState::Resolved)
+    };
+    let resolved = state == v1::AlertState::Resolved;
+    let n = verdict.scores.len();
+    let anomalies: Vec<v1::AnomalyFinding> = verdict
+        .flagged
+        .iter()
+        .filter_map(|f| {
+            let e = events.get(f.index)?;
+            Some(v1::AnomalyFinding {
+                endpoint: e.endpoint.clone(),
+                vantage: e.vantage.clone(),
+                score: f.score,
+                reasons: f.reasons.clone(),
+            })
+        })
+        .collect();
+    let summary = if resolved {
+        format!("{region}: health checks look normal again against the baseline (anomaly since round {})", open.since_round)
+    } else {
+        let mut endpoints: Vec<&str> = anomalies.iter().map(|a| a.endpoint.as_str()).collect();
+        endpoints.dedup();
+        format!(
+            "{region}: {} of {n} checks ({:.0} %) look abnormal (expected {:.0} %): {}",
+            verdict.flagged.len(),
+            verdict.share * 100.0,
+            verdict.expected_share * 100.0,
+            endpoints
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let errors: Vec<LookupError> = events.iter().filter_map(|e| e.error).collect();
+    let mut actions = Vec::new();
+    if !resolved {
+        actions.push(format!("compare {region} with the other regions on the dashboard; check the AWS Health Dashboard for {region}"));
+        if !errors.is_empty() {
+            actions.push(
+                "failed lookups are part of it: see the threshold alerts of the same endpoints"
+                    .to_owned(),
+            );
+        }
+    }
+    Some(Outgoing {
+        source: "anomaly",
+        severity: Severity::High,
+        msg_id: format!(
+            "{}:{}:{}",
+            open.id,
+            if resolved { "resolved" } else { "firing" },
+            open.renotify_count
+        ),
+        alert: v1::Alert {
+            id: open.id.clone(),
+            source: v1::AlertSource::Anomaly as i32,
+            severity: v1::Severity::High as i32,
+            state: state as i32,
+            region: region.to_owned(),
+            summary,
+            started_at_unix_ms: open.since_ms,
+            emitted_at_unix_ms: now_ms,
+            ended_at_unix_ms: if resolved { round_ms } else { 0 },
+            anomalies: if resolved { Vec::new() } else { anomalies },
+            flagged_share: verdict.share,
+            recommended_actions: actions,
+            renotify_count: open.renotify_count,
+            ..Default::default()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rg_proto::domain::{Region, ServiceName};
+
+    use super::*;
+
+    fn obs(
+        region: &str,
+        endpoint: &str,
+        vantage: &str,
+        round: u64,
+        status: Status,
+        error: Option<LookupError>,
+    ) -> Observation {
+        Observation {
+            region: Region::parse(region).unwrap(),
+            service: ServiceName::parse(endpoint.split('.').next().unwrap()).unwrap(),
+            endpoint: endpoint.into(),
+            vantage: vantage.into(),
+            round_id: round,
+            observed_at_unix_ms: round as i64 * 10_000,
+            resolver: "r".into(),
+            error,
+            response_time: Duration::from_millis(5),
+            status,
+            priority: Priority::Critical,
+            confirmation: false,
+            sequence: 0,
+        }
+    }
+
+    fn engine() -> Engine<u32> {
+        Engine::new(
+            EngineConfig {
+                anomaly: None,
+                settle: Duration::from_millis(100),
+                ..Default::default()
+            },
+            Vec::new(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_are_decided_when_the_next_has_settled() {
+        let mut e = engine();
+        let t0 = Instant::now();
+        let d = "dynamodb.us-east-1.amazonaws.com";
+        for (i, v) in ["a", "b", "c"].iter().enumerate() {
+            let status = if i < 2 {
+                Status::Critical
+            } else {
+                Status::Healthy
+            };
+            assert!(matches!(
+                e.add(
+                    obs("us-east-1", d, v, 5, status, Some(LookupError::EmptyAnswer)),
+                    i as u32,
+                    t0
+                ),
+                Added::Held
+            ));
+        }
+        assert!(
+            e.decide_due(t0, 50_000).is_empty(),
+            "round 5 is not complete yet"
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        e.add(obs("us-east-1", d, "a", 6, Status::Critical, None), 9, t1);
+        assert!(
+            e.decide_due(t1, 60_000).is_empty(),
+            "round 6 has not settled"
+        );
+        let decided = e.decide_due(t1 + Duration::from_millis(100), 60_100);
+        assert_eq!(decided.len(), 1);
+        let r = &decided[0];
+        assert_eq!((r.round, r.events, r.acks.clone()), (5, 3, vec![0, 1, 2]));
+        assert_eq!(r.alerts.len(), 1);
+        let a = &r.alerts[0];
+        assert_eq!((a.source, a.severity), ("threshold", Severity::Critical));
+        assert_eq!(
+            a.alert.summary,
+            format!("{d} is critical (empty_answer) at 2/3 vantage points")
+        );
+        assert_eq!(a.alert.evidence.len(), 3);
+        // A straggler of round 5 is late.
+        assert!(matches!(
+            e.add(obs("us-east-1", d, "c", 5, Status::Healthy, None), 7, t1),
+            Added::Late(7)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_rounds_update_state_silently() {
+        let mut e = engine();
+        let t0 = Instant::now();
+        e.add(
+            obs(
+                "eu-west-1",
+                "ec2.eu-west-1.amazonaws.com",
+                "a",
+                1,
+                Status::Critical,
+                Some(LookupError::Timeout),
+            ),
+            1,
+            t0,
+        );
+        let decided = e.decide_due(t0 + Duration::from_secs(61), 3_600_000);
+        assert!(decided[0].quiet && decided[0].alerts.is_empty());
+        assert_eq!(decided[0].saved.len(), 1, "the state still changed");
+    }
+}

@@ -1,0 +1,65 @@
+//! The detector's metrics. Labels: region, source, severity, state.
+
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+
+use crate::engine::{Decided, Outgoing};
+
+/// Health events taken into a round.
+pub const EVENTS: &str = "regionguard_detector_events_total";
+/// Events that arrived after their round was decided (acked, unused).
+pub const LATE_EVENTS: &str = "regionguard_detector_late_events_total";
+/// Rounds decided, by region and whether they were decided silently.
+pub const ROUNDS: &str = "regionguard_detector_rounds_total";
+/// Alerts published, by source, severity and state.
+pub const ALERTS: &str = "regionguard_detector_alerts_total";
+/// Share of the last round of a region the anomaly model flagged.
+pub const FLAGGED_SHARE: &str = "regionguard_detector_flagged_share";
+
+/// Registers descriptions.
+pub fn describe() {
+    describe_counter!(EVENTS, Unit::Count, "health events taken into a round");
+    describe_counter!(
+        LATE_EVENTS,
+        Unit::Count,
+        "health events that came after their round was decided"
+    );
+    describe_counter!(ROUNDS, Unit::Count, "rounds decided");
+    describe_counter!(ALERTS, Unit::Count, "alerts published");
+    describe_gauge!(
+        FLAGGED_SHARE,
+        Unit::Count,
+        "share of the last round flagged by the anomaly model"
+    );
+}
+
+pub(crate) fn event() {
+    counter!(EVENTS).increment(1);
+}
+
+pub(crate) fn late() {
+    counter!(LATE_EVENTS).increment(1);
+}
+
+pub(crate) fn alert(a: &Outgoing, duplicate: bool) {
+    let state = if a.alert.state == rg_proto::v1::AlertState::Resolved as i32 {
+        "resolved"
+    } else {
+        "firing"
+    };
+    counter!(ALERTS, "source" => a.source, "severity" => a.severity.as_str(), "state" => state)
+        .increment(1);
+    if duplicate {
+        tracing::info!(id = %a.alert.id, "alert already published (a repeat after a restart); JetStream dropped it");
+    } else {
+        tracing::info!(id = %a.alert.id, source = a.source, severity = a.severity.as_str(), state, summary = %a.alert.summary, "alert");
+    }
+}
+
+pub(crate) fn round<T>(d: &Decided<T>) {
+    counter!(ROUNDS, "region" => d.region.clone(), "quiet" => if d.quiet { "yes" } else { "no" })
+        .increment(1);
+    if let Some(v) = &d.verdict {
+        gauge!(FLAGGED_SHARE, "region" => d.region.clone()).set(v.share);
+    }
+    tracing::debug!(region = %d.region, round = d.round, events = d.events, alerts = d.alerts.len(), quiet = d.quiet, "round decided");
+}
