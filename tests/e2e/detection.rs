@@ -223,8 +223,10 @@ async fn undecodable_and_invalid_events_are_dead_lettered_by_the_detector() {
         .unwrap();
 
     let dead = rg_testkit::wait_until("two dead letters", WAIT, || async {
-        let mut stream = js.get_stream("RG_DEADLETTER").await.unwrap();
-        let n = stream.info().await.unwrap().state.messages;
+        let Ok(mut stream) = js.get_stream("RG_DEADLETTER").await else {
+            return rg_testkit::Waited::NotYet("no dead-letter stream yet".into());
+        };
+        let n = stream.info().await.map(|i| i.state.messages).unwrap_or(0);
         if n >= 2 {
             rg_testkit::Waited::Done(n)
         } else {
@@ -250,4 +252,61 @@ async fn undecodable_and_invalid_events_are_dead_lettered_by_the_detector() {
     // Still running.
     assert!(!detector.is_finished());
     detector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detectors_split_the_regions_between_them() {
+    init_logging();
+    let server = NatsServer::start();
+    let nats = nats_config(&server.url());
+    let (dns, simulator) = start_simulator(&nats).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut alerts = AlertFeed::open(&server.url()).await;
+    let mut probers = Vec::new();
+    for region in ["us-east-1", "eu-west-1"] {
+        let mut config = prober_config(region, dns, INTERVAL);
+        config.services = vec!["dynamodb".into()];
+        probers.push(start_prober(config, &nats));
+    }
+    let mut config = detector_config();
+    config.regions = vec!["eu-west-1".into()];
+    config.durable = "detector-eu".into();
+    config.anomaly.enabled = false;
+    let detector = start_detector(config, &nats);
+    rg_testkit::wait_until("the simulator answers fault requests", WAIT, || async {
+        let list = rg_proto::v1::FaultRequest {
+            action: Some(rg_proto::v1::fault_request::Action::List(true)),
+        };
+        match client
+            .request("rg.sim.faults", list.encode_to_vec().into())
+            .await
+        {
+            Ok(_) => rg_testkit::Waited::Done(()),
+            Err(e) => rg_testkit::Waited::NotYet(e.to_string()),
+        }
+    })
+    .await;
+    inject(&client, "", "dynamodb", FaultKind::Nxdomain, 0).await;
+
+    alerts
+        .wait_for("an alert for eu-west-1", WAIT, |_, a| {
+            a.region == "eu-west-1" && firing(a)
+        })
+        .await;
+    alerts.drain_for(INTERVAL * 4).await;
+    let foreign: Vec<_> = alerts
+        .seen
+        .iter()
+        .filter(|(_, a)| a.region != "eu-west-1")
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "a detector for eu-west-1 alerted on another region: {foreign:#?}"
+    );
+
+    detector.stop().await;
+    for p in probers {
+        p.stop().await;
+    }
+    simulator.stop().await;
 }

@@ -6,8 +6,9 @@
 //!   `flagged_share` of the batch is flagged. A batch can only stand out
 //!   from itself: when every endpoint slows down together, the standardized
 //!   batch looks exactly like a normal one.
-//! - **baseline** (default): fit on a rolling window of recent normal
-//!   history and score the new batch against it. The cut-off comes from the
+//! - **baseline** (default): fit on a rolling window of recent healthy
+//!   history (successful lookups) and score the new batch against it; a
+//!   failed lookup, never seen there, is flagged as such. The cut-off comes from the
 //!   history's own scores (its `baseline_quantile`, 1 % by default), because
 //!   `contamination = auto` flags 8–19 % of perfectly normal rows. A batch
 //!   alerts when its flagged share exceeds `flagged_share`, at least
@@ -79,6 +80,17 @@ pub struct AnomalyConfig {
     /// Baseline mode: the flagged count must be this improbable under the
     /// history's flag rate.
     pub significance: f64,
+    /// Baseline mode: CUSUM limit on the batches' mean-score shift (in
+    /// standard errors): alert when the running sum exceeds it.
+    pub shift_limit: f64,
+    /// Baseline mode: CUSUM allowance subtracted from each batch's shift.
+    pub shift_allowance: f64,
+    /// Baseline mode: a row beyond the history's range of a feature by more
+    /// than this many of its standard deviations is flagged as out of range.
+    pub beyond_range: f64,
+    /// Batches a non-alerting batch waits before it is learned (an alert
+    /// meanwhile discards it).
+    pub learn_delay: usize,
     /// Score on all cores.
     pub parallel: bool,
 }
@@ -98,6 +110,10 @@ impl Default for AnomalyConfig {
             min_history_rows: 200,
             min_flagged: 2,
             significance: 0.001,
+            shift_limit: 8.0,
+            shift_allowance: 1.0,
+            beyond_range: 2.0,
+            learn_delay: 3,
             parallel: true,
         }
     }
@@ -147,6 +163,11 @@ pub struct Verdict {
     pub alert: bool,
     /// Rows dropped because their values were not usable.
     pub dropped: usize,
+    /// Baseline mode: how far the batch's mean score lies below the
+    /// calibration rows' mean, in standard errors (0 otherwise).
+    pub shift_z: f64,
+    /// Baseline mode: the running (CUSUM) sum of those shifts.
+    pub shift_sum: f64,
 }
 
 impl Verdict {
@@ -160,6 +181,8 @@ impl Verdict {
             cutoff: 0.0,
             alert: false,
             dropped: 0,
+            shift_z: 0.0,
+            shift_sum: 0.0,
         }
     }
 }
@@ -168,7 +191,12 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct AnomalyDetector {
     config: AnomalyConfig,
-    history: VecDeque<Check>,
+    /// Healthy rows, each with its `norm_latency` as of when it was seen.
+    history: VecDeque<(Check, f64)>,
+    /// Batches not yet learned (see `learn`).
+    waiting: VecDeque<Vec<Check>>,
+    /// CUSUM of the batches' mean-score shifts.
+    shift_sum: f64,
     baselines: LatencyBaselines,
 }
 
@@ -178,6 +206,8 @@ impl AnomalyDetector {
         Self {
             config,
             history: VecDeque::new(),
+            waiting: VecDeque::new(),
+            shift_sum: 0.0,
             baselines: LatencyBaselines::default(),
         }
     }
@@ -216,6 +246,19 @@ impl AnomalyDetector {
             self.against_itself(&rows, basis)
         };
         verdict.dropped = dropped;
+        if verdict.basis == Basis::Baseline && verdict.scores.len() >= 3 {
+            // A slow-down of every endpoint moves each row only a little (a
+            // 30 % increase is under 3 standard deviations of one check's
+            // noise) but moves all of them, round after round: the running
+            // sum (CUSUM) of the rounds' mean-score shifts grows until it
+            // crosses `shift_limit`. Capped, so that it falls back below the
+            // limit within a few clean rounds once the shift ends.
+            let limit = self.config.shift_limit;
+            self.shift_sum = (self.shift_sum + verdict.shift_z - self.config.shift_allowance)
+                .clamp(0.0, limit + 2.0);
+            verdict.shift_sum = self.shift_sum;
+            verdict.alert |= self.shift_sum > limit;
+        }
         // Report in the caller's indexing (dropped rows score 0, unflagged).
         if dropped > 0 {
             let mut scores = vec![0.0; batch.len()];
@@ -227,7 +270,7 @@ impl AnomalyDetector {
                 f.index = usable[f.index];
             }
         }
-        self.learn(&rows, &verdict);
+        self.learn(rows, &verdict);
         verdict
     }
 
@@ -276,6 +319,8 @@ impl AnomalyDetector {
             cutoff,
             alert: share > self.config.flagged_share,
             dropped: 0,
+            shift_z: 0.0,
+            shift_sum: 0.0,
         }
     }
 
@@ -287,9 +332,10 @@ impl AnomalyDetector {
     /// `baseline_quantile`; in-sample scores would make the cut-off too
     /// strict and normal batches look anomalous.
     fn against_history(&self, rows: &[Check]) -> Verdict {
-        let history: Vec<Check> = self.history.iter().cloned().collect();
+        let history: Vec<Check> = self.history.iter().map(|(c, _)| c.clone()).collect();
+        let norms: Vec<f64> = self.history.iter().map(|(_, n)| *n).collect();
         let use_hour = span_ms(&history) >= HOUR_NEEDS.as_millis() as i64;
-        let h = features::matrix(&history, &self.config.features, &self.baselines, use_hour);
+        let h = features::matrix_with_norms(&history, &norms, &self.config.features, use_hour);
         let x = features::matrix(rows, &self.config.features, &self.baselines, use_hour);
         let Some((h_scaled, x_scaled)) = standardize(&h, &x) else {
             return Verdict::empty(Basis::Baseline);
@@ -314,16 +360,76 @@ impl AnomalyDetector {
         // At least one calibration row's worth: a share of 0 would make any
         // flag look impossible.
         let expected_share = below.max(1) as f64 / calibration_scores.len() as f64;
-        let scores = forest.score_samples(&x_scaled).to_vec();
-        let flagged = self.findings(&scores, cutoff, &x_scaled, &x, Some(&self.config.features));
+        let mut scores = forest.score_samples(&x_scaled).to_vec();
+        let shift_z = shift(&calibration_scores, &scores);
+        // An Isolation Forest cannot score a row beyond the history's range
+        // as more abnormal than the history's own extremes: past the
+        // largest split it lands in the leaf of the largest training row.
+        // And it cannot split on a feature the history holds constant (a
+        // failed lookup, when the history is healthy). So a row beyond the
+        // range seen by more than `beyond_range` standard deviations (any
+        // difference, for a constant feature) is flagged as out of range,
+        // scored just below the cut-off.
+        let limits: Vec<(f64, f64, f64)> = (0..h.ncols())
+            .map(|j| {
+                let col = h.column(j);
+                let (lo, hi) = col
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                        (lo.min(*v), hi.max(*v))
+                    });
+                let mean = col.mean().unwrap_or(0.0);
+                let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                    / col.len().max(1) as f64)
+                    .sqrt();
+                (lo, hi, sd * self.config.beyond_range)
+            })
+            .collect();
+        let mut unseen: Vec<Vec<String>> = vec![Vec::new(); rows.len()];
+        for (i, reasons) in unseen.iter_mut().enumerate() {
+            for (j, &(lo, hi, margin)) in limits.iter().enumerate() {
+                let v = x[[i, j]];
+                if v > hi + margin || v < lo - margin {
+                    let name = self.config.features[j].name();
+                    reasons.push(if lo == hi {
+                        format!(
+                            "{name}={} never seen in the baseline (always {})",
+                            trim(v),
+                            trim(lo)
+                        )
+                    } else {
+                        format!(
+                            "{name}={} outside the baseline's range {}..{}",
+                            trim(v),
+                            trim(lo),
+                            trim(hi)
+                        )
+                    });
+                }
+            }
+            if !reasons.is_empty() {
+                scores[i] = scores[i].min(cutoff - 1e-6);
+            }
+        }
+        let mut flagged =
+            self.findings(&scores, cutoff, &x_scaled, &x, Some(&self.config.features));
+        for f in &mut flagged {
+            let extra = std::mem::take(&mut unseen[f.index]);
+            if !extra.is_empty() {
+                f.reasons.splice(0..0, extra);
+            }
+        }
         let n = rows.len();
         let k = flagged.len();
         let share = k as f64 / n as f64;
-        let alert = share > self.config.flagged_share
+        let many_flagged = share > self.config.flagged_share
             && k >= self.config.min_flagged
             && binomial_tail(n, k, expected_share) < self.config.significance;
+        let alert = many_flagged;
         Verdict {
             basis: Basis::Baseline,
+            shift_z,
+            shift_sum: 0.0,
             scores,
             flagged,
             share,
@@ -388,21 +494,44 @@ impl AnomalyDetector {
 
     /// Baseline mode keeps the rows of batches that did not alert; every
     /// mode learns endpoint latencies from them.
-    fn learn(&mut self, rows: &[Check], verdict: &Verdict) {
-        // A batch that alerted stays out. Every row of one that did not
-        // goes in, the flagged ones too: they are the normal tail, and
-        // leaving the tail out would make the history narrower with every
-        // batch until normal rows looked abnormal.
+    ///
+    /// A batch that alerted stays out. Every row of one that did not goes
+    /// in, the flagged ones too: they are the normal tail, and leaving the
+    /// tail out would make the history narrower with every batch until
+    /// normal rows looked abnormal. But not at once: a batch waits
+    /// `learn_delay` batches, and an alert meanwhile throws the waiting ones
+    /// away. Trouble that starts gradually (a region slowing down service
+    /// by service) is partly in the batches before the first alert, and
+    /// must not become normal before it is noticed.
+    fn learn(&mut self, rows: Vec<Check>, verdict: &Verdict) {
         if verdict.alert {
+            self.waiting.clear();
             return;
         }
+        if verdict.basis == Basis::WarmingUp {
+            // Nothing to judge by yet: learn at once.
+            self.remember(rows);
+            return;
+        }
+        self.waiting.push_back(rows);
+        while self.waiting.len() > self.config.learn_delay {
+            if let Some(batch) = self.waiting.pop_front() {
+                self.remember(batch);
+            }
+        }
+    }
+
+    /// The history is healthy history: failed lookups never join it (they
+    /// are what it should tell apart; see `against_history`).
+    fn remember(&mut self, rows: Vec<Check>) {
         for row in rows {
-            self.baselines.observe(row);
-            if self.config.mode == Mode::Baseline {
+            let norm = self.baselines.normalized(&row);
+            self.baselines.observe(&row);
+            if self.config.mode == Mode::Baseline && row.success {
                 if self.history.len() == self.config.history_rows.max(1) {
                     self.history.pop_front();
                 }
-                self.history.push_back(row.clone());
+                self.history.push_back((row, norm));
             }
         }
     }
@@ -439,6 +568,23 @@ fn trim(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+/// How far the mean of `batch` lies below the mean of `reference`, in
+/// standard errors of a mean of `batch.len()` reference values.
+fn shift(reference: &[f64], batch: &[f64]) -> f64 {
+    if reference.len() < 2 || batch.is_empty() {
+        return 0.0;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let m = mean(reference);
+    let sd = (reference.iter().map(|v| (v - m).powi(2)).sum::<f64>()
+        / (reference.len() - 1) as f64)
+        .sqrt();
+    if sd == 0.0 {
+        return 0.0;
+    }
+    (m - mean(batch)) / (sd / (batch.len() as f64).sqrt())
 }
 
 /// The `q` quantile (0..=1) with linear interpolation.
@@ -569,6 +715,82 @@ mod tests {
             .filter(|r| d.assess(&round(*r, 1.0, &mut rng)).alert)
             .count();
         assert_eq!(alerts, 0, "false alerts in 200 normal rounds");
+    }
+
+    /// A round with lognormal noise (σ = 0.1, as lookup times have): a 30 %
+    /// slow-down is under 3 standard deviations of one check.
+    fn noisy_round(r: i64, slow: f64, rng: &mut StdRng) -> Vec<Check> {
+        let mut out = round(r, 1.0, rng);
+        for c in &mut out {
+            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random_range(0.0..1.0));
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            let base = 4.0 + (c.endpoint[1..].parse::<usize>().unwrap_or(0) % 7) as f64 * 3.0;
+            c.response_time_ms = base * (0.1 * z).exp() * slow;
+        }
+        out
+    }
+
+    #[test]
+    fn a_slow_down_under_realistic_noise_is_caught_within_three_rounds_and_normal_rounds_are_quiet()
+    {
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut d = AnomalyDetector::new(AnomalyConfig::default());
+        for r in 0..300 {
+            let v = d.assess(&noisy_round(r, 1.0, &mut rng));
+            assert!(!v.alert, "normal round {r} alerted: {v:?}");
+        }
+        let caught = (300..303)
+            .map(|r| d.assess(&noisy_round(r, 1.3, &mut rng)))
+            .position(|v| v.alert);
+        assert!(
+            caught.is_some(),
+            "a 30 % slow-down of every endpoint went unnoticed for three rounds"
+        );
+        // Batch mode cannot tell: it flags as much of a slow round as of a
+        // normal one.
+        let mut batch = AnomalyDetector::new(AnomalyConfig {
+            mode: Mode::Batch,
+            ..Default::default()
+        });
+        let normal = noisy_round(400, 1.0, &mut rng);
+        let slow: Vec<Check> = normal
+            .iter()
+            .map(|c| Check {
+                response_time_ms: c.response_time_ms * 1.3,
+                ..c.clone()
+            })
+            .collect();
+        assert_eq!(
+            batch.clone().assess(&normal).share,
+            batch.assess(&slow).share
+        );
+    }
+
+    #[test]
+    fn a_slow_down_that_starts_gradually_is_still_caught() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut d = warmed(Mode::Baseline, &mut rng);
+        let mut alerted = false;
+        // One more endpoint slows down every round: the first rounds are
+        // not anomalous enough to alert, and must not teach the model that
+        // slow is normal before it is.
+        for (r, slowed) in (30..).zip(1..=21) {
+            let mut batch = round(r, 1.0, &mut rng);
+            for c in batch.iter_mut().take(slowed) {
+                c.response_time_ms *= 20.0;
+            }
+            alerted |= d.assess(&batch).alert;
+        }
+        assert!(
+            alerted,
+            "a region slowing down endpoint by endpoint was never reported"
+        );
+        let mut all_slow = round(60, 20.0, &mut rng);
+        all_slow.truncate(21);
+        assert!(
+            d.assess(&all_slow).alert,
+            "the slow state became the baseline"
+        );
     }
 
     #[test]

@@ -88,6 +88,19 @@ pub struct AnomalySection {
     pub min_flagged: usize,
     /// Baseline mode: significance of the flagged count. Default `0.001`.
     pub significance: f64,
+    /// Baseline mode: alert when the running sum (CUSUM) of the rounds'
+    /// mean-score shifts, in standard errors, exceeds this (a slow-down of
+    /// everything). Default `8`.
+    pub shift_limit: f64,
+    /// Baseline mode: subtracted from each round's shift in that sum.
+    /// Default `1`.
+    pub shift_allowance: f64,
+    /// Baseline mode: a value beyond the history's range by more than this
+    /// many standard deviations is flagged as out of range. Default `2`.
+    pub beyond_range: f64,
+    /// Baseline mode: rounds a normal round waits before it joins the
+    /// history (an alert meanwhile discards it). Default `3`.
+    pub learn_delay: usize,
     /// Clean rounds before an anomaly alert resolves. Default `3`.
     pub resolve_after: u32,
 }
@@ -150,6 +163,10 @@ impl Default for AnomalySection {
             min_history_rows: d.min_history_rows,
             min_flagged: d.min_flagged,
             significance: d.significance,
+            shift_limit: d.shift_limit,
+            shift_allowance: d.shift_allowance,
+            beyond_range: d.beyond_range,
+            learn_delay: d.learn_delay,
             resolve_after: 3,
         }
     }
@@ -175,6 +192,10 @@ impl AnomalySection {
             min_history_rows: self.min_history_rows,
             min_flagged: self.min_flagged,
             significance: self.significance,
+            shift_limit: self.shift_limit,
+            shift_allowance: self.shift_allowance,
+            beyond_range: self.beyond_range,
+            learn_delay: self.learn_delay,
             parallel: true,
         }
     }
@@ -278,6 +299,24 @@ impl Validate for AnomalySection {
         }
         if self.history_rows < self.min_history_rows {
             p.push("history_rows", "must not be below min_history_rows");
+        }
+        if !(self.shift_limit > 0.0 && self.shift_limit.is_finite()) {
+            p.push(
+                "shift_limit",
+                format!("{} must be a number > 0", self.shift_limit),
+            );
+        }
+        if !(self.shift_allowance >= 0.0 && self.shift_allowance.is_finite()) {
+            p.push(
+                "shift_allowance",
+                format!("{} must be a number >= 0", self.shift_allowance),
+            );
+        }
+        if !(self.beyond_range >= 0.0 && self.beyond_range.is_finite()) {
+            p.push(
+                "beyond_range",
+                format!("{} must be a number >= 0", self.beyond_range),
+            );
         }
         if !(self.significance > 0.0 && self.significance <= 1.0) {
             p.push(

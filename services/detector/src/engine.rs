@@ -337,6 +337,11 @@ impl<T> Engine<T> {
                 .or_insert_with(|| AnomalyDetector::new(config.clone()));
             let checks: Vec<Check> = data.events.iter().map(check_of).collect();
             let v = model.assess(&checks);
+            tracing::debug!(
+                %region, round, basis = ?v.basis, rows = checks.len(), flagged = v.flagged.len(),
+                share = v.share, expected = v.expected_share, cutoff = v.cutoff, alert = v.alert,
+                history = model.history_len(), "anomaly verdict"
+            );
             let episode = self.episodes.entry(region.clone()).or_default();
             if let Some(a) = anomaly_step(
                 episode,
@@ -560,17 +565,26 @@ fn anomaly_step(
     } else {
         let mut endpoints: Vec<&str> = anomalies.iter().map(|a| a.endpoint.as_str()).collect();
         endpoints.dedup();
+        let shifted = if verdict.shift_sum > 0.0 {
+            format!(
+                "; rounds score lower than normal as a whole ({:.1} standard errors this round, {:.1} running)",
+                verdict.shift_z, verdict.shift_sum
+            )
+        } else {
+            String::new()
+        };
+        let names = endpoints
+            .iter()
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "{region}: {} of {n} checks ({:.0} %) look abnormal (expected {:.0} %): {}",
+            "{region}: {} of {n} checks ({:.0} %) look abnormal (expected {:.0} %){shifted}{}{names}",
             verdict.flagged.len(),
             verdict.share * 100.0,
             verdict.expected_share * 100.0,
-            endpoints
-                .iter()
-                .take(5)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
+            if names.is_empty() { "" } else { ": " },
         )
     };
     let errors: Vec<LookupError> = events.iter().filter_map(|e| e.error).collect();

@@ -49,10 +49,6 @@ pub struct Check {
 }
 
 impl Check {
-    fn key(&self) -> (String, String) {
-        (self.endpoint.clone(), self.vantage.clone())
-    }
-
     fn hour(&self) -> f64 {
         (self.timestamp_ms.div_euclid(3_600_000) % 24) as f64
     }
@@ -99,7 +95,16 @@ impl Feature {
 /// Per-endpoint latency medians, learned from accepted (normal) checks.
 #[derive(Debug, Clone, Default)]
 pub struct LatencyBaselines {
-    recent: HashMap<(String, String), VecDeque<f64>>,
+    /// Endpoint, then vantage (nested so lookups need no allocation).
+    recent: HashMap<String, HashMap<String, Window>>,
+}
+
+/// The recent successful lookups of one endpoint, with their median kept
+/// up to date (computed on change, read for every row of every batch).
+#[derive(Debug, Clone, Default)]
+struct Window {
+    values: VecDeque<f64>,
+    median: f64,
 }
 
 impl LatencyBaselines {
@@ -108,29 +113,34 @@ impl LatencyBaselines {
         if !check.success {
             return;
         }
-        let window = self.recent.entry(check.key()).or_default();
-        if window.len() == LATENCY_WINDOW {
-            window.pop_front();
+        let window = self
+            .recent
+            .entry(check.endpoint.clone())
+            .or_default()
+            .entry(check.vantage.clone())
+            .or_default();
+        if window.values.len() == LATENCY_WINDOW {
+            window.values.pop_front();
         }
-        window.push_back(check.response_time_ms);
+        window.values.push_back(check.response_time_ms);
+        let mut v: Vec<f64> = window.values.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        window.median = if v.len() % 2 == 0 {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        };
     }
 
     /// The median of an endpoint's recent successful lookups, if any.
     pub fn median(&self, check: &Check) -> Option<f64> {
-        let window = self.recent.get(&check.key())?;
-        if window.is_empty() {
-            return None;
-        }
-        let mut v: Vec<f64> = window.iter().copied().collect();
-        v.sort_by(f64::total_cmp);
-        let mid = v.len() / 2;
-        Some(if v.len() % 2 == 0 {
-            (v[mid - 1] + v[mid]) / 2.0
-        } else {
-            v[mid]
-        })
+        self.recent
+            .get(&check.endpoint)?
+            .get(&check.vantage)
+            .filter(|w| !w.values.is_empty())
+            .map(|w| w.median)
     }
-
     /// `response_time / median`, 1.0 without history. The median is floored
     /// at [`NORM_FLOOR_MS`]: below a millisecond, differences are scheduling
     /// noise of the machine, not the health of a resolver, and a ratio of
@@ -156,6 +166,20 @@ pub fn matrix(
     baselines: &LatencyBaselines,
     use_hour: bool,
 ) -> Array2<f64> {
+    let norms: Vec<f64> = checks.iter().map(|c| baselines.normalized(c)).collect();
+    matrix_with_norms(checks, &norms, features, use_hour)
+}
+
+/// As [`matrix`], with each check's `norm_latency` given (for history rows:
+/// as it was when the row was seen, before the row itself joined its
+/// endpoint's median; normalizing a row by a median it is part of would
+/// pull it towards 1 and make new rows look more extreme than old ones).
+pub fn matrix_with_norms(
+    checks: &[Check],
+    norms: &[f64],
+    features: &[Feature],
+    use_hour: bool,
+) -> Array2<f64> {
     let mut x = Array2::zeros((checks.len(), features.len()));
     for (i, c) in checks.iter().enumerate() {
         for (j, f) in features.iter().enumerate() {
@@ -164,7 +188,7 @@ pub fn matrix(
                 Feature::ResponseTime => c.response_time_ms,
                 Feature::Hour if use_hour => c.hour(),
                 Feature::Hour => 0.0,
-                Feature::NormLatency => baselines.normalized(c),
+                Feature::NormLatency => norms.get(i).copied().unwrap_or(1.0),
             };
         }
     }
