@@ -11,7 +11,7 @@ use crate::anomaly::{AnomalyConfig, Mode};
 use crate::engine::EngineConfig;
 use crate::features::Feature;
 use crate::isolation_forest::Contamination;
-use crate::quorum::Quorum;
+use rg_rounds::Quorum;
 
 /// The `[detector]` section.
 #[derive(Debug, Clone, Deserialize)]

@@ -13,17 +13,18 @@
 //! backlog) update the state without publishing: a page about an outage
 //! that ended an hour ago helps nobody.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use rg_proto::domain::{LookupError, Observation, Priority, Status};
+use rg_proto::domain::{LookupError, Observation, Status};
 use rg_proto::v1;
 use tokio::time::Instant;
 
 use crate::anomaly::{AnomalyConfig, AnomalyDetector, Verdict};
 use crate::features::Check;
-use crate::quorum::{agree, Agreement, Quorum};
 use crate::threshold::{self, Change, EndpointState, Open, Severity};
+pub use rg_rounds::Added;
+use rg_rounds::{Agreement, Quorum, Round, RoundBook};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -111,29 +112,10 @@ pub struct AnomalyEpisode {
     pub clean_rounds: u32,
 }
 
-/// What [`Engine::add`] did with an observation.
-#[derive(Debug)]
-pub enum Added<T> {
-    /// Held in its round.
-    Held,
-    /// Its round was already decided: ack it, it is not used.
-    Late(T),
-}
-
-struct Round<T> {
-    first_seen: Instant,
-    events: Vec<Observation>,
-    acks: Vec<T>,
-}
-
 /// The detector's state.
 pub struct Engine<T> {
     config: EngineConfig,
-    rounds: BTreeMap<(String, u64), Round<T>>,
-    /// Per region: the newest round seen and when it was first seen.
-    newest: HashMap<String, (u64, Instant)>,
-    /// Per region: the newest round decided.
-    decided: HashMap<String, u64>,
+    book: RoundBook<T>,
     endpoints: HashMap<(String, String), EndpointState>,
     models: HashMap<String, AnomalyDetector>,
     episodes: HashMap<String, AnomalyEpisode>,
@@ -143,10 +125,8 @@ impl<T> Engine<T> {
     /// An engine starting from saved state.
     pub fn new(config: EngineConfig, saved: Vec<Saved>) -> Self {
         let mut engine = Self {
+            book: RoundBook::new(config.settle, config.round_timeout),
             config,
-            rounds: BTreeMap::new(),
-            newest: HashMap::new(),
-            decided: HashMap::new(),
             endpoints: HashMap::new(),
             models: HashMap::new(),
             episodes: HashMap::new(),
@@ -166,134 +146,43 @@ impl<T> Engine<T> {
 
     /// Rounds held, and observations in them.
     pub fn held(&self) -> (usize, usize) {
-        (
-            self.rounds.len(),
-            self.rounds.values().map(|r| r.events.len()).sum(),
-        )
+        self.book.held()
     }
 
     /// Takes an observation and the ack of its message.
     pub fn add(&mut self, obs: Observation, ack: T, now: Instant) -> Added<T> {
-        let region = obs.region.to_string();
-        if self
-            .decided
-            .get(&region)
-            .is_some_and(|d| obs.round_id <= *d)
-        {
-            return Added::Late(ack);
-        }
-        let newest = self
-            .newest
-            .entry(region.clone())
-            .or_insert((obs.round_id, now));
-        if obs.round_id > newest.0 {
-            *newest = (obs.round_id, now);
-        }
-        let round = self
-            .rounds
-            .entry((region, obs.round_id))
-            .or_insert_with(|| Round {
-                first_seen: now,
-                events: Vec::new(),
-                acks: Vec::new(),
-            });
-        round.events.push(obs);
-        round.acks.push(ack);
-        Added::Held
+        self.book.add(obs, ack, now)
     }
 
     /// When the next round becomes due (for the caller's timer).
     pub fn next_due(&self) -> Option<Instant> {
-        self.rounds
-            .iter()
-            .map(|((region, round), r)| {
-                let by_timeout = r.first_seen + self.config.round_timeout;
-                match self.newest.get(region) {
-                    Some((newest, since)) if newest > round => {
-                        by_timeout.min(*since + self.config.settle)
-                    }
-                    _ => by_timeout,
-                }
-            })
-            .min()
+        self.book.next_due()
     }
 
     /// Decides every round that is complete at `now` (`now_ms`: wall clock,
     /// for `quiet_older_than`), oldest first per region.
     pub fn decide_due(&mut self, now: Instant, now_ms: i64) -> Vec<Decided<T>> {
-        let due: Vec<(String, u64)> = self
-            .rounds
-            .iter()
-            .filter(|((region, round), r)| {
-                let later_settled = self.newest.get(region).is_some_and(|(newest, since)| {
-                    newest > round && now.saturating_duration_since(*since) >= self.config.settle
-                });
-                later_settled
-                    || now.saturating_duration_since(r.first_seen) >= self.config.round_timeout
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut out = Vec::new();
-        for key in due {
-            // A round is only decided after every earlier held round of its
-            // region (BTreeMap order), so `decided` only grows.
-            let Some(round) = self.rounds.remove(&key) else {
-                continue;
-            };
-            let earlier: Vec<(String, u64)> = self
-                .rounds
-                .range((key.0.clone(), 0)..(key.0.clone(), key.1))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in earlier {
-                if let Some(r) = self.rounds.remove(&k) {
-                    out.push(self.decide(k.0, k.1, r, now_ms));
-                }
-            }
-            out.push(self.decide(key.0, key.1, round, now_ms));
-        }
-        out
+        let rounds = self.book.take_due(now);
+        rounds.into_iter().map(|r| self.decide(r, now_ms)).collect()
     }
 
     /// Decides every held round now (used at shutdown by tests and tools).
     pub fn decide_all(&mut self, now_ms: i64) -> Vec<Decided<T>> {
-        let rounds = std::mem::take(&mut self.rounds);
-        rounds
-            .into_iter()
-            .map(|((region, round), r)| self.decide(region, round, r, now_ms))
-            .collect()
+        let rounds = self.book.take_all();
+        rounds.into_iter().map(|r| self.decide(r, now_ms)).collect()
     }
 
-    fn decide(&mut self, region: String, round: u64, data: Round<T>, now_ms: i64) -> Decided<T> {
-        let decided = self.decided.entry(region.clone()).or_insert(round);
-        *decided = (*decided).max(round);
-        let round_ms = data
-            .events
-            .iter()
-            .map(|e| e.observed_at_unix_ms)
-            .min()
-            .unwrap_or(now_ms);
+    fn decide(&mut self, data: Round<T>, now_ms: i64) -> Decided<T> {
+        let (region, round) = (data.region.clone(), data.round);
+        let round_ms = data.start_ms(now_ms);
         let quiet = now_ms - round_ms > self.config.quiet_older_than.as_millis() as i64;
         let mut alerts = Vec::new();
         let mut saved = Vec::new();
 
         // Threshold: per endpoint, one vote per vantage (its worst status).
-        let mut by_endpoint: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
-        for e in &data.events {
-            by_endpoint.entry(e.endpoint.as_str()).or_default().push(e);
-        }
-        for (endpoint, events) in by_endpoint {
-            let mut votes: BTreeMap<String, Status> = BTreeMap::new();
-            for e in &events {
-                let v = votes.entry(e.vantage.clone()).or_insert(e.status);
-                *v = (*v).max(e.status);
-            }
-            let agreement = agree(&votes, self.config.quorum);
-            let priority = events
-                .iter()
-                .map(|e| e.priority)
-                .max_by_key(|p| matches!(p, Priority::Critical))
-                .unwrap_or(Priority::Default);
+        for e in data.endpoints(self.config.quorum) {
+            let (endpoint, events, agreement, priority) =
+                (e.endpoint, e.events, e.agreement, e.priority);
             let key = (region.clone(), endpoint.to_owned());
             let state = self.endpoints.entry(key).or_default();
             let changes = threshold::step(
@@ -628,7 +517,7 @@ fn anomaly_step(
 
 #[cfg(test)]
 mod tests {
-    use rg_proto::domain::{Region, ServiceName};
+    use rg_proto::domain::{Priority, Region, ServiceName};
 
     use super::*;
 

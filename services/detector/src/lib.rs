@@ -19,7 +19,8 @@
 //!
 //! # Layout
 //! - [`config`] — the `[detector]` section.
-//! - [`quorum`] — agreement across vantage points.
+//! - agreement across vantage points and rounds: the `rg-rounds` crate,
+//!   shared with the cascade service.
 //! - [`threshold`] — per-endpoint status changes and their alerts.
 //! - [`features`] — what the anomaly model sees of a check.
 //! - [`isolation_forest`] — the model, on linfa's traits.
@@ -37,7 +38,6 @@ pub mod config;
 pub mod engine;
 pub mod features;
 pub mod isolation_forest;
-pub mod quorum;
 pub mod replay;
 pub mod state;
 pub mod telemetry;
@@ -58,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use engine::{Added, Decided, Engine};
+pub use rg_rounds::quorum;
 
 /// Runs a detector until `shutdown`.
 pub async fn run(

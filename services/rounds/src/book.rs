@@ -1,0 +1,290 @@
+//! Observations grouped by region and round, handed out when complete.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rg_proto::domain::{Observation, Priority, ServiceName, Status};
+use tokio::time::Instant;
+
+use crate::quorum::{agree, Agreement, Quorum};
+
+/// A complete round of one region.
+#[derive(Debug)]
+pub struct Round<T> {
+    /// Region.
+    pub region: String,
+    /// Round id.
+    pub round: u64,
+    /// Its observations, in arrival order.
+    pub events: Vec<Observation>,
+    /// The acks of the messages they came in.
+    pub acks: Vec<T>,
+}
+
+/// One endpoint in a round: its observations and what the vantages agree on.
+#[derive(Debug, Clone)]
+pub struct EndpointRound<'a> {
+    /// The endpoint.
+    pub endpoint: &'a str,
+    /// Its service.
+    pub service: &'a ServiceName,
+    /// Its priority (critical if any observation says so).
+    pub priority: Priority,
+    /// Its observations.
+    pub events: Vec<&'a Observation>,
+    /// One vote per vantage: the worst status it saw.
+    pub votes: BTreeMap<String, Status>,
+    /// The votes combined.
+    pub agreement: Agreement,
+}
+
+impl<T> Round<T> {
+    /// When the round began: its earliest observation, unix ms (`fallback`
+    /// for an empty round).
+    pub fn start_ms(&self, fallback: i64) -> i64 {
+        self.events
+            .iter()
+            .map(|e| e.observed_at_unix_ms)
+            .min()
+            .unwrap_or(fallback)
+    }
+
+    /// Each endpoint's votes and agreement, by endpoint name.
+    pub fn endpoints(&self, quorum: Quorum) -> Vec<EndpointRound<'_>> {
+        let mut by_endpoint: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+        for e in &self.events {
+            by_endpoint.entry(e.endpoint.as_str()).or_default().push(e);
+        }
+        by_endpoint
+            .into_iter()
+            .filter_map(|(endpoint, events)| {
+                let first = *events.first()?;
+                let mut votes: BTreeMap<String, Status> = BTreeMap::new();
+                for e in &events {
+                    let v = votes.entry(e.vantage.clone()).or_insert(e.status);
+                    *v = (*v).max(e.status);
+                }
+                let priority = if events.iter().any(|e| e.priority == Priority::Critical) {
+                    Priority::Critical
+                } else {
+                    Priority::Default
+                };
+                let agreement = agree(&votes, quorum);
+                Some(EndpointRound {
+                    endpoint,
+                    service: &first.service,
+                    priority,
+                    events,
+                    votes,
+                    agreement,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What [`RoundBook::add`] did with an observation.
+#[derive(Debug)]
+pub enum Added<T> {
+    /// Held in its round.
+    Held,
+    /// Its round was already handed out: ack it, it is not used.
+    Late(T),
+}
+
+struct Held<T> {
+    first_seen: Instant,
+    events: Vec<Observation>,
+    acks: Vec<T>,
+}
+
+/// Rounds being collected.
+pub struct RoundBook<T> {
+    settle: Duration,
+    round_timeout: Duration,
+    rounds: BTreeMap<(String, u64), Held<T>>,
+    /// Per region: the newest round seen and when it was first seen.
+    newest: HashMap<String, (u64, Instant)>,
+    /// Per region: the newest round handed out.
+    done: HashMap<String, u64>,
+}
+
+impl<T> RoundBook<T> {
+    /// A book that completes a round `settle` after the next one starts
+    /// arriving, or `round_timeout` after its own first event.
+    pub fn new(settle: Duration, round_timeout: Duration) -> Self {
+        Self {
+            settle,
+            round_timeout,
+            rounds: BTreeMap::new(),
+            newest: HashMap::new(),
+            done: HashMap::new(),
+        }
+    }
+
+    /// Rounds held, and observations in them.
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.rounds.len(),
+            self.rounds.values().map(|r| r.events.len()).sum(),
+        )
+    }
+
+    /// Takes an observation and the ack of its message.
+    pub fn add(&mut self, obs: Observation, ack: T, now: Instant) -> Added<T> {
+        let region = obs.region.to_string();
+        if self.done.get(&region).is_some_and(|d| obs.round_id <= *d) {
+            return Added::Late(ack);
+        }
+        let newest = self
+            .newest
+            .entry(region.clone())
+            .or_insert((obs.round_id, now));
+        if obs.round_id > newest.0 {
+            *newest = (obs.round_id, now);
+        }
+        let held = self
+            .rounds
+            .entry((region, obs.round_id))
+            .or_insert_with(|| Held {
+                first_seen: now,
+                events: Vec::new(),
+                acks: Vec::new(),
+            });
+        held.events.push(obs);
+        held.acks.push(ack);
+        Added::Held
+    }
+
+    /// When the next round completes (for the caller's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.rounds
+            .iter()
+            .map(|((region, round), r)| {
+                let by_timeout = r.first_seen + self.round_timeout;
+                match self.newest.get(region) {
+                    Some((newest, since)) if newest > round => by_timeout.min(*since + self.settle),
+                    _ => by_timeout,
+                }
+            })
+            .min()
+    }
+
+    /// Every round complete at `now`, oldest first per region (a round is
+    /// only handed out after every earlier round of its region, so a late
+    /// event is always recognized as late).
+    pub fn take_due(&mut self, now: Instant) -> Vec<Round<T>> {
+        let due: Vec<(String, u64)> = self
+            .rounds
+            .iter()
+            .filter(|((region, round), r)| {
+                let later_settled = self.newest.get(region).is_some_and(|(newest, since)| {
+                    newest > round && now.saturating_duration_since(*since) >= self.settle
+                });
+                later_settled || now.saturating_duration_since(r.first_seen) >= self.round_timeout
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in due {
+            let earlier: Vec<(String, u64)> = self
+                .rounds
+                .range((key.0.clone(), 0)..=(key.0.clone(), key.1))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in earlier {
+                if let Some(r) = self.rounds.remove(&k) {
+                    out.push(self.hand_out(k, r));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every held round, now (for tools and tests).
+    pub fn take_all(&mut self) -> Vec<Round<T>> {
+        let rounds = std::mem::take(&mut self.rounds);
+        rounds
+            .into_iter()
+            .map(|(k, r)| self.hand_out(k, r))
+            .collect()
+    }
+
+    fn hand_out(&mut self, (region, round): (String, u64), held: Held<T>) -> Round<T> {
+        let done = self.done.entry(region.clone()).or_insert(round);
+        *done = (*done).max(round);
+        Round {
+            region,
+            round,
+            events: held.events,
+            acks: held.acks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rg_proto::domain::{LookupError, Region};
+
+    use super::*;
+
+    fn obs(region: &str, vantage: &str, round: u64, status: Status) -> Observation {
+        Observation {
+            region: Region::parse(region).unwrap(),
+            service: ServiceName::parse("dynamodb").unwrap(),
+            endpoint: format!("dynamodb.{region}.amazonaws.com"),
+            vantage: vantage.into(),
+            round_id: round,
+            observed_at_unix_ms: round as i64 * 10_000,
+            resolver: "r".into(),
+            error: (status == Status::Critical).then_some(LookupError::EmptyAnswer),
+            response_time: Duration::from_millis(3),
+            status,
+            priority: Priority::Critical,
+            confirmation: false,
+            sequence: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_completes_once_the_next_has_settled_and_stragglers_are_late() {
+        let mut book = RoundBook::new(Duration::from_millis(100), Duration::from_secs(60));
+        let t0 = Instant::now();
+        book.add(obs("us-east-1", "a", 5, Status::Critical), 1, t0);
+        book.add(obs("us-east-1", "b", 5, Status::Critical), 2, t0);
+        book.add(obs("us-east-1", "c", 5, Status::Healthy), 3, t0);
+        book.add(obs("eu-west-1", "a", 5, Status::Healthy), 4, t0);
+        assert!(book.take_due(t0).is_empty());
+        let t1 = t0 + Duration::from_secs(10);
+        book.add(obs("us-east-1", "a", 6, Status::Healthy), 5, t1);
+        assert!(book.take_due(t1).is_empty(), "not settled yet");
+        assert_eq!(book.next_due(), Some(t1 + Duration::from_millis(100)));
+        let rounds = book.take_due(t1 + Duration::from_millis(100));
+        assert_eq!(rounds.len(), 1, "only us-east-1 has a later round");
+        let r = &rounds[0];
+        assert_eq!(
+            (r.region.as_str(), r.round, r.acks.clone()),
+            ("us-east-1", 5, vec![1, 2, 3])
+        );
+        let endpoints = r.endpoints(Quorum::Majority);
+        assert_eq!(
+            endpoints[0].agreement,
+            Agreement::Agreed {
+                status: Status::Critical,
+                agreeing: 2,
+                reporting: 3
+            }
+        );
+        assert!(matches!(
+            book.add(obs("us-east-1", "c", 5, Status::Healthy), 9, t1),
+            Added::Late(9)
+        ));
+        // eu-west-1 completes by timeout.
+        let late = book.take_due(t0 + Duration::from_secs(60));
+        assert_eq!(
+            late.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
+            ["eu-west-1"]
+        );
+        assert_eq!(book.held(), (1, 1));
+    }
+}
