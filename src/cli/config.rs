@@ -16,6 +16,8 @@ pub(crate) struct Config {
     pub(crate) simulator: rg_simulator::Config,
     /// `[detector]`.
     pub(crate) detector: rg_detector::Config,
+    /// `[cascade]`.
+    pub(crate) cascade: rg_cascade::Config,
 }
 
 impl Validate for Config {
@@ -24,5 +26,6 @@ impl Validate for Config {
         p.section("prober", &self.prober);
         p.section("simulator", &self.simulator);
         p.section("detector", &self.detector);
+        p.section("cascade", &self.cascade);
     }
 }

@@ -65,6 +65,9 @@ enum Command {
     /// Raise threshold alerts (agreed across vantage points) and anomaly
     /// alerts from the health events.
     Detector(services::DetectorArgs),
+    /// Score the risk that a region's failures cascade through the
+    /// dependency map; raise outage alerts and ask for failovers.
+    Cascade(services::CascadeArgs),
     /// Score recorded health checks (CSV) with the detector's anomaly model.
     Replay(replay::ReplayArgs),
     /// Print messages from the bus as JSON lines (default subject `rg.>`).
@@ -73,8 +76,8 @@ enum Command {
     #[command(subcommand)]
     Fault(fault::FaultCommand),
     /// Run the whole system locally: NATS (the configured server, or one
-    /// started here), the DNS simulator, a prober per region and the
-    /// detector.
+    /// started here), the DNS simulator, a prober per region, the detector
+    /// and the cascade service.
     Up(up::UpArgs),
     /// Measure the prober against a DNS server (see scripts/bench.sh).
     #[command(subcommand)]
@@ -115,7 +118,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     // only what went wrong.
     let service = matches!(
         cli.command,
-        Command::Prober(_) | Command::Simulator(_) | Command::Detector(_)
+        Command::Prober(_) | Command::Simulator(_) | Command::Detector(_) | Command::Cascade(_)
     );
     if service {
         telemetry::init(cli.log_format);
@@ -130,6 +133,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Prober(args) => services::prober(globals, args).await,
         Command::Simulator(args) => services::simulator(globals, args).await,
         Command::Detector(args) => services::detector(globals, args).await,
+        Command::Cascade(args) => services::cascade(globals, args).await,
         Command::Replay(args) => replay::run(globals, args),
         Command::Tail(args) => tail::run(globals, args).await,
         Command::Fault(cmd) => fault::run(globals, cmd).await,

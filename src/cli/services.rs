@@ -126,3 +126,17 @@ pub(crate) async fn detector(globals: Globals, args: DetectorArgs) -> ExitCode {
     )
     .await
 }
+
+/// `regionguard cascade`.
+#[derive(Debug, Args)]
+pub(crate) struct CascadeArgs {}
+
+pub(crate) async fn cascade(globals: Globals, _args: CascadeArgs) -> ExitCode {
+    rg_bus::service::main(
+        "cascade",
+        || globals.load(Vec::new()),
+        |c| c.cascade.metrics_listen,
+        |c, shutdown| rg_cascade::run(c.cascade, c.nats, shutdown),
+    )
+    .await
+}

@@ -3,9 +3,10 @@
 //! 1. NATS: the configured server if it answers, else a `nats-server -js`
 //!    started here with its state in `<state-dir>/nats`.
 //! 2. The DNS simulator, then one prober per configured region, then the
-//!    detector, each a child process of this one (`regionguard simulator`,
-//!    `regionguard prober --region R`, `regionguard detector`), their log
-//!    lines prefixed with their name.
+//!    detector and the cascade service, each a child process of this one
+//!    (`regionguard simulator`, `regionguard prober --region R`,
+//!    `regionguard detector`, `regionguard cascade`), their log lines
+//!    prefixed with their name.
 //! 3. Waits for each to be ready (the simulator answers DNS; each prober's
 //!    first health event arrives), printing progress.
 //! 4. Ctrl-C (or SIGTERM) stops every child with SIGTERM, waits for them,
@@ -75,13 +76,13 @@ async fn start_all(
     // 1. NATS.
     let nats_url = match reachable_server(config).await {
         Some(url) => {
-            println!("[1/4] NATS: using the server at {url}");
+            println!("[1/5] NATS: using the server at {url}");
             url
         }
         None => {
             let url = start_nats(config, &args.state_dir, components).await?;
             println!(
-                "[1/4] NATS: started nats-server -js at {url} (state in {})",
+                "[1/5] NATS: started nats-server -js at {url} (state in {})",
                 args.state_dir.join("nats").display()
             );
             url
@@ -100,7 +101,7 @@ async fn start_all(
     components.push(spawn("simulator", sim)?);
     wait_dns_ready(dns, args.ready_timeout, components).await?;
     println!(
-        "[2/4] simulator: answering DNS on {dns} for {} regions x {} services",
+        "[2/5] simulator: answering DNS on {dns} for {} regions x {} services",
         config.simulator.regions.len(),
         config.simulator.services.len()
     );
@@ -125,7 +126,7 @@ async fn start_all(
         components.push(spawn(&format!("prober-{region}"), prober)?);
         match tokio::time::timeout(args.ready_timeout, sub.next()).await {
             Ok(Some(_)) => println!(
-                "[3/4] prober {region}: publishing health events on {}",
+                "[3/5] prober {region}: publishing health events on {}",
                 subjects.health_region(region)
             ),
             _ => bail!(
@@ -146,25 +147,26 @@ async fn start_all(
         Some(region) => format!("{}-{region}", config.detector.durable),
         None => config.detector.durable.clone(),
     };
-    let deadline = tokio::time::Instant::now() + args.ready_timeout;
-    loop {
-        let found = match js.get_stream(&health).await {
-            Ok(stream) => stream.consumer_info(&durable).await.is_ok(),
-            Err(_) => false,
-        };
-        if found {
-            break;
-        }
-        check_alive(components)?;
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "the detector did not open its consumer within {:?}",
-                args.ready_timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!("[4/4] detector: alerts on {}", subjects.alerts_all());
+    wait_for_consumer(&js, &health, &durable, args.ready_timeout, components).await?;
+    println!("[4/5] detector: alerts on {}", subjects.alerts_all());
+
+    // 5. The cascade service: ready once its consumer exists.
+    let mut cascade = Command::new(&exe);
+    cascade.arg("cascade").args(&common);
+    components.push(spawn("cascade", cascade)?);
+    wait_for_consumer(
+        &js,
+        &health,
+        &config.cascade.durable,
+        args.ready_timeout,
+        components,
+    )
+    .await?;
+    println!(
+        "[5/5] cascade: outage alerts on {}, failover requests on {}",
+        subjects.alert("cascade", "*"),
+        subjects.failover("requested")
+    );
     println!();
     println!(
         "  watch alerts:   regionguard tail --nats {nats_url} '{}'",
@@ -394,5 +396,32 @@ async fn stop_all(components: &mut Vec<Component>) {
                 }
             }
         }
+    }
+}
+
+/// Waits until a durable consumer exists on `stream` (a service opened it).
+async fn wait_for_consumer(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    durable: &str,
+    timeout: Duration,
+    components: &mut [Component],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let found = match js.get_stream(stream).await {
+            Ok(s) => s.consumer_info(durable).await.is_ok(),
+            Err(_) => false,
+        };
+        if found {
+            return Ok(());
+        }
+        check_alive(components)?;
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "no consumer {durable} on {stream} within {timeout:?}: the service did not start"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -264,18 +264,31 @@ pub(crate) fn start_detector(config: rg_detector::Config, nats: &NatsConfig) -> 
     Running::new(token, task)
 }
 
-/// Alerts as published (core subscription on `<p>.alerts.>`), with the
-/// subject each came on.
-pub(crate) struct AlertFeed {
+/// Messages as published on a subject (a core subscription), decoded, each
+/// with the subject it came on.
+pub(crate) struct Feed<M> {
     sub: async_nats::Subscriber,
-    pub(crate) seen: Vec<(String, rg_proto::v1::Alert)>,
+    pub(crate) seen: Vec<(String, M)>,
 }
 
+/// Alerts, from `rg.alerts.>`.
+pub(crate) type AlertFeed = Feed<rg_proto::v1::Alert>;
+
 impl AlertFeed {
-    /// Subscribes (before the alerts are expected).
+    /// Subscribes to `rg.alerts.>` (before the alerts are expected).
     pub(crate) async fn open(url: &str) -> Self {
+        Self::subscribe(url, "rg.alerts.>").await
+    }
+}
+
+impl<M: Message + Default + Clone + std::fmt::Debug> Feed<M> {
+    /// Subscribes to `subject`.
+    pub(crate) async fn subscribe(url: &str, subject: &str) -> Self {
         let client = async_nats::connect(url).await.expect("connect");
-        let sub = client.subscribe("rg.alerts.>").await.expect("subscribe");
+        let sub = client
+            .subscribe(subject.to_owned())
+            .await
+            .expect("subscribe");
         client.flush().await.expect("flush");
         Self {
             sub,
@@ -283,35 +296,32 @@ impl AlertFeed {
         }
     }
 
-    /// Waits for the first alert matching `pred` (keeping every alert seen).
+    /// Waits for the first message matching `pred` (keeping every message
+    /// seen).
     pub(crate) async fn wait_for(
         &mut self,
         what: &str,
         deadline: Duration,
-        mut pred: impl FnMut(&str, &rg_proto::v1::Alert) -> bool,
-    ) -> (String, rg_proto::v1::Alert) {
-        if let Some(hit) = self.seen.iter().find(|(s, a)| pred(s, a)) {
+        mut pred: impl FnMut(&str, &M) -> bool,
+    ) -> (String, M) {
+        if let Some(hit) = self.seen.iter().find(|(s, m)| pred(s, m)) {
             return hit.clone();
         }
         let end = tokio::time::Instant::now() + deadline;
         loop {
             match tokio::time::timeout_at(end, futures::StreamExt::next(&mut self.sub)).await {
                 Ok(Some(m)) => {
-                    let alert =
-                        rg_proto::v1::Alert::decode(m.payload.as_ref()).expect("alert decodes");
+                    let message = M::decode(m.payload.as_ref()).expect("message decodes");
                     let subject = m.subject.to_string();
-                    self.seen.push((subject.clone(), alert.clone()));
-                    if pred(&subject, &alert) {
-                        return (subject, alert);
+                    self.seen.push((subject.clone(), message.clone()));
+                    if pred(&subject, &message) {
+                        return (subject, message);
                     }
                 }
-                Ok(None) => panic!("alert subscription closed while waiting for {what}"),
+                Ok(None) => panic!("subscription closed while waiting for {what}"),
                 Err(_) => panic!(
-                    "no alert for {what} within {deadline:?}; seen: {:#?}",
+                    "nothing for {what} within {deadline:?}; seen: {:#?}",
                     self.seen
-                        .iter()
-                        .map(|(s, a)| format!("{s}: {} {}", a.id, a.summary))
-                        .collect::<Vec<_>>()
                 ),
             }
         }
@@ -323,9 +333,25 @@ impl AlertFeed {
         while let Ok(Some(m)) =
             tokio::time::timeout_at(end, futures::StreamExt::next(&mut self.sub)).await
         {
-            if let Ok(alert) = rg_proto::v1::Alert::decode(m.payload.as_ref()) {
-                self.seen.push((m.subject.to_string(), alert));
+            if let Ok(message) = M::decode(m.payload.as_ref()) {
+                self.seen.push((m.subject.to_string(), message));
             }
         }
     }
+}
+
+/// A cascade config for tests: rounds decided quickly.
+pub(crate) fn cascade_config() -> rg_cascade::Config {
+    rg_cascade::Config {
+        settle: Duration::from_millis(150),
+        round_timeout: Duration::from_secs(3),
+        ..Default::default()
+    }
+}
+
+/// Starts a cascade service in-process.
+pub(crate) fn start_cascade(config: rg_cascade::Config, nats: &NatsConfig) -> Running {
+    let token = CancellationToken::new();
+    let task = tokio::spawn(rg_cascade::run(config, nats.clone(), token.clone()));
+    Running::new(token, task)
 }

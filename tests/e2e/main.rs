@@ -3,6 +3,7 @@
 //! simulator, and Debian's unbound. One test binary (one link on CI).
 
 mod backbone;
+mod cascade;
 mod cli;
 mod detection;
 mod harness;

@@ -22,6 +22,7 @@
 //! - [`telemetry`] — logging.
 //! - [`metrics`] — shared metrics and the `/metrics` server.
 //! - [`service`] — the harness every service binary runs through.
+//! - [`state`] — small service state in a key-value bucket.
 #![warn(missing_docs)]
 
 pub mod codec;
@@ -32,6 +33,7 @@ pub mod deadletter;
 pub mod metrics;
 pub mod publish;
 pub mod service;
+pub mod state;
 pub mod streams;
 pub mod subjects;
 pub mod telemetry;

@@ -164,6 +164,34 @@ impl Publisher {
             .await
     }
 
+    /// Publishes and waits for the PubAck, retrying with backoff (200 ms up
+    /// to 5 s, each retry logged) while NATS is away or the server is
+    /// busy. Returns `None` when `shutdown` came first, else the outcome of
+    /// the last try (an error only when retrying cannot help).
+    pub async fn publish_until_stored<M: Message>(
+        &self,
+        subject: String,
+        message: &M,
+        msg_id: Option<&str>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Result<Stored, PublishError>> {
+        let mut backoff = std::time::Duration::from_millis(200);
+        loop {
+            match self.publish(subject.clone(), message, msg_id).await {
+                Err(e) if e.is_transient() || matches!(e, PublishError::NoStream { .. }) => {
+                    tracing::warn!(%subject, error = %e, retry_in = ?backoff, "publish not acknowledged; retrying");
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return Some(other),
+            }
+        }
+    }
+
     /// Sends a raw payload (with optional headers) without waiting for the
     /// PubAck, so that many publishes can be in flight at once.
     pub async fn send(

@@ -4,85 +4,38 @@
 //! detector loads it, so it neither fires an open alert again nor loses the
 //! id a later resolution must carry.
 
-use std::time::Duration;
-
-use async_nats::jetstream::{self, kv};
-
-use futures::StreamExt;
+use async_nats::jetstream;
+use rg_bus::state::{StateBucket, StateError};
 
 use crate::engine::Saved;
 
-/// The bucket.
-#[derive(Clone)]
+/// The detector's bucket.
+#[derive(Clone, Debug)]
 pub struct StateStore {
-    kv: kv::Store,
-}
-
-/// The bucket could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("alert state bucket {bucket}: {message}")]
-pub struct StateError {
-    /// The bucket.
-    pub bucket: String,
-    /// What failed.
-    pub message: String,
+    bucket: StateBucket,
 }
 
 impl StateStore {
-    /// Creates the bucket if needed (idempotent) and opens it.
-    ///
-    /// The bucket's stream is provisioned like the other streams rather
-    /// than with async-nats' `create_key_value`, whose account query does
-    /// not parse NATS 2.9's answer (Debian's server).
+    /// Creates the bucket if needed and opens it.
     pub async fn open(
         js: &jetstream::Context,
         bucket: &str,
         replicas: usize,
     ) -> Result<Self, StateError> {
-        let fail = |e: &dyn std::fmt::Display| StateError {
-            bucket: bucket.to_owned(),
-            message: e.to_string(),
-        };
-        let max_age = Duration::from_secs(30 * 24 * 3600);
-        let config = jetstream::stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some(
-                "regionguard detector: open alerts and endpoint status (key-value bucket)".into(),
-            ),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age,
-            num_replicas: replicas.max(1),
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: jetstream::stream::DiscardPolicy::New,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        rg_bus::streams::ensure(js, config)
-            .await
-            .map_err(|e| fail(&e))?;
-        let kv = js.get_key_value(bucket).await.map_err(|e| fail(&e))?;
-        Ok(Self { kv })
+        let bucket = StateBucket::open(
+            js,
+            bucket,
+            "regionguard detector: open alerts and endpoint status",
+            replicas,
+        )
+        .await?;
+        Ok(Self { bucket })
     }
 
     /// Everything saved (undecodable entries are logged and skipped).
     pub async fn load(&self) -> Result<Vec<Saved>, StateError> {
-        let fail = |e: &dyn std::fmt::Display| StateError {
-            bucket: self.kv.name.clone(),
-            message: e.to_string(),
-        };
-        let mut keys = self.kv.keys().await.map_err(|e| fail(&e))?;
-        let mut names = Vec::new();
-        while let Some(k) = keys.next().await {
-            names.push(k.map_err(|e| fail(&e))?);
-        }
         let mut out = Vec::new();
-        for key in names {
-            let Some(value) = self.kv.get(key.clone()).await.map_err(|e| fail(&e))? else {
-                continue;
-            };
+        for (key, value) in self.bucket.load().await? {
             match decode(&key, &value) {
                 Some(saved) => out.push(saved),
                 None => tracing::warn!(%key, "unreadable saved alert state; ignored"),
@@ -94,14 +47,7 @@ impl StateStore {
     /// Saves one change.
     pub async fn save(&self, saved: &Saved) -> Result<(), StateError> {
         let (key, value) = encode(saved);
-        self.kv
-            .put(key, value.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| StateError {
-                bucket: self.kv.name.clone(),
-                message: e.to_string(),
-            })
+        self.bucket.put(&key, value.into()).await
     }
 }
 

@@ -19,70 +19,18 @@ use std::time::Duration;
 use rg_proto::domain::{Priority, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::quorum::Agreement;
+pub use rg_rounds::alerting::{Open, Severity};
+use rg_rounds::Agreement;
 
-/// Alert severity (the last token of the alert subject).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Minor.
-    Low,
-    /// A warning.
-    Medium,
-    /// A failure.
-    High,
-    /// A failure of a critical-priority endpoint (e.g. DynamoDB).
-    Critical,
-}
-
-impl Severity {
-    /// The subject token.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Critical => "critical",
-        }
+/// The severity of a threshold alert: warning → medium; critical → high,
+/// or critical for a critical-priority endpoint.
+pub fn severity_of(status: Status, priority: Priority) -> Option<Severity> {
+    match (status, priority) {
+        (Status::Healthy, _) => None,
+        (Status::Warning, _) => Some(Severity::Medium),
+        (Status::Critical, Priority::Critical) => Some(Severity::Critical),
+        (Status::Critical, Priority::Default) => Some(Severity::High),
     }
-
-    /// The wire enum.
-    pub fn to_wire(self) -> rg_proto::v1::Severity {
-        match self {
-            Self::Low => rg_proto::v1::Severity::Low,
-            Self::Medium => rg_proto::v1::Severity::Medium,
-            Self::High => rg_proto::v1::Severity::High,
-            Self::Critical => rg_proto::v1::Severity::Critical,
-        }
-    }
-
-    /// The severity of a threshold alert: warning → medium; critical →
-    /// high, or critical for a critical-priority endpoint.
-    pub fn of(status: Status, priority: Priority) -> Option<Self> {
-        match (status, priority) {
-            (Status::Healthy, _) => None,
-            (Status::Warning, _) => Some(Self::Medium),
-            (Status::Critical, Priority::Critical) => Some(Self::Critical),
-            (Status::Critical, Priority::Default) => Some(Self::High),
-        }
-    }
-}
-
-/// An open (firing) alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Open {
-    /// Its id.
-    pub id: String,
-    /// Its severity.
-    pub severity: Severity,
-    /// The round it began in.
-    pub since_round: u64,
-    /// When it began, unix ms.
-    pub since_ms: i64,
-    /// When it was last sent, unix ms (round time).
-    pub last_notified_ms: i64,
-    /// Re-notifications so far.
-    pub renotify_count: u32,
 }
 
 /// What the detector remembers of an endpoint (persisted across restarts).
@@ -155,7 +103,7 @@ pub fn step(
     if let Some(open) = state.open.take() {
         changes.push(Change::Resolve(open, previous, round_ms));
     }
-    if let Some(severity) = Severity::of(status, priority) {
+    if let Some(severity) = severity_of(status, priority) {
         let open = Open {
             id: alert_id(region, endpoint, status, round),
             severity,
@@ -262,9 +210,9 @@ mod tests {
             alert_id("us-east-1", "d.x", Status::Critical, 7)
         );
         assert_eq!(
-            Severity::of(Status::Critical, Priority::Default),
+            severity_of(Status::Critical, Priority::Default),
             Some(Severity::High)
         );
-        assert_eq!(Severity::of(Status::Healthy, Priority::Critical), None);
+        assert_eq!(severity_of(Status::Healthy, Priority::Critical), None);
     }
 }

@@ -17,9 +17,13 @@
 //! # Layout
 //! - [`quorum`] — agreement across vantage points.
 //! - [`book`] — rounds and their completeness.
+//! - [`alerting`] — severity and open alerts.
+//! - [`feed`] — the health events, consumed and validated.
 #![warn(missing_docs)]
 
+pub mod alerting;
 pub mod book;
+pub mod feed;
 pub mod quorum;
 
 pub use book::{Added, EndpointRound, Round, RoundBook};

@@ -1,0 +1,114 @@
+//! Small service state across restarts, in a JetStream key-value bucket
+//! (e.g. the alerts a service has open), so a restarted service neither
+//! repeats what it already sent nor forgets what it must later resolve.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// A key-value bucket of service state.
+#[derive(Clone)]
+pub struct StateBucket {
+    kv: kv::Store,
+    name: String,
+}
+
+impl std::fmt::Debug for StateBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateBucket")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// The bucket could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("state bucket {bucket}: {message}")]
+pub struct StateError {
+    /// The bucket.
+    pub bucket: String,
+    /// What failed.
+    pub message: String,
+}
+
+impl StateBucket {
+    /// Creates the bucket if needed (idempotent) and opens it. Entries live
+    /// 30 days; one revision is kept per key.
+    ///
+    /// The bucket's stream is provisioned like the other streams rather
+    /// than with async-nats' `create_key_value`, whose account query does
+    /// not parse NATS 2.9's answer (Debian's server).
+    pub async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        description: &str,
+        replicas: usize,
+    ) -> Result<Self, StateError> {
+        let fail = |e: &dyn std::fmt::Display| StateError {
+            bucket: bucket.to_owned(),
+            message: e.to_string(),
+        };
+        let config = jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(description.to_owned()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            num_replicas: replicas.max(1),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        crate::streams::ensure(js, config)
+            .await
+            .map_err(|e| fail(&e))?;
+        let kv = js.get_key_value(bucket).await.map_err(|e| fail(&e))?;
+        Ok(Self {
+            kv,
+            name: bucket.to_owned(),
+        })
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every key with its value.
+    pub async fn load(&self) -> Result<Vec<(String, Bytes)>, StateError> {
+        let fail = |e: &dyn std::fmt::Display| StateError {
+            bucket: self.name.clone(),
+            message: e.to_string(),
+        };
+        let mut keys = self.kv.keys().await.map_err(|e| fail(&e))?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            names.push(k.map_err(|e| fail(&e))?);
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for key in names {
+            if let Some(value) = self.kv.get(key.clone()).await.map_err(|e| fail(&e))? {
+                out.push((key, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores `value` under `key` (letters, digits, `-`, `_`, `.`, `/`,
+    /// `=`).
+    pub async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError> {
+        self.kv
+            .put(key, value)
+            .await
+            .map(|_| ())
+            .map_err(|e| StateError {
+                bucket: self.name.clone(),
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,183 @@
+//! The cascade service: from the health of every service in a region and
+//! the dependency map, the risk that a failure cascades; outage alerts when
+//! a region's severity changes; failover requests away from a region that
+//! is going down, when another can take its traffic.
+//!
+//! - Consumes: `<p>.health.>` (stream RG_HEALTH), durable consumer
+//!   `cascade`, grouped into rounds per region with the detector's quorum
+//!   rules (`rg-rounds`).
+//! - Publishes: `<p>.alerts.cascade.<severity>` (stream RG_ALERTS), one per
+//!   change of a region's severity and its resolution; and
+//!   `<p>.decisions.failover.requested` (stream RG_DECISIONS). Message ids
+//!   derive from what a message is about, so a round decided again after a
+//!   restart is dropped by JetStream's duplicate window.
+//! - Guarantees: an event is acked once its round's alerts and requests are
+//!   stored and the region's state is saved (bucket `RG_CASCADE`: open
+//!   alerts, service counters, last request for the cooldown); a restarted
+//!   service resumes from it. In-flight means: the rounds held undecided.
+//!
+//! # Layout
+//! - [`config`] — the `[cascade]` section.
+//! - [`dependency_map`] — services, dependencies, criticality; the default map.
+//! - [`risk`] — the risk score (formula in its docs).
+//! - [`engine`] — rounds in; alerts, requests and state out (no I/O).
+//! - [`telemetry`] — metrics.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod dependency_map;
+pub mod engine;
+pub mod risk;
+pub mod telemetry;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rg_bus::consume::Pending;
+use rg_bus::state::StateBucket;
+use rg_bus::{Bus, BusError, NatsConfig};
+use rg_rounds::feed::{sleep_until, FeedSpec, HealthFeed};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use engine::{Added, Engine, Outgoing, RegionState, Step};
+
+/// Runs the cascade service until `shutdown`.
+pub async fn run(
+    config: Config,
+    nats: NatsConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    telemetry::describe();
+    let map =
+        dependency_map::DependencyMap::build(&config.services).context("the dependency map")?;
+    let bus = match Bus::connect(&nats, "regionguard-cascade", &shutdown).await {
+        Ok(bus) => bus,
+        Err(BusError::Cancelled) => return Ok(()),
+        Err(e) => return Err(e).context("connecting to NATS"),
+    };
+    let bucket = StateBucket::open(
+        &bus.js,
+        &config.state_bucket,
+        "regionguard cascade: regions' state",
+        nats.streams.replicas,
+    )
+    .await?;
+    let mut saved = Vec::new();
+    for (key, value) in bucket.load().await? {
+        match (
+            key.strip_prefix("region."),
+            serde_json::from_slice::<RegionState>(&value),
+        ) {
+            (Some(region), Ok(state)) => saved.push((region.to_owned(), state)),
+            _ => tracing::warn!(%key, "unreadable saved region state; ignored"),
+        }
+    }
+    tracing::info!(bucket = %config.state_bucket, regions = saved.len(), services = map.len(), "loaded region state");
+    let mut engine: Engine<Pending> = Engine::new(&config, map, saved);
+    let spec = FeedSpec {
+        durable: config.durable.clone(),
+        regions: Vec::new(),
+        start_lookback: config.start_lookback,
+        max_pending: config.max_pending,
+        ack_wait: config.round_timeout + Duration::from_secs(30),
+    };
+    let mut feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
+
+    'run: loop {
+        let due = engine.next_due();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            next = feed.next() => {
+                let Some((obs, pending)) = next else { break };
+                if let Added::Late(pending) = engine.add(obs, pending, Instant::now()) {
+                    telemetry::late();
+                    pending.ack().await;
+                }
+            }
+            _ = sleep_until(due) => {}
+        }
+        for step in engine.step(Instant::now(), now_ms()) {
+            if !publish(&bus, &bucket, step, &shutdown).await {
+                break 'run;
+            }
+        }
+    }
+    feed.close().await;
+    let (rounds, events) = engine.held();
+    if rounds > 0 {
+        tracing::info!(
+            rounds,
+            events,
+            "stopping with undecided rounds; their events stay unacked for the next instance"
+        );
+    }
+    Ok(())
+}
+
+/// Publishes a step's alerts and requests (each waits for its PubAck),
+/// saves the region, then acks. False when shutdown interrupted it.
+async fn publish(
+    bus: &Bus,
+    bucket: &StateBucket,
+    step: Step<Pending>,
+    shutdown: &CancellationToken,
+) -> bool {
+    for item in &step.out {
+        let (subject, result) = match item {
+            Outgoing::Alert {
+                severity,
+                alert,
+                msg_id,
+            } => {
+                let subject = bus.subjects.alert("cascade", severity.as_str());
+                let r = bus
+                    .publisher
+                    .publish_until_stored(subject.clone(), alert, Some(msg_id), shutdown)
+                    .await;
+                (subject, r)
+            }
+            Outgoing::Request { decision, msg_id } => {
+                let subject = bus.subjects.failover("requested");
+                let r = bus
+                    .publisher
+                    .publish_until_stored(subject.clone(), decision, Some(msg_id), shutdown)
+                    .await;
+                (subject, r)
+            }
+        };
+        match result {
+            None => return false,
+            Some(Ok(stored)) => telemetry::published(&step.region, item, stored.duplicate),
+            Some(Err(e)) => tracing::error!(%subject, error = %e, "cannot be published; dropped"),
+        }
+    }
+    if let Some(state) = &step.saved {
+        telemetry::risk(&step.region, state.risk);
+        let value = serde_json::to_vec(state).unwrap_or_default();
+        let key = format!("region.{}", step.region);
+        let mut backoff = Duration::from_millis(200);
+        while let Err(e) = bucket.put(&key, value.clone().into()).await {
+            tracing::warn!(error = %e, retry_in = ?backoff, "could not save region state; retrying");
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+    for pending in step.acks {
+        pending.ack().await;
+    }
+    true
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
