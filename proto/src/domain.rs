@@ -6,6 +6,21 @@ use std::time::Duration;
 
 use crate::v1;
 
+/// The AWS services watched by default (prober, simulator, the shipped
+/// dependency map).
+pub const DEFAULT_SERVICES: [&str; 7] = [
+    "dynamodb",
+    "ec2",
+    "rds",
+    "elasticloadbalancing",
+    "lambda",
+    "s3",
+    "sqs",
+];
+
+/// The regions watched by default.
+pub const DEFAULT_REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+
 /// A wire field that does not hold a valid value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -76,15 +76,7 @@ async fn faults_become_alerts_that_resolve_and_survive_a_restart() {
 
     // The whole region slows down: every endpoint is slower than its
     // history, which the anomaly model (baseline mode) reports.
-    for service in [
-        "dynamodb",
-        "ec2",
-        "rds",
-        "elasticloadbalancing",
-        "lambda",
-        "s3",
-        "sqs",
-    ] {
+    for service in rg_proto::domain::DEFAULT_SERVICES {
         inject(&client, "us-east-1", service, FaultKind::Latency, 150).await;
     }
     let (subject, anomaly) = alerts

@@ -666,6 +666,31 @@ fn alert(
     }
 }
 
+impl rg_rounds::feed::Judge for Engine<rg_bus::consume::Pending> {
+    type Step = Step<rg_bus::consume::Pending>;
+
+    fn add(
+        &mut self,
+        obs: Observation,
+        ack: rg_bus::consume::Pending,
+        now: Instant,
+    ) -> Added<rg_bus::consume::Pending> {
+        Engine::add(self, obs, ack, now)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        Engine::next_due(self)
+    }
+
+    fn step(&mut self, now: Instant, now_ms: i64) -> Vec<Self::Step> {
+        Engine::step(self, now, now_ms)
+    }
+
+    fn held(&self) -> (usize, usize) {
+        Engine::held(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rg_proto::domain::{Priority, Region, ServiceName};
@@ -705,16 +730,7 @@ mod tests {
         }
     }
 
-    const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
-    const SERVICES: [&str; 7] = [
-        "dynamodb",
-        "ec2",
-        "rds",
-        "elasticloadbalancing",
-        "lambda",
-        "s3",
-        "sqs",
-    ];
+    use rg_proto::domain::{DEFAULT_REGIONS as REGIONS, DEFAULT_SERVICES as SERVICES};
 
     /// Feeds one round for every region; `fault(region, service)` gives
     /// the error and latency of each lookup. Returns the published items.

@@ -30,18 +30,17 @@ pub mod engine;
 pub mod risk;
 pub mod telemetry;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rg_bus::consume::Pending;
 use rg_bus::state::StateBucket;
 use rg_bus::{Bus, BusError, NatsConfig};
-use rg_rounds::feed::{sleep_until, FeedSpec, HealthFeed};
-use tokio::time::Instant;
+use rg_rounds::feed::{drive, Admitted, FeedSpec, HealthFeed};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use engine::{Added, Engine, Outgoing, RegionState, Step};
+use engine::{Engine, Outgoing, RegionState, Step};
 
 /// Runs the cascade service until `shutdown`.
 pub async fn run(
@@ -83,37 +82,17 @@ pub async fn run(
         max_pending: config.max_pending,
         ack_wait: config.round_timeout + Duration::from_secs(30),
     };
-    let mut feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
-
-    'run: loop {
-        let due = engine.next_due();
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            next = feed.next() => {
-                let Some((obs, pending)) = next else { break };
-                if let Added::Late(pending) = engine.add(obs, pending, Instant::now()) {
-                    telemetry::late();
-                    pending.ack().await;
-                }
-            }
-            _ = sleep_until(due) => {}
+    let feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
+    let (bus, bucket, stop) = (&bus, &bucket, &shutdown);
+    let admitted = |a| {
+        if a == Admitted::Late {
+            telemetry::late();
         }
-        for step in engine.step(Instant::now(), now_ms()) {
-            if !publish(&bus, &bucket, step, &shutdown).await {
-                break 'run;
-            }
-        }
-    }
-    feed.close().await;
-    let (rounds, events) = engine.held();
-    if rounds > 0 {
-        tracing::info!(
-            rounds,
-            events,
-            "stopping with undecided rounds; their events stay unacked for the next instance"
-        );
-    }
+    };
+    drive(&mut engine, feed, &shutdown, admitted, move |step| {
+        publish(bus, bucket, step, stop)
+    })
+    .await;
     Ok(())
 }
 
@@ -173,11 +152,4 @@ async fn publish(
         pending.ack().await;
     }
     true
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

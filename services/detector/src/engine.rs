@@ -515,6 +515,31 @@ fn anomaly_step(
     })
 }
 
+impl rg_rounds::feed::Judge for Engine<rg_bus::consume::Pending> {
+    type Step = Decided<rg_bus::consume::Pending>;
+
+    fn add(
+        &mut self,
+        obs: Observation,
+        ack: rg_bus::consume::Pending,
+        now: Instant,
+    ) -> Added<rg_bus::consume::Pending> {
+        Engine::add(self, obs, ack, now)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        Engine::next_due(self)
+    }
+
+    fn step(&mut self, now: Instant, now_ms: i64) -> Vec<Self::Step> {
+        self.decide_due(now, now_ms)
+    }
+
+    fn held(&self) -> (usize, usize) {
+        Engine::held(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rg_proto::domain::{Priority, Region, ServiceName};

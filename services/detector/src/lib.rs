@@ -43,17 +43,16 @@ pub mod state;
 pub mod telemetry;
 pub mod threshold;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rg_bus::consume::Pending;
 use rg_bus::{Bus, BusError, NatsConfig};
-use rg_rounds::feed::{sleep_until, FeedSpec, HealthFeed};
-use tokio::time::Instant;
+use rg_rounds::feed::{drive, Admitted, FeedSpec, HealthFeed};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use engine::{Added, Decided, Engine};
+use engine::{Decided, Engine};
 pub use rg_rounds::quorum;
 
 /// Runs a detector until `shutdown`.
@@ -82,40 +81,16 @@ pub async fn run(
         // plus slack.
         ack_wait: config.round_timeout + Duration::from_secs(30),
     };
-    let mut feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
-
-    'run: loop {
-        let due = engine.next_due();
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            next = feed.next() => {
-                let Some((obs, pending)) = next else { break };
-                match engine.add(obs, pending, Instant::now()) {
-                    Added::Held => telemetry::event(),
-                    Added::Late(pending) => {
-                        telemetry::late();
-                        pending.ack().await;
-                    }
-                }
-            }
-            _ = sleep_until(due) => {}
-        }
-        for decided in engine.decide_due(Instant::now(), now_ms()) {
-            if !publish(&bus, &store, decided, &shutdown).await {
-                break 'run;
-            }
-        }
-    }
-    feed.close().await;
-    let (rounds, events) = engine.held();
-    if rounds > 0 {
-        tracing::info!(
-            rounds,
-            events,
-            "stopping with undecided rounds; their events stay unacked for the next detector"
-        );
-    }
+    let feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
+    let (bus, store, stop) = (&bus, &store, &shutdown);
+    let admitted = |a| match a {
+        Admitted::Held => telemetry::event(),
+        Admitted::Late => telemetry::late(),
+    };
+    drive(&mut engine, feed, &shutdown, admitted, move |decided| {
+        publish(bus, store, decided, stop)
+    })
+    .await;
     Ok(())
 }
 
@@ -159,11 +134,4 @@ async fn publish(
         pending.ack().await;
     }
     true
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

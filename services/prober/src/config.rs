@@ -17,18 +17,7 @@ use crate::classify::{Thresholds, ThresholdsByPriority};
 use crate::endpoints::{self, Endpoint};
 use crate::lookup::QueryKind;
 
-/// The AWS services probed by default.
-pub const DEFAULT_SERVICES: [&str; 7] = [
-    "dynamodb",
-    "ec2",
-    "rds",
-    "elasticloadbalancing",
-    "lambda",
-    "s3",
-    "sqs",
-];
-/// The regions watched by default.
-pub const DEFAULT_REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+pub use rg_proto::domain::{DEFAULT_REGIONS, DEFAULT_SERVICES};
 
 /// The `[prober]` section.
 #[derive(Debug, Clone, Deserialize)]

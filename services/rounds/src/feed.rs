@@ -140,3 +140,84 @@ pub async fn sleep_until(due: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// A service that judges complete rounds (the detector, the cascade
+/// service): it holds observations and hands out steps to publish.
+pub trait Judge {
+    /// What one decision produces, for the caller's `publish`.
+    type Step;
+    /// Takes an observation with its ack.
+    fn add(&mut self, obs: Observation, ack: Pending, now: Instant) -> crate::Added<Pending>;
+    /// When the next round completes.
+    fn next_due(&self) -> Option<Instant>;
+    /// Decides what is complete at `now` (`now_ms`: wall clock, unix ms).
+    fn step(&mut self, now: Instant, now_ms: i64) -> Vec<Self::Step>;
+    /// Rounds and observations held.
+    fn held(&self) -> (usize, usize);
+}
+
+/// Whether an observation went into a round or came too late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Held in its round.
+    Held,
+    /// Its round was decided already (acked, unused).
+    Late,
+}
+
+/// The loop of a round-judging service: feed observations to `judge`,
+/// decide rounds as they complete, hand each step to `publish` (which
+/// publishes, saves and acks; false = shutdown interrupted it), until
+/// `shutdown`. Late observations are acked here. Undecided rounds are left
+/// unacked for the next instance.
+pub async fn drive<J, F, Fut>(
+    judge: &mut J,
+    mut feed: HealthFeed,
+    shutdown: &CancellationToken,
+    mut admitted: impl FnMut(Admitted),
+    mut publish: F,
+) where
+    J: Judge,
+    F: FnMut(J::Step) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    'run: loop {
+        let due = judge.next_due();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            next = feed.next() => {
+                let Some((obs, pending)) = next else { break };
+                match judge.add(obs, pending, Instant::now()) {
+                    crate::Added::Held => admitted(Admitted::Held),
+                    crate::Added::Late(pending) => {
+                        admitted(Admitted::Late);
+                        pending.ack().await;
+                    }
+                }
+            }
+            _ = sleep_until(due) => {}
+        }
+        for step in judge.step(Instant::now(), unix_ms()) {
+            if !publish(step).await {
+                break 'run;
+            }
+        }
+    }
+    feed.close().await;
+    let (rounds, events) = judge.held();
+    if rounds > 0 {
+        tracing::info!(
+            rounds,
+            events,
+            "stopping with undecided rounds; their events stay unacked for the next instance"
+        );
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

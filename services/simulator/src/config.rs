@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use rg_bus::{Problems, Validate};
-use rg_proto::domain::{Region, ServiceName};
+use rg_proto::domain::{Region, ServiceName, DEFAULT_REGIONS, DEFAULT_SERVICES};
 use serde::Deserialize;
 
 /// The `[simulator]` section.
@@ -36,20 +36,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8053)),
-            regions: ["us-east-1", "us-west-2", "eu-west-1"]
-                .map(String::from)
-                .to_vec(),
-            services: [
-                "dynamodb",
-                "ec2",
-                "rds",
-                "elasticloadbalancing",
-                "lambda",
-                "s3",
-                "sqs",
-            ]
-            .map(String::from)
-            .to_vec(),
+            regions: DEFAULT_REGIONS.map(String::from).to_vec(),
+            services: DEFAULT_SERVICES.map(String::from).to_vec(),
             domain: "amazonaws.com".into(),
             ttl: 60,
             scenario: None,
