@@ -434,3 +434,94 @@ mod tests {
         assert_eq!(json["region"], "us-east-1");
     }
 }
+
+// === impl FailoverPhase, FailoverDecision ===
+
+impl v1::FailoverPhase {
+    /// The last subject token of this phase:
+    /// `<prefix>.decisions.failover.<token>`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::Requested => "requested",
+            Self::Planned => "planned",
+            Self::Approved => "approved",
+            Self::Step => "step",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// A failover that cannot be approved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApprovalError {
+    /// Only a planned failover waits for approval.
+    #[error("failover {id} is {phase}, not planned: only a planned failover can be approved")]
+    NotPlanned {
+        /// The failover.
+        id: String,
+        /// Its latest phase.
+        phase: &'static str,
+    },
+}
+
+impl v1::FailoverDecision {
+    /// The APPROVED phase of this planned failover, by `actor` (e.g.
+    /// `"cli:alice"`, `"grpc:alice"`) at `at_unix_ms`. Approving an approved
+    /// failover again gives the same approval (idempotent).
+    pub fn approval(&self, actor: &str, at_unix_ms: i64) -> Result<Self, ApprovalError> {
+        match self.phase() {
+            v1::FailoverPhase::Planned => {
+                let mut approved = self.clone();
+                approved.set_phase(v1::FailoverPhase::Approved);
+                approved.actor = actor.to_owned();
+                approved.at_unix_ms = at_unix_ms;
+                approved.step_index = 0;
+                approved.error.clear();
+                Ok(approved)
+            }
+            v1::FailoverPhase::Approved => Ok(self.clone()),
+            other => Err(ApprovalError::NotPlanned {
+                id: self.id.clone(),
+                phase: other.token(),
+            }),
+        }
+    }
+
+    /// The JetStream message id of this failover's approval: one approval
+    /// per failover, however often it is sent.
+    pub fn approval_msg_id(&self) -> String {
+        format!("{}:approved", self.id)
+    }
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_planned_failover_is_approved_and_approving_twice_is_the_same() {
+        let mut d = v1::FailoverDecision {
+            id: "f1".into(),
+            actor: "failover:a".into(),
+            at_unix_ms: 5,
+            ..Default::default()
+        };
+        d.set_phase(v1::FailoverPhase::Requested);
+        assert_eq!(
+            d.approval("grpc:bob", 9).unwrap_err().to_string(),
+            "failover f1 is requested, not planned: only a planned failover can be approved"
+        );
+        d.set_phase(v1::FailoverPhase::Planned);
+        let a = d.approval("grpc:bob", 9).unwrap();
+        assert_eq!(a.phase(), v1::FailoverPhase::Approved);
+        assert_eq!(
+            (a.actor.as_str(), a.at_unix_ms, a.id.as_str()),
+            ("grpc:bob", 9, "f1")
+        );
+        assert_eq!(a.approval("cli:eve", 11).unwrap(), a);
+    }
+}

@@ -18,6 +18,8 @@ pub(crate) struct Config {
     pub(crate) detector: rg_detector::Config,
     /// `[cascade]`.
     pub(crate) cascade: rg_cascade::Config,
+    /// `[gateway]`.
+    pub(crate) gateway: rg_gateway::Config,
 }
 
 impl Validate for Config {
@@ -27,5 +29,6 @@ impl Validate for Config {
         p.section("simulator", &self.simulator);
         p.section("detector", &self.detector);
         p.section("cascade", &self.cascade);
+        p.section("gateway", &self.gateway);
     }
 }

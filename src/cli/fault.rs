@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use prost::Message;
 use rg_proto::v1::{fault_request::Action, FaultKind, FaultReply, FaultRequest, FaultSpec};
 
 use super::Globals;
@@ -183,18 +182,13 @@ pub(crate) async fn send(
     let client = rg_bus::connect::connect_once(nats, "regionguard-fault")
         .await
         .map_err(|e| e.to_string())?;
-    let answer = tokio::time::timeout(
-        nats.request_timeout,
-        client.request(subject.to_owned(), request.encode_to_vec().into()),
-    )
-    .await
-    .map_err(|_| format!("no simulator answered on {subject} within {:?} (is `regionguard simulator` running with control enabled, and NATS at {} reachable?)", nats.request_timeout, nats.servers_for_log()))?
-    .map_err(|e| match e.kind() {
-        async_nats::RequestErrorKind::NoResponders => format!("no simulator is listening on {subject}: start `regionguard simulator` (or `regionguard up`)"),
-        _ => format!("fault request on {subject} failed: {e}"),
-    })?;
-    FaultReply::decode(answer.payload.as_ref())
-        .map_err(|e| format!("undecodable reply from the simulator: {e}"))
+    rg_bus::request::request(&client, subject, request, nats.request_timeout)
+        .await
+        .map_err(|e| match e {
+            rg_bus::request::RequestError::NoResponders { .. } => format!("no simulator is listening on {subject}: start `regionguard simulator` (or `regionguard up`)"),
+            rg_bus::request::RequestError::TimedOut { .. } => format!("no simulator answered on {subject} within {:?} (is `regionguard simulator` running with control enabled, and NATS at {} reachable?)", nats.request_timeout, nats.servers_for_log()),
+            e => e.to_string(),
+        })
 }
 
 fn print_reply(reply: &FaultReply) {

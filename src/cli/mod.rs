@@ -4,6 +4,7 @@ mod bench;
 mod check_config;
 mod config;
 mod fault;
+mod http;
 mod replay;
 mod services;
 mod tail;
@@ -68,6 +69,9 @@ enum Command {
     /// Score the risk that a region's failures cascade through the
     /// dependency map; raise outage alerts and ask for failovers.
     Cascade(services::CascadeArgs),
+    /// Serve the web dashboard, its WebSocket and REST API, and the gRPC
+    /// control API; publish a dashboard snapshot every interval.
+    Gateway(services::GatewayArgs),
     /// Score recorded health checks (CSV) with the detector's anomaly model.
     Replay(replay::ReplayArgs),
     /// Print messages from the bus as JSON lines (default subject `rg.>`).
@@ -77,7 +81,8 @@ enum Command {
     Fault(fault::FaultCommand),
     /// Run the whole system locally: NATS (the configured server, or one
     /// started here), the DNS simulator, a prober per region, the detector
-    /// and the cascade service.
+    /// the cascade service and the gateway (dashboard on
+    /// http://127.0.0.1:8080 by default).
     Up(up::UpArgs),
     /// Measure the prober against a DNS server (see scripts/bench.sh).
     #[command(subcommand)]
@@ -118,7 +123,11 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     // only what went wrong.
     let service = matches!(
         cli.command,
-        Command::Prober(_) | Command::Simulator(_) | Command::Detector(_) | Command::Cascade(_)
+        Command::Prober(_)
+            | Command::Simulator(_)
+            | Command::Detector(_)
+            | Command::Cascade(_)
+            | Command::Gateway(_)
     );
     if service {
         telemetry::init(cli.log_format);
@@ -134,6 +143,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Simulator(args) => services::simulator(globals, args).await,
         Command::Detector(args) => services::detector(globals, args).await,
         Command::Cascade(args) => services::cascade(globals, args).await,
+        Command::Gateway(args) => services::gateway(globals, args).await,
         Command::Replay(args) => replay::run(globals, args),
         Command::Tail(args) => tail::run(globals, args).await,
         Command::Fault(cmd) => fault::run(globals, cmd).await,

@@ -140,3 +140,50 @@ pub(crate) async fn cascade(globals: Globals, _args: CascadeArgs) -> ExitCode {
     )
     .await
 }
+
+/// `regionguard gateway`.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// HTTP address of the dashboard, REST and WebSocket, e.g.
+    /// 127.0.0.1:8080 (overrides `gateway.listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// gRPC address (overrides `gateway.grpc_listen`).
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<String>,
+    /// Time between snapshots, e.g. 10s (overrides `gateway.interval`).
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<String>,
+    /// Directory of the built dashboard (overrides `gateway.dashboard_dir`).
+    #[arg(long, value_name = "DIR")]
+    dashboard_dir: Option<PathBuf>,
+}
+
+pub(crate) async fn gateway(globals: Globals, args: GatewayArgs) -> ExitCode {
+    let mut overrides = Vec::new();
+    if let Some(l) = args.listen {
+        overrides.push(("RG_GATEWAY__LISTEN".into(), quoted(&l)));
+    }
+    if let Some(l) = args.grpc_listen {
+        overrides.push(("RG_GATEWAY__GRPC_LISTEN".into(), quoted(&l)));
+    }
+    if let Some(i) = args.interval {
+        overrides.push(("RG_GATEWAY__INTERVAL".into(), quoted(&i)));
+    }
+    if let Some(d) = args.dashboard_dir {
+        overrides.push((
+            "RG_GATEWAY__DASHBOARD_DIR".into(),
+            quoted(&d.display().to_string()),
+        ));
+    }
+    rg_bus::service::main(
+        "gateway",
+        || globals.load(overrides),
+        |c| c.gateway.metrics_listen,
+        |c, shutdown| async move {
+            let gateway = rg_gateway::Gateway::bind(c.gateway).await?;
+            gateway.run(c.nats, shutdown).await
+        },
+    )
+    .await
+}

@@ -3,12 +3,13 @@
 //! 1. NATS: the configured server if it answers, else a `nats-server -js`
 //!    started here with its state in `<state-dir>/nats`.
 //! 2. The DNS simulator, then one prober per configured region, then the
-//!    detector and the cascade service, each a child process of this one
-//!    (`regionguard simulator`, `regionguard prober --region R`,
-//!    `regionguard detector`, `regionguard cascade`), their log lines
-//!    prefixed with their name.
+//!    detector, the cascade service and the gateway, each a child process
+//!    of this one (`regionguard simulator`, `regionguard prober --region R`,
+//!    `regionguard detector`, `regionguard cascade`, `regionguard gateway`),
+//!    their log lines prefixed with their name.
 //! 3. Waits for each to be ready (the simulator answers DNS; each prober's
-//!    first health event arrives), printing progress.
+//!    first health event arrives; the gateway serves its first snapshot),
+//!    printing progress and, at the end, the dashboard's URL.
 //! 4. Ctrl-C (or SIGTERM) stops every child with SIGTERM, waits for them,
 //!    and kills what is left after a grace period: no process is left behind.
 
@@ -76,13 +77,13 @@ async fn start_all(
     // 1. NATS.
     let nats_url = match reachable_server(config).await {
         Some(url) => {
-            println!("[1/5] NATS: using the server at {url}");
+            println!("[1/6] NATS: using the server at {url}");
             url
         }
         None => {
             let url = start_nats(config, &args.state_dir, components).await?;
             println!(
-                "[1/5] NATS: started nats-server -js at {url} (state in {})",
+                "[1/6] NATS: started nats-server -js at {url} (state in {})",
                 args.state_dir.join("nats").display()
             );
             url
@@ -101,7 +102,7 @@ async fn start_all(
     components.push(spawn("simulator", sim)?);
     wait_dns_ready(dns, args.ready_timeout, components).await?;
     println!(
-        "[2/5] simulator: answering DNS on {dns} for {} regions x {} services",
+        "[2/6] simulator: answering DNS on {dns} for {} regions x {} services",
         config.simulator.regions.len(),
         config.simulator.services.len()
     );
@@ -126,7 +127,7 @@ async fn start_all(
         components.push(spawn(&format!("prober-{region}"), prober)?);
         match tokio::time::timeout(args.ready_timeout, sub.next()).await {
             Ok(Some(_)) => println!(
-                "[3/5] prober {region}: publishing health events on {}",
+                "[3/6] prober {region}: publishing health events on {}",
                 subjects.health_region(region)
             ),
             _ => bail!(
@@ -148,7 +149,7 @@ async fn start_all(
         None => config.detector.durable.clone(),
     };
     wait_for_consumer(&js, &health, &durable, args.ready_timeout, components).await?;
-    println!("[4/5] detector: alerts on {}", subjects.alerts_all());
+    println!("[4/6] detector: alerts on {}", subjects.alerts_all());
 
     // 5. The cascade service: ready once its consumer exists.
     let mut cascade = Command::new(&exe);
@@ -163,11 +164,34 @@ async fn start_all(
     )
     .await?;
     println!(
-        "[5/5] cascade: outage alerts on {}, failover requests on {}",
+        "[5/6] cascade: outage alerts on {}, failover requests on {}",
         subjects.alert("cascade", "*"),
         subjects.failover("requested")
     );
+
+    // 6. The gateway: ready once it has built its first snapshot.
+    let dashboard_dir = locate_dashboard(&config.gateway.dashboard_dir, &exe);
+    let mut gateway = Command::new(&exe);
+    gateway
+        .arg("gateway")
+        .args(&common)
+        .arg("--dashboard-dir")
+        .arg(&dashboard_dir);
+    components.push(spawn("gateway", gateway)?);
+    let http = config.gateway.listen;
+    wait_for_snapshot(http, args.ready_timeout, components).await?;
+    let url = format!("http://{http}/");
+    println!(
+        "[6/6] gateway: dashboard on {url}, gRPC on {}",
+        config.gateway.grpc_listen
+    );
+    if !dashboard_dir.join("index.html").is_file() {
+        println!(
+            "      (the dashboard is not built: run scripts/install-deps.sh; the REST API works)"
+        );
+    }
     println!();
+    println!("  dashboard:      {url}");
     println!(
         "  watch alerts:   regionguard tail --nats {nats_url} '{}'",
         subjects.alerts_all()
@@ -177,7 +201,6 @@ async fn start_all(
         subjects.health_all()
     );
     println!("  inject a fault: regionguard fault inject --nats {nats_url} --region us-east-1 --service dynamodb --kind empty-answer --for 120s");
-    println!("  dashboard:      not part of this release yet (the gateway service comes next)");
     Ok(())
 }
 
@@ -423,5 +446,40 @@ async fn wait_for_consumer(
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The dashboard directory: as configured when it exists (relative to the
+/// working directory), else the same path next to the source tree the
+/// binary was built in (`target/<profile>/regionguard` → `./dashboard/dist`).
+fn locate_dashboard(configured: &std::path::Path, exe: &std::path::Path) -> PathBuf {
+    if configured.is_absolute() || configured.join("index.html").is_file() {
+        return configured.to_path_buf();
+    }
+    exe.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(configured))
+        .find(|candidate| candidate.join("index.html").is_file())
+        .unwrap_or_else(|| configured.to_path_buf())
+}
+
+/// Waits until the gateway at `addr` reports its first snapshot.
+async fn wait_for_snapshot(
+    addr: SocketAddr,
+    timeout: Duration,
+    components: &mut [Component],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some((200, body)) = super::http::get(addr, "/api/snapshot").await {
+            if body.contains("\"summary\"") {
+                return Ok(());
+            }
+        }
+        check_alive(components)?;
+        if tokio::time::Instant::now() > deadline {
+            bail!("the gateway on {addr} served no snapshot within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

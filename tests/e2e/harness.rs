@@ -355,3 +355,58 @@ pub(crate) fn start_cascade(config: rg_cascade::Config, nats: &NatsConfig) -> Ru
     let task = tokio::spawn(rg_cascade::run(config, nats.clone(), token.clone()));
     Running::new(token, task)
 }
+
+/// A gateway config for tests: free ports, snapshots every `interval`, the
+/// repository's dashboard.
+pub(crate) fn gateway_config(interval: Duration) -> rg_gateway::Config {
+    rg_gateway::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        interval,
+        stale_after: interval * 3,
+        dashboard_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/dist"),
+        ..Default::default()
+    }
+}
+
+/// A gateway running in-process, with its addresses.
+pub(crate) struct GatewayProcess {
+    pub(crate) http: SocketAddr,
+    pub(crate) grpc: SocketAddr,
+    pub(crate) running: Running,
+}
+
+/// Binds and starts a gateway in-process.
+pub(crate) async fn start_gateway(config: rg_gateway::Config, nats: &NatsConfig) -> GatewayProcess {
+    let gateway = rg_gateway::Gateway::bind(config)
+        .await
+        .expect("bind gateway");
+    let (http, grpc) = (gateway.http_addr(), gateway.grpc_addr());
+    let token = CancellationToken::new();
+    let task = tokio::spawn(gateway.run(nats.clone(), token.clone()));
+    GatewayProcess {
+        http,
+        grpc,
+        running: Running::new(token, task),
+    }
+}
+
+/// The gateway's `/api/snapshot` as JSON, once it has one.
+pub(crate) async fn snapshot(http: SocketAddr) -> Option<serde_json::Value> {
+    let r = rg_testkit::http::get(http, "/api/snapshot").await?;
+    if r.status != 200 {
+        return None;
+    }
+    serde_json::from_str(&r.body).ok()
+}
+
+/// A JSON number that pbjson may write as a string (64-bit integers).
+pub(crate) fn num(v: &serde_json::Value) -> f64 {
+    match v {
+        serde_json::Value::String(s) => s.parse().unwrap_or(f64::NAN),
+        serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        // proto3 JSON leaves zero values out.
+        serde_json::Value::Null => 0.0,
+        other => panic!("not a number: {other}"),
+    }
+}

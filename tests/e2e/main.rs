@@ -6,4 +6,5 @@ mod backbone;
 mod cascade;
 mod cli;
 mod detection;
+mod gateway;
 mod harness;

@@ -19,6 +19,8 @@
 //! - [`publish`] — JetStream publish with PubAck and error kinds.
 //! - [`consume`] — durable pull consumers and the consumer loop.
 //! - [`deadletter`] — the dead-letter stream.
+//! - [`tail`] — read a stream from a point on, without a durable consumer (rebuildable views).
+//! - [`request`] — core request/reply with protobuf payloads.
 //! - [`telemetry`] — logging.
 //! - [`metrics`] — shared metrics and the `/metrics` server.
 //! - [`service`] — the harness every service binary runs through.
@@ -32,10 +34,12 @@ pub mod consume;
 pub mod deadletter;
 pub mod metrics;
 pub mod publish;
+pub mod request;
 pub mod service;
 pub mod state;
 pub mod streams;
 pub mod subjects;
+pub mod tail;
 pub mod telemetry;
 
 use std::time::Duration;
@@ -125,4 +129,13 @@ impl Bus {
     pub fn dead_letter(&self, consumer: &str) -> deadletter::DeadLetter {
         deadletter::DeadLetter::new(self.publisher.clone(), self.subjects.clone(), consumer)
     }
+}
+
+/// Wall-clock time in milliseconds since the unix epoch (0 before it), the
+/// unit of every `*_unix_ms` field.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -126,6 +126,12 @@ pub async fn serve(
         .await
 }
 
+/// The process's metrics as Prometheus text (for a service that serves
+/// `/metrics` on its own HTTP listener too).
+pub fn render() -> String {
+    install().render()
+}
+
 /// Binds the metrics listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await

@@ -198,7 +198,7 @@ pub async fn drive<J, F, Fut>(
             }
             _ = sleep_until(due) => {}
         }
-        for step in judge.step(Instant::now(), unix_ms()) {
+        for step in judge.step(Instant::now(), rg_bus::unix_now_ms()) {
             if !publish(step).await {
                 break 'run;
             }
@@ -213,11 +213,4 @@ pub async fn drive<J, F, Fut>(
             "stopping with undecided rounds; their events stay unacked for the next instance"
         );
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -55,14 +55,14 @@ impl State {
             return None;
         }
         table
-            .effect_for(name, located, now_ms(), rand::random::<f64>())
+            .effect_for(name, located, rg_bus::unix_now_ms(), rand::random::<f64>())
             .map(|(e, _)| e)
     }
 
     /// Applies a request and builds the reply. `origin` says where it came
     /// from, for the log.
     pub(crate) fn apply(&self, request: &FaultRequest, origin: &str) -> FaultReply {
-        let now = now_ms();
+        let now = rg_bus::unix_now_ms();
         let mut reply = FaultReply::default();
         let result: Result<Vec<Fault>, FaultError> = match &request.action {
             Some(Action::Inject(spec)) => self.write().inject(spec, now).map(|f| vec![f]),
@@ -100,7 +100,7 @@ impl State {
 
     /// Removes expired faults, logging each.
     pub(crate) fn expire(&self) {
-        let now = now_ms();
+        let now = rg_bus::unix_now_ms();
         let gone = {
             let table = self.read();
             if table.active(now).len() == table.len() {
@@ -135,12 +135,4 @@ impl State {
             origin,
         )
     }
-}
-
-/// Wall clock in unix ms.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -18,6 +18,7 @@ mod nats;
 mod unbound;
 mod wait;
 
+pub mod http;
 pub use nats::NatsServer;
 pub use unbound::Unbound;
 pub use wait::{init_logging, wait_until, Waited};

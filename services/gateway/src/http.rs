@@ -1,0 +1,280 @@
+//! The HTTP side: the dashboard's files, `/ws` (every snapshot as it is
+//! built), the REST API, `/healthz` and `/metrics`.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/snapshot` | the latest `DashboardSnapshot` (protobuf JSON) |
+//! | `GET /api/alerts` | `{"alerts": [...]}`, newest first |
+//! | `GET /api/decisions` | `{"decisions": [...]}`, the failover timeline, newest first |
+//! | `POST /api/failovers/{id}/approve` | approve a planned failover (token) |
+//! | `POST /api/faults` | a `FaultRequest` as JSON to the simulator (token) |
+//! | `GET /ws` | WebSocket: the latest snapshot at once, then each new one |
+//! | `GET /healthz` | `{"status": "ok", ...}` |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Errors are JSON `{"error": "..."}` with a message for the caller; the
+//! details stay in the gateway's log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rg_proto::v1::FaultRequest;
+use serde_json::json;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::hub::{ActionError, Hub};
+use crate::telemetry::Watcher;
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) ws_send_timeout: Duration,
+}
+
+pub(crate) fn router(state: AppState, dashboard_dir: PathBuf) -> Router {
+    let api = Router::new()
+        .route("/api/snapshot", get(snapshot))
+        .route("/api/alerts", get(alerts))
+        .route("/api/decisions", get(decisions))
+        .route("/api/failovers/{id}/approve", post(approve))
+        .route("/api/faults", post(fault))
+        .route("/ws", get(ws))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let index = dashboard_dir.join("index.html");
+    if index.is_file() {
+        api.fallback_service(ServeDir::new(&dashboard_dir).fallback(ServeFile::new(index)))
+    } else {
+        tracing::warn!(dir = %dashboard_dir.display(), "the dashboard is not built: the API works, / explains how to build it");
+        let dir = dashboard_dir.display().to_string();
+        api.fallback(move || std::future::ready(not_built(&dir)))
+    }
+}
+
+fn not_built(dir: &str) -> Response {
+    let body = format!(
+        "<!doctype html><title>regionguard</title><h1>The dashboard is not built</h1>\
+         <p>No <code>index.html</code> in <code>{dir}</code>. Run <code>scripts/install-deps.sh</code> \
+         (or <code>npm ci &amp;&amp; npm run build</code> in <code>dashboard/</code>), or point \
+         <code>gateway.dashboard_dir</code> at a built dashboard.</p>\
+         <p>The API works: <a href=\"/api/snapshot\">/api/snapshot</a>.</p>"
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+impl IntoResponse for ActionError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ActionError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ActionError::Disabled => StatusCode::FORBIDDEN,
+            ActionError::NotFound(_) => StatusCode::NOT_FOUND,
+            ActionError::Refused(_) => StatusCode::CONFLICT,
+            ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
+        };
+        error(status, self.to_string())
+    }
+}
+
+fn json_bytes(body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn snapshot(State(s): State<AppState>) -> Response {
+    match s.hub.latest() {
+        Some(p) => json_bytes(p.json.clone()),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no snapshot yet: the gateway is reading the streams (or waiting for NATS)",
+        ),
+    }
+}
+
+async fn alerts(State(s): State<AppState>) -> Response {
+    let body = {
+        let view = s.hub.view();
+        let alerts: Vec<_> = view.alerts().collect();
+        serde_json::to_vec(&json!({ "alerts": alerts }))
+    };
+    match body {
+        Ok(b) => json_bytes(b.into()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the alerts",
+        ),
+    }
+}
+
+async fn decisions(State(s): State<AppState>) -> Response {
+    let body = {
+        let view = s.hub.view();
+        let decisions: Vec<_> = view.timeline().collect();
+        serde_json::to_vec(&json!({ "decisions": decisions }))
+    };
+    match body {
+        Ok(b) => json_bytes(b.into()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the decisions",
+        ),
+    }
+}
+
+/// The token after `Bearer ` in the Authorization header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ApproveBody {
+    /// Who approves (recorded in the audit trail).
+    approver: String,
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Err(e) = s.hub.authorize(bearer(&headers)) {
+        return e.into_response();
+    }
+    let body: ApproveBody = if body.is_empty() {
+        ApproveBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad approval body: {e}")),
+        }
+    };
+    let approver = if body.approver.is_empty() {
+        "anonymous"
+    } else {
+        &body.approver
+    };
+    match s.hub.approve(&id, &format!("http:{approver}")).await {
+        Ok(d) => Json(json!({ "decision": d })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn fault(State(s): State<AppState>, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    if let Err(e) = s.hub.authorize(bearer(&headers)) {
+        return e.into_response();
+    }
+    let request: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad fault request (expected e.g. {{\"inject\": {{\"region\": \"us-east-1\", \"service\": \"dynamodb\", \"kind\": \"FAULT_KIND_EMPTY_ANSWER\"}}}}): {e}"),
+            )
+        }
+    };
+    match s.hub.fault(&request).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let nats = match s.hub.bus() {
+        Some(bus) if rg_bus::connect::is_connected(&bus.client) => "connected",
+        Some(_) => "disconnected",
+        None => "connecting",
+    };
+    let latest = s.hub.latest();
+    Json(json!({
+        "status": "ok",
+        "service": "gateway",
+        "nats": nats,
+        "snapshot_sequence": latest.as_ref().map_or(0, |p| p.snapshot.sequence),
+        "snapshot_at_unix_ms": latest.as_ref().map_or(0, |p| p.snapshot.generated_at_unix_ms),
+    }))
+    .into_response()
+}
+
+async fn metrics() -> String {
+    rg_bus::metrics::render()
+}
+
+async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| push_snapshots(socket, s))
+}
+
+/// Sends the latest snapshot, then each new one, until the client leaves
+/// or cannot keep up. A client that is behind skips to the newest
+/// snapshot (counted); one that cannot take a snapshot within
+/// `ws_send_timeout` is disconnected (counted), so it never holds the
+/// others back: every client has its own task and reads the shared latest
+/// snapshot, nothing queues per client.
+async fn push_snapshots(mut socket: WebSocket, s: AppState) {
+    let watcher = Watcher::connected("websocket");
+    let mut rx = s.hub.watch();
+    let mut last_sent: Option<u64> = None;
+    // Send what is there now, then wait for changes.
+    rx.mark_changed();
+    let stopping = s.hub.stopping().clone();
+    loop {
+        tokio::select! {
+            _ = stopping.cancelled() => {
+                let _closing = socket.send(Message::Close(None)).await;
+                break;
+            }
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    break; // the gateway is stopping
+                }
+                let Some(p) = rx.borrow_and_update().clone() else { continue };
+                let sequence = p.snapshot.sequence;
+                if let Some(last) = last_sent {
+                    if sequence > last + 1 {
+                        watcher.skipped(sequence - last - 1);
+                    }
+                }
+                let text = match std::str::from_utf8(&p.json) {
+                    Ok(t) => t.to_owned(),
+                    Err(_) => continue,
+                };
+                match tokio::time::timeout(s.ws_send_timeout, socket.send(Message::Text(text.into()))).await {
+                    Ok(Ok(())) => last_sent = Some(sequence),
+                    Ok(Err(_)) => break, // the client went away
+                    Err(_) => {
+                        watcher.dropped("send timed out");
+                        break;
+                    }
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Clients only listen; pings are answered by the library.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! What the gateway's interfaces share: the view, the latest snapshot and
+//! the live alert stream, plus the state-changing actions (approve a
+//! failover, change a fault) that HTTP and gRPC both offer.
+//!
+//! The view sits behind a std `Mutex`: every critical section is short and
+//! synchronous (no `.await` inside), which is what std's mutex is for.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use rg_bus::Bus;
+use rg_proto::v1::{Alert, DashboardSnapshot, FailoverDecision, FaultReply, FaultRequest};
+use tokio::sync::{broadcast, watch, OnceCell};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Access;
+use crate::telemetry;
+use crate::view::View;
+
+/// A built snapshot with its encodings, made once and shared by every
+/// client.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub(crate) snapshot: DashboardSnapshot,
+    /// The canonical protobuf JSON (what `/api/snapshot` and `/ws` send).
+    pub(crate) json: Bytes,
+}
+
+impl Published {
+    pub(crate) fn new(snapshot: DashboardSnapshot) -> Self {
+        let json = serde_json::to_vec(&snapshot).unwrap_or_default().into();
+        Self { snapshot, json }
+    }
+}
+
+/// Shared by the snapshot loop and every interface.
+pub(crate) struct Hub {
+    view: Mutex<View>,
+    latest: watch::Sender<Option<Arc<Published>>>,
+    alerts: broadcast::Sender<Alert>,
+    bus: OnceCell<Bus>,
+    access: Access,
+    /// Cancelled on shutdown: watchers end their streams, so the servers'
+    /// graceful shutdown does not wait for clients that never leave.
+    stopping: CancellationToken,
+}
+
+/// Why a state-changing call was refused or failed. The message is what
+/// the caller sees: it says what to do, never internal details.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ActionError {
+    #[error("missing or wrong bearer token")]
+    Unauthenticated,
+    #[error("state-changing calls are turned off on this gateway (gateway.read_only)")]
+    Disabled,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Hub {
+    pub(crate) fn new(view: View, access: Access, stopping: CancellationToken) -> Arc<Self> {
+        let (latest, _) = watch::channel(None);
+        let (alerts, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            view: Mutex::new(view),
+            latest,
+            alerts,
+            bus: OnceCell::new(),
+            access,
+            stopping,
+        })
+    }
+
+    /// The view, locked. A poisoned lock (a panic while holding it) is taken
+    /// over: the view is plain data and stays usable.
+    pub(crate) fn view(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn stopping(&self) -> &CancellationToken {
+        &self.stopping
+    }
+
+    pub(crate) fn set_bus(&self, bus: Bus) {
+        let _already = self.bus.set(bus);
+    }
+
+    pub(crate) fn bus(&self) -> Option<&Bus> {
+        self.bus.get()
+    }
+
+    /// Makes `snapshot` the latest and wakes every watcher.
+    pub(crate) fn publish(&self, published: Arc<Published>) {
+        self.latest.send_replace(Some(published));
+    }
+
+    pub(crate) fn latest(&self) -> Option<Arc<Published>> {
+        self.latest.borrow().clone()
+    }
+
+    pub(crate) fn watch(&self) -> watch::Receiver<Option<Arc<Published>>> {
+        self.latest.subscribe()
+    }
+
+    pub(crate) fn live_alert(&self, alert: Alert) {
+        // No receiver is fine: nobody is watching.
+        let _receivers = self.alerts.send(alert);
+    }
+
+    pub(crate) fn watch_alerts(&self) -> broadcast::Receiver<Alert> {
+        self.alerts.subscribe()
+    }
+
+    /// Checks a state-changing call's bearer token (`presented`: the value
+    /// after `Bearer `).
+    pub(crate) fn authorize(&self, presented: Option<&str>) -> Result<(), ActionError> {
+        let result = match &self.access {
+            Access::Off => Err(ActionError::Disabled),
+            Access::OpenOnLoopback => Ok(()),
+            Access::Token(expected) => match presented {
+                Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
+                _ => Err(ActionError::Unauthenticated),
+            },
+        };
+        if let Err(e) = &result {
+            telemetry::refused(e);
+        }
+        result
+    }
+
+    /// Approves a planned failover: publishes its APPROVED phase and waits
+    /// for the PubAck. `actor` goes into the audit trail.
+    pub(crate) async fn approve(
+        &self,
+        failover_id: &str,
+        actor: &str,
+    ) -> Result<FailoverDecision, ActionError> {
+        let latest = self.view().failover(failover_id).cloned().ok_or_else(|| {
+            ActionError::NotFound(format!(
+                "no failover {failover_id:?} is known (see /api/decisions)"
+            ))
+        })?;
+        let approval = latest
+            .approval(actor, rg_bus::unix_now_ms())
+            .map_err(|e| ActionError::Refused(e.to_string()))?;
+        let bus = self
+            .bus()
+            .ok_or_else(|| ActionError::Unavailable("not connected to NATS yet".into()))?;
+        let subject = bus.subjects.failover(approval.phase().token());
+        bus.publisher
+            .publish(
+                subject.clone(),
+                &approval,
+                Some(&approval.approval_msg_id()),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(%subject, error = %e, "could not publish an approval");
+                ActionError::Unavailable("the approval could not be stored; try again".into())
+            })?;
+        tracing::info!(failover = %approval.id, %actor, from = %approval.from_region, to = %approval.to_region, "failover approved");
+        self.view().decision(approval.clone());
+        Ok(approval)
+    }
+
+    /// Sends a fault request to the simulator.
+    pub(crate) async fn fault(&self, request: &FaultRequest) -> Result<FaultReply, ActionError> {
+        if request.action.is_none() {
+            return Err(ActionError::Invalid(
+                "a fault request needs one of inject, clear or list".into(),
+            ));
+        }
+        let bus = self
+            .bus()
+            .ok_or_else(|| ActionError::Unavailable("not connected to NATS yet".into()))?;
+        let subject = bus.subjects.sim_faults();
+        let timeout = std::time::Duration::from_secs(5);
+        let reply: FaultReply = rg_bus::request::request(&bus.client, &subject, request, timeout)
+            .await
+            .map_err(|e| ActionError::Unavailable(format!("the simulator did not answer: {e}")))?;
+        if !reply.error.is_empty() {
+            return Err(ActionError::Invalid(reply.error));
+        }
+        Ok(reply)
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_needs_the_exact_token() {
+        assert!(constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdeX", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdef0", b"0123456789abcdef"));
+    }
+}

@@ -1,0 +1,631 @@
+//! The dashboard's figures, from the latest observations (no I/O).
+//!
+//! Each endpoint keeps the latest observation of every vantage point
+//! (vantage and resolver). At a given time, the observations younger than
+//! `stale_after` count; the endpoint's status is the one a strict majority
+//! of those vantage points see, at least (the worst status after sorting
+//! them worst first and taking the middle, upper for an even count), so
+//! one flaky vantage point does not colour the dashboard — the rule the
+//! detector's quorum uses. Its response time is the mean of theirs.
+//!
+//! From the endpoints: the summary (total, the three counts, uptime =
+//! healthy / total × 100, mean response time), a card per region ("N/M
+//! Healthy"), a card per service in a region (mean response time of its
+//! endpoints, worst status of any of them) and the trend of the three
+//! counts, one point per interval boundary.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rg_proto::v1::{
+    Alert, DashboardSnapshot, FailoverDecision, HealthEvent, RegionCard, ServiceCard, Status,
+    Summary, TrendPoint,
+};
+
+/// The latest observation of one endpoint by one vantage point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    status: Status,
+    response_time_us: u64,
+    at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct Endpoint {
+    /// By "vantage resolver".
+    seen: HashMap<String, Seen>,
+}
+
+/// Region, service, endpoint name.
+type EndpointKey = (String, String, String);
+
+/// One endpoint's figures at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EndpointFigure {
+    pub(crate) status: Status,
+    pub(crate) response_time_us: u64,
+}
+
+/// The status a strict majority of vantage points see, at least.
+pub(crate) fn majority_status(statuses: &mut [Status]) -> Option<Status> {
+    if statuses.is_empty() {
+        return None;
+    }
+    statuses.sort_by_key(|s| std::cmp::Reverse(rank(*s)));
+    Some(statuses[statuses.len() / 2])
+}
+
+/// Badness order: unknown < healthy < warning < critical.
+fn rank(s: Status) -> u8 {
+    match s {
+        Status::Unspecified => 0,
+        Status::Healthy => 1,
+        Status::Warning => 2,
+        Status::Critical => 3,
+    }
+}
+
+/// Uptime in percent: healthy / total × 100, 0 without endpoints.
+pub(crate) fn uptime_percent(healthy: u32, total: u32) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        f64::from(healthy) * 100.0 / f64::from(total)
+    }
+}
+
+/// Integer mean, 0 for none.
+fn mean(sum: u128, n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        (sum / u128::from(n)) as u64
+    }
+}
+
+/// What the dashboard shows, kept up to date from the streams.
+#[derive(Debug)]
+pub(crate) struct View {
+    endpoints: BTreeMap<EndpointKey, Endpoint>,
+    stale_after_ms: i64,
+    interval_ms: i64,
+    trend: VecDeque<TrendPoint>,
+    trend_points: usize,
+    /// The next interval boundary a trend point is due for.
+    next_boundary_ms: Option<i64>,
+    alerts: VecDeque<Alert>,
+    alerts_kept: usize,
+    timeline: VecDeque<FailoverDecision>,
+    timeline_kept: usize,
+    /// The latest phase of every failover seen (for approval).
+    failovers: HashMap<String, FailoverDecision>,
+    sequence: u64,
+}
+
+/// A view's sizes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) stale_after_ms: i64,
+    pub(crate) interval_ms: i64,
+    pub(crate) trend_points: usize,
+    pub(crate) alerts: usize,
+    pub(crate) timeline: usize,
+}
+
+/// Failovers remembered for approval, at most.
+const FAILOVERS_KEPT: usize = 10_000;
+
+impl View {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            endpoints: BTreeMap::new(),
+            stale_after_ms: limits.stale_after_ms.max(1),
+            interval_ms: limits.interval_ms.max(1),
+            trend: VecDeque::new(),
+            trend_points: limits.trend_points.max(1),
+            next_boundary_ms: None,
+            alerts: VecDeque::new(),
+            alerts_kept: limits.alerts,
+            timeline: VecDeque::new(),
+            timeline_kept: limits.timeline,
+            failovers: HashMap::new(),
+            sequence: 0,
+        }
+    }
+
+    /// Takes a health event (already validated by the caller: region and
+    /// service are tokens, status is known). A vantage point's older
+    /// observation never replaces a newer one.
+    pub(crate) fn observe(&mut self, e: &HealthEvent) {
+        let key = (e.region.clone(), e.service.clone(), e.endpoint.clone());
+        let seen = Seen {
+            status: e.status(),
+            response_time_us: e.response_time_us,
+            at_ms: e.observed_at_unix_ms,
+        };
+        let vantage = format!("{} {}", e.vantage, e.resolver);
+        let endpoint = self.endpoints.entry(key).or_default();
+        match endpoint.seen.get_mut(&vantage) {
+            Some(old) if old.at_ms > seen.at_ms => {}
+            Some(old) => *old = seen,
+            None => {
+                endpoint.seen.insert(vantage, seen);
+            }
+        }
+    }
+
+    /// Emits the trend points of every interval boundary up to `now_ms`
+    /// (each from the observations as they stand), so the trend has one
+    /// point per interval however the time is reached: a snapshot timer,
+    /// or the event times of a replay.
+    pub(crate) fn advance_to(&mut self, now_ms: i64) {
+        let boundary = (now_ms / self.interval_ms) * self.interval_ms;
+        let mut next = match self.next_boundary_ms {
+            Some(n) => n,
+            None => {
+                // The first boundary reached: start the trend there.
+                self.next_boundary_ms = Some(boundary);
+                boundary
+            }
+        };
+        // After a long gap, only the last `trend_points` boundaries matter.
+        let earliest = boundary - self.interval_ms * (self.trend_points as i64 - 1);
+        if next < earliest {
+            next = earliest;
+        }
+        while next <= boundary {
+            let point = self.trend_point(next);
+            self.trend.push_back(point);
+            while self.trend.len() > self.trend_points {
+                self.trend.pop_front();
+            }
+            next += self.interval_ms;
+        }
+        self.next_boundary_ms = Some(next);
+    }
+
+    fn trend_point(&self, at_ms: i64) -> TrendPoint {
+        let mut point = TrendPoint {
+            at_unix_ms: at_ms,
+            ..Default::default()
+        };
+        for f in self.figures(at_ms).map(|(_, f)| f) {
+            match f.status {
+                Status::Healthy => point.healthy += 1,
+                Status::Warning => point.warning += 1,
+                Status::Critical => point.critical += 1,
+                Status::Unspecified => {}
+            }
+        }
+        point
+    }
+
+    /// Every endpoint with a fresh observation at `at_ms`, in key order.
+    fn figures(&self, at_ms: i64) -> impl Iterator<Item = (&EndpointKey, EndpointFigure)> + '_ {
+        let oldest = at_ms - self.stale_after_ms;
+        let mut statuses = Vec::new();
+        self.endpoints.iter().filter_map(move |(key, e)| {
+            statuses.clear();
+            let mut sum = 0u128;
+            for s in e
+                .seen
+                .values()
+                .filter(|s| s.at_ms >= oldest && s.at_ms <= at_ms)
+            {
+                statuses.push(s.status);
+                sum += u128::from(s.response_time_us);
+            }
+            let n = statuses.len() as u64;
+            let status = majority_status(&mut statuses)?;
+            Some((
+                key,
+                EndpointFigure {
+                    status,
+                    response_time_us: mean(sum, n),
+                },
+            ))
+        })
+    }
+
+    /// Endpoints known but with no fresh observation at `at_ms`.
+    fn stale_count(&self, at_ms: i64) -> u32 {
+        let oldest = at_ms - self.stale_after_ms;
+        self.endpoints
+            .values()
+            .filter(|e| {
+                !e.seen
+                    .values()
+                    .any(|s| s.at_ms >= oldest && s.at_ms <= at_ms)
+            })
+            .count() as u32
+    }
+
+    /// Takes an alert for the feed: newest first; an alert with the id of
+    /// one held replaces it (a producer's re-send after a restart).
+    pub(crate) fn alert(&mut self, a: Alert) {
+        self.alerts.retain(|x| x.id != a.id);
+        self.alerts.push_front(a);
+        self.alerts.truncate(self.alerts_kept);
+    }
+
+    /// Takes a failover phase for the timeline.
+    pub(crate) fn decision(&mut self, d: FailoverDecision) {
+        let is_newer = self
+            .failovers
+            .get(&d.id)
+            .is_none_or(|old| old.at_unix_ms <= d.at_unix_ms);
+        if is_newer {
+            if self.failovers.len() >= FAILOVERS_KEPT && !self.failovers.contains_key(&d.id) {
+                // Forget the failover whose latest phase is oldest.
+                if let Some(oldest) = self
+                    .failovers
+                    .values()
+                    .min_by_key(|x| x.at_unix_ms)
+                    .map(|x| x.id.clone())
+                {
+                    self.failovers.remove(&oldest);
+                }
+            }
+            self.failovers.insert(d.id.clone(), d.clone());
+        }
+        self.timeline
+            .retain(|x| !(x.id == d.id && x.phase == d.phase && x.step_index == d.step_index));
+        self.timeline.push_front(d);
+        self.timeline.truncate(self.timeline_kept);
+    }
+
+    /// The latest phase of a failover.
+    pub(crate) fn failover(&self, id: &str) -> Option<&FailoverDecision> {
+        self.failovers.get(id)
+    }
+
+    pub(crate) fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter()
+    }
+
+    pub(crate) fn timeline(&self) -> impl Iterator<Item = &FailoverDecision> {
+        self.timeline.iter()
+    }
+
+    /// Builds the snapshot at `now_ms` (the trend as advanced so far).
+    pub(crate) fn snapshot(&mut self, now_ms: i64) -> (DashboardSnapshot, u32) {
+        self.sequence += 1;
+        let mut summary = Summary::default();
+        let mut rt_sum = 0u128;
+        let mut regions: Vec<RegionCard> = Vec::new();
+        // Per service of the current region: card, response-time sum.
+        let mut service: Option<(ServiceCard, u128)> = None;
+        let close_service = |region: &mut RegionCard, service: &mut Option<(ServiceCard, u128)>| {
+            if let Some((mut card, sum)) = service.take() {
+                card.avg_response_time_us = mean(sum, u64::from(card.endpoints));
+                region.services.push(card);
+            }
+        };
+        for ((region, service_name, _), f) in self.figures(now_ms) {
+            summary.total_endpoints += 1;
+            rt_sum += u128::from(f.response_time_us);
+            match f.status {
+                Status::Healthy => summary.healthy += 1,
+                Status::Warning => summary.warning += 1,
+                Status::Critical => summary.critical += 1,
+                Status::Unspecified => {}
+            }
+            if regions.last().is_none_or(|r| r.region != *region) {
+                if let Some(last) = regions.last_mut() {
+                    close_service(last, &mut service);
+                }
+                regions.push(RegionCard {
+                    region: region.clone(),
+                    ..Default::default()
+                });
+            }
+            let card = regions.last_mut().expect("pushed above");
+            card.total += 1;
+            if f.status == Status::Healthy {
+                card.healthy += 1;
+            }
+            if service
+                .as_ref()
+                .is_none_or(|(s, _)| s.service != *service_name)
+            {
+                close_service(card, &mut service);
+                service = Some((
+                    ServiceCard {
+                        service: service_name.clone(),
+                        status: Status::Unspecified as i32,
+                        ..Default::default()
+                    },
+                    0,
+                ));
+            }
+            let (s, sum) = service.as_mut().expect("set above");
+            s.endpoints += 1;
+            *sum += u128::from(f.response_time_us);
+            if rank(f.status) > rank(s.status()) {
+                s.set_status(f.status);
+            }
+        }
+        if let Some(last) = regions.last_mut() {
+            close_service(last, &mut service);
+        }
+        summary.uptime_percent = uptime_percent(summary.healthy, summary.total_endpoints);
+        summary.avg_response_time_us = mean(rt_sum, u64::from(summary.total_endpoints));
+        let stale = self.stale_count(now_ms);
+        let snapshot = DashboardSnapshot {
+            generated_at_unix_ms: now_ms,
+            sequence: self.sequence,
+            summary: Some(summary),
+            regions,
+            trend: self.trend.iter().cloned().collect(),
+            recent_alerts: self.alerts.iter().cloned().collect(),
+            failover_timeline: self.timeline.iter().cloned().collect(),
+        };
+        (snapshot, stale)
+    }
+
+    /// Endpoints known (fresh or not).
+    pub(crate) fn known_endpoints(&self) -> usize {
+        self.endpoints.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rg_proto::v1::FailoverPhase;
+
+    const INTERVAL: i64 = 10_000;
+
+    fn view() -> View {
+        View::new(Limits {
+            stale_after_ms: 35_000,
+            interval_ms: INTERVAL,
+            trend_points: 20,
+            alerts: 3,
+            timeline: 3,
+        })
+    }
+
+    fn event(
+        region: &str,
+        service: &str,
+        endpoint: &str,
+        vantage: &str,
+        status: Status,
+        rt_us: u64,
+        at_ms: i64,
+    ) -> HealthEvent {
+        let mut e = HealthEvent {
+            region: region.into(),
+            service: service.into(),
+            endpoint: endpoint.into(),
+            vantage: vantage.into(),
+            resolver: "127.0.0.1:53".into(),
+            observed_at_unix_ms: at_ms,
+            response_time_us: rt_us,
+            ..Default::default()
+        };
+        e.set_status(status);
+        e
+    }
+
+    #[test]
+    fn majority_status_takes_the_middle_worst_first() {
+        use Status::*;
+        assert_eq!(majority_status(&mut []), None);
+        assert_eq!(majority_status(&mut [Critical]), Some(Critical));
+        // One of three vantage points is not a majority ...
+        assert_eq!(
+            majority_status(&mut [Healthy, Critical, Healthy]),
+            Some(Healthy)
+        );
+        // ... two are.
+        assert_eq!(
+            majority_status(&mut [Critical, Healthy, Critical]),
+            Some(Critical)
+        );
+        // One of two is not a strict majority.
+        assert_eq!(majority_status(&mut [Critical, Healthy]), Some(Healthy));
+        // Two of three see at least a warning.
+        assert_eq!(
+            majority_status(&mut [Critical, Healthy, Warning]),
+            Some(Warning)
+        );
+    }
+
+    #[test]
+    fn uptime_is_healthy_over_total_and_zero_without_endpoints() {
+        assert_eq!(uptime_percent(0, 0), 0.0);
+        assert_eq!(uptime_percent(7, 7), 100.0);
+        assert_eq!(uptime_percent(0, 7), 0.0);
+        assert!((uptime_percent(20, 21) - 95.238_095).abs() < 1e-5);
+    }
+
+    #[test]
+    fn summary_region_and_service_cards() {
+        let mut v = view();
+        let t = 1_000_000;
+        // us-east-1: dynamodb critical (2 endpoints, one critical), ec2 healthy.
+        v.observe(&event(
+            "us-east-1",
+            "dynamodb",
+            "a",
+            "v1",
+            Status::Healthy,
+            1_000,
+            t,
+        ));
+        v.observe(&event(
+            "us-east-1",
+            "dynamodb",
+            "b",
+            "v1",
+            Status::Critical,
+            2_000_000,
+            t,
+        ));
+        v.observe(&event(
+            "us-east-1",
+            "ec2",
+            "c",
+            "v1",
+            Status::Healthy,
+            3_000,
+            t,
+        ));
+        // eu-west-1: one warning endpoint.
+        v.observe(&event(
+            "eu-west-1",
+            "sts",
+            "d",
+            "v1",
+            Status::Warning,
+            150_000,
+            t,
+        ));
+        let (s, stale) = v.snapshot(t);
+        assert_eq!(stale, 0);
+        let sum = s.summary.unwrap();
+        assert_eq!(
+            (sum.total_endpoints, sum.healthy, sum.warning, sum.critical),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(sum.uptime_percent, 50.0);
+        // (1,000 + 2,000,000 + 3,000 + 150,000) / 4
+        assert_eq!(sum.avg_response_time_us, 538_500);
+        let names: Vec<_> = s.regions.iter().map(|r| r.region.as_str()).collect();
+        assert_eq!(names, ["eu-west-1", "us-east-1"]);
+        let east = &s.regions[1];
+        assert_eq!((east.healthy, east.total), (2, 3));
+        let dynamo = &east.services[0];
+        assert_eq!(dynamo.service, "dynamodb");
+        assert_eq!(dynamo.status(), Status::Critical);
+        assert_eq!(dynamo.endpoints, 2);
+        assert_eq!(dynamo.avg_response_time_us, 1_000_500);
+        assert_eq!(east.services[1].status(), Status::Healthy);
+        assert_eq!(s.regions[0].services[0].status(), Status::Warning);
+        assert_eq!(s.sequence, 1);
+        assert_eq!(v.snapshot(t).0.sequence, 2);
+    }
+
+    #[test]
+    fn an_endpoint_takes_the_majority_of_its_vantage_points_and_their_mean_time() {
+        let mut v = view();
+        let t = 1_000_000;
+        v.observe(&event("r", "s", "e", "v1", Status::Critical, 900, t));
+        v.observe(&event("r", "s", "e", "v2", Status::Healthy, 100, t));
+        v.observe(&event("r", "s", "e", "v3", Status::Healthy, 200, t));
+        let (s, _) = v.snapshot(t);
+        let sum = s.summary.unwrap();
+        assert_eq!((sum.total_endpoints, sum.healthy), (1, 1));
+        assert_eq!(sum.avg_response_time_us, 400);
+        // A second vantage point turns it.
+        v.observe(&event("r", "s", "e", "v2", Status::Critical, 900, t + 1));
+        assert_eq!(v.snapshot(t + 1).0.summary.unwrap().critical, 1);
+        // An older observation never replaces a newer one.
+        v.observe(&event("r", "s", "e", "v2", Status::Healthy, 100, t - 5));
+        assert_eq!(v.snapshot(t + 1).0.summary.unwrap().critical, 1);
+    }
+
+    #[test]
+    fn observations_older_than_stale_after_drop_out_at_the_boundary() {
+        let mut v = view();
+        let t = 1_000_000;
+        v.observe(&event("r", "s", "e", "v1", Status::Healthy, 100, t));
+        // Exactly stale_after old still counts.
+        let (s, stale) = v.snapshot(t + 35_000);
+        assert_eq!((s.summary.unwrap().total_endpoints, stale), (1, 0));
+        // One millisecond more does not.
+        let (s, stale) = v.snapshot(t + 35_001);
+        let sum = s.summary.unwrap();
+        assert_eq!((sum.total_endpoints, stale), (0, 1));
+        assert_eq!(sum.uptime_percent, 0.0);
+        assert!(s.regions.is_empty());
+    }
+
+    #[test]
+    fn the_trend_keeps_one_point_per_boundary_and_the_last_twenty() {
+        let mut v = view();
+        let t0 = 100 * INTERVAL;
+        v.observe(&event("r", "s", "e", "v1", Status::Healthy, 100, t0 - 1));
+        v.advance_to(t0);
+        v.advance_to(t0 + 5); // same interval: no new point
+        assert_eq!(v.trend.len(), 1);
+        assert_eq!(v.trend[0].at_unix_ms, t0);
+        assert_eq!((v.trend[0].healthy, v.trend[0].critical), (1, 0));
+        // 24 more intervals, critical from the 3rd on.
+        for k in 1..=24 {
+            let at = t0 + k * INTERVAL;
+            let status = if k >= 3 {
+                Status::Critical
+            } else {
+                Status::Healthy
+            };
+            v.observe(&event("r", "s", "e", "v1", status, 100, at - 1));
+            v.advance_to(at);
+        }
+        assert_eq!(v.trend.len(), 20);
+        assert_eq!(v.trend.front().unwrap().at_unix_ms, t0 + 5 * INTERVAL);
+        assert_eq!(v.trend.back().unwrap().at_unix_ms, t0 + 24 * INTERVAL);
+        assert!(v.trend.iter().all(|p| p.critical == 1 && p.healthy == 0));
+        let (s, _) = v.snapshot(t0 + 24 * INTERVAL);
+        assert_eq!(s.trend.len(), 20);
+    }
+
+    #[test]
+    fn a_gap_fills_boundaries_and_a_replay_builds_points_from_event_times() {
+        let mut v = view();
+        let t0 = 100 * INTERVAL;
+        v.advance_to(t0);
+        // Three intervals pass with one endpoint seen before each boundary.
+        v.observe(&event("r", "s", "e", "v1", Status::Warning, 100, t0 + 1));
+        v.advance_to(t0 + 3 * INTERVAL + 7);
+        let at: Vec<_> = v
+            .trend
+            .iter()
+            .map(|p| (p.at_unix_ms - t0) / INTERVAL)
+            .collect();
+        assert_eq!(at, [0, 1, 2, 3]);
+        assert_eq!(v.trend[0].warning, 0);
+        assert!(v.trend.iter().skip(1).all(|p| p.warning == 1));
+        // A gap longer than the window keeps only the window.
+        v.advance_to(t0 + 500 * INTERVAL);
+        assert_eq!(v.trend.len(), 20);
+        assert_eq!(v.trend.back().unwrap().at_unix_ms, t0 + 500 * INTERVAL);
+    }
+
+    #[test]
+    fn alerts_and_timeline_are_newest_first_bounded_and_deduplicated() {
+        let mut v = view();
+        for id in ["a", "b", "c", "d"] {
+            v.alert(Alert {
+                id: id.into(),
+                ..Default::default()
+            });
+        }
+        v.alert(Alert {
+            id: "c".into(),
+            summary: "again".into(),
+            ..Default::default()
+        });
+        let ids: Vec<_> = v.alerts().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["c", "d", "b"]);
+        let phase = |p: FailoverPhase, at: i64| {
+            let mut d = FailoverDecision {
+                id: "f1".into(),
+                at_unix_ms: at,
+                ..Default::default()
+            };
+            d.set_phase(p);
+            d
+        };
+        v.decision(phase(FailoverPhase::Requested, 1));
+        v.decision(phase(FailoverPhase::Planned, 2));
+        v.decision(phase(FailoverPhase::Planned, 2));
+        assert_eq!(v.timeline().count(), 2);
+        assert_eq!(v.failover("f1").unwrap().phase(), FailoverPhase::Planned);
+        // A late older phase does not turn the failover back.
+        v.decision(phase(FailoverPhase::Requested, 1));
+        assert_eq!(v.failover("f1").unwrap().phase(), FailoverPhase::Planned);
+        assert!(v.failover("nope").is_none());
+    }
+}
