@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what regionguard's local run and tests need when it is missing:
 # from Debian's packages nats-server (the bus), unbound (a DNS server
-# regionguard did not write, for tests) and dnsperf (the benchmark's peer);
-# from PyPI scikit-learn (the anomaly model's reference).
+# regionguard did not write, for tests), dnsperf (the benchmark's peer),
+# Node.js with npm (to build the dashboard) and chromium (the dashboard's
+# browser test); from PyPI scikit-learn (the anomaly model's reference);
+# from npm the dashboard's packages (`npm ci`), then builds the dashboard
+# into dashboard/dist, which the gateway serves.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -12,6 +15,9 @@ missing=()
 have nats-server || missing+=(nats-server)
 have unbound || missing+=(unbound)
 have dnsperf || missing+=(dnsperf)
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
+have chromium || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]} from Debian's packages"
@@ -30,8 +36,18 @@ if ! python3 -c "import sklearn" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore scikit-learn
 fi
 
+# The dashboard: its npm packages (exactly as locked), then the build.
+dashboard="$(dirname "$0")/../dashboard"
+if [ ! -d "$dashboard/node_modules/chart.js" ] || [ ! -d "$dashboard/node_modules/playwright-core" ] \
+   || [ "$dashboard/package-lock.json" -nt "$dashboard/node_modules/.package-lock.json" ]; then
+  echo "install-deps: installing the dashboard's npm packages (npm ci)"
+  (cd "$dashboard" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "install-deps: building the dashboard (dashboard/dist)"
+(cd "$dashboard" && npm run --silent build -- --logLevel warn)
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-echo "install-deps: nats-server, unbound, dnsperf, scikit-learn and cargo are present"
+echo "install-deps: nats-server, unbound, dnsperf, node, chromium, scikit-learn, the dashboard and cargo are ready"

@@ -22,6 +22,12 @@ pub(crate) enum BenchCommand {
     /// Fit the Isolation Forest on a numeric CSV and score every row; report
     /// the time of each and the peak memory (see scripts/bench_forest.py).
     Forest(ForestArgs),
+    /// Build dashboard snapshots from a view of many endpoints and report
+    /// the build time beside prost decoding the same round.
+    Snapshot(super::bench_gateway::SnapshotArgs),
+    /// Hold many WebSocket clients on a running gateway and report what
+    /// each received (see scripts/bench_gateway.sh).
+    Ws(super::bench_gateway::WsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +85,8 @@ pub(crate) async fn run(globals: Globals, command: BenchCommand) -> ExitCode {
     let args = match command {
         BenchCommand::Probe(args) => args,
         BenchCommand::Forest(args) => return forest(args),
+        BenchCommand::Snapshot(args) => return super::bench_gateway::snapshot(args),
+        BenchCommand::Ws(args) => return super::bench_gateway::ws(args).await,
     };
     let config = match globals.load(Vec::new()) {
         Ok(c) => c,

@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per service plus operator tools.
 
 mod bench;
+mod bench_gateway;
 mod check_config;
 mod config;
 mod fault;
@@ -84,7 +85,8 @@ enum Command {
     /// the cascade service and the gateway (dashboard on
     /// http://127.0.0.1:8080 by default).
     Up(up::UpArgs),
-    /// Measure the prober against a DNS server (see scripts/bench.sh).
+    /// Benchmarks: the prober against a DNS server (scripts/bench.sh), the
+    /// Isolation Forest, the gateway's snapshots and WebSocket fan-out.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Load and validate the configuration, print a summary, and exit

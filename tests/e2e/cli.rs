@@ -259,6 +259,7 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
     init_logging();
     let nats_port = rg_testkit::free_port();
     let dns_port = rg_testkit::free_port();
+    let (http_port, grpc_port) = (rg_testkit::free_port(), rg_testkit::free_port());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("regionguard.toml");
     std::fs::write(
@@ -266,7 +267,8 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         format!(
             "[nats]\nservers = [\"nats://127.0.0.1:{nats_port}\"]\n\
              [prober]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
-             [simulator]\nlisten = \"127.0.0.1:{dns_port}\"\n"
+             [simulator]\nlisten = \"127.0.0.1:{dns_port}\"\n\
+             [gateway]\nlisten = \"127.0.0.1:{http_port}\"\ngrpc_listen = \"127.0.0.1:{grpc_port}\"\ninterval = \"1s\"\n"
         ),
     )
     .unwrap();
@@ -310,6 +312,23 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         text.contains("prober us-east-1: publishing")
             && text.contains("prober eu-west-1: publishing"),
         "{text}"
+    );
+
+    assert!(
+        text.contains(&format!("dashboard on http://127.0.0.1:{http_port}/")),
+        "{text}"
+    );
+    // The dashboard's API answers with both regions' endpoints.
+    let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let snapshot = rg_testkit::http::get(http, "/api/snapshot")
+        .await
+        .expect("the gateway answers");
+    assert_eq!(snapshot.status, 200, "{}", snapshot.body);
+    assert!(
+        snapshot.body.contains("\"region\":\"us-east-1\"")
+            && snapshot.body.contains("\"region\":\"eu-west-1\""),
+        "{}",
+        snapshot.body
     );
 
     // Health events of both regions are flowing through the NATS it started.

@@ -413,7 +413,7 @@ async fn ws_client(http: SocketAddr, until_sequence: u64) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_websocket_clients_each_get_every_snapshot_and_a_stuck_one_is_dropped() {
     let w = World::start().await;
-    let interval = Duration::from_millis(300);
+    let interval = Duration::from_millis(500);
     let config = rg_gateway::Config {
         ws_send_timeout: Duration::from_millis(600),
         ws_send_buffer: 4096,

@@ -5,6 +5,7 @@
 mod backbone;
 mod cascade;
 mod cli;
+mod dashboard;
 mod detection;
 mod gateway;
 mod harness;

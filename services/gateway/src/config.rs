@@ -48,8 +48,9 @@ pub struct Config {
     /// disconnected. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub ws_send_timeout: Duration,
-    /// Snapshots queued per WebSocket or gRPC watcher; a watcher further
-    /// behind skips to the newest (counted). Default `4`.
+    /// Snapshots queued for the WebSocket and gRPC watchers (shared, not
+    /// per watcher); a watcher further behind skips the oldest (counted).
+    /// Default `16`.
     pub watch_queue: usize,
     /// Kernel send buffer of each WebSocket connection, bytes (0 = the
     /// system's default): bounds memory per slow client. Default `262144`.
@@ -84,7 +85,7 @@ impl Default for Config {
             read_only: false,
             dashboard_dir: PathBuf::from("dashboard/dist"),
             ws_send_timeout: Duration::from_secs(5),
-            watch_queue: 4,
+            watch_queue: 16,
             ws_send_buffer: 256 * 1024,
         }
     }

@@ -67,30 +67,9 @@ impl ControlService for Control {
         &self,
         _request: Request<WatchSnapshotsRequest>,
     ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
-        let mut rx = self.hub.watch();
-        rx.mark_changed();
-        let stopping = self.hub.stopping().clone();
+        let mut snapshots = self.hub.subscribe("grpc");
         let stream = async_stream(move |tx| async move {
-            let watcher = Watcher::connected("grpc");
-            let mut last: Option<u64> = None;
-            loop {
-                let changed = tokio::select! {
-                    _ = stopping.cancelled() => break,
-                    c = rx.changed() => c,
-                };
-                if changed.is_err() {
-                    break;
-                }
-                let Some(p) = rx.borrow_and_update().clone() else {
-                    continue;
-                };
-                let sequence = p.snapshot.sequence;
-                if let Some(l) = last {
-                    if sequence > l + 1 {
-                        watcher.skipped(sequence - l - 1);
-                    }
-                }
-                last = Some(sequence);
+            while let Some(p) = snapshots.next().await {
                 if tx.send(Ok(p.snapshot.clone())).await.is_err() {
                     break; // the client went away
                 }

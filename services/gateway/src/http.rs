@@ -30,7 +30,6 @@ use serde_json::json;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::hub::{ActionError, Hub};
-use crate::telemetry::Watcher;
 
 /// What the HTTP handlers need.
 #[derive(Clone)]
@@ -228,44 +227,28 @@ async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
 }
 
 /// Sends the latest snapshot, then each new one, until the client leaves
-/// or cannot keep up. A client that is behind skips to the newest
-/// snapshot (counted); one that cannot take a snapshot within
+/// or cannot keep up. A client that fell behind the shared queue skips
+/// the oldest snapshots (counted); one that cannot take a snapshot within
 /// `ws_send_timeout` is disconnected (counted), so it never holds the
-/// others back: every client has its own task and reads the shared latest
-/// snapshot, nothing queues per client.
+/// others back: every client has its own task, and snapshots are encoded
+/// once and shared.
 async fn push_snapshots(mut socket: WebSocket, s: AppState) {
-    let watcher = Watcher::connected("websocket");
-    let mut rx = s.hub.watch();
-    let mut last_sent: Option<u64> = None;
-    // Send what is there now, then wait for changes.
-    rx.mark_changed();
-    let stopping = s.hub.stopping().clone();
+    let mut snapshots = s.hub.subscribe("websocket");
     loop {
         tokio::select! {
-            _ = stopping.cancelled() => {
-                let _closing = socket.send(Message::Close(None)).await;
-                break;
-            }
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    break; // the gateway is stopping
-                }
-                let Some(p) = rx.borrow_and_update().clone() else { continue };
-                let sequence = p.snapshot.sequence;
-                if let Some(last) = last_sent {
-                    if sequence > last + 1 {
-                        watcher.skipped(sequence - last - 1);
-                    }
-                }
-                let text = match std::str::from_utf8(&p.json) {
-                    Ok(t) => t.to_owned(),
-                    Err(_) => continue,
+            next = snapshots.next() => {
+                let Some(p) = next else {
+                    // The gateway is stopping.
+                    let _closing = socket.send(Message::Close(None)).await;
+                    break;
                 };
-                match tokio::time::timeout(s.ws_send_timeout, socket.send(Message::Text(text.into()))).await {
-                    Ok(Ok(())) => last_sent = Some(sequence),
+                let Ok(text) = std::str::from_utf8(&p.json) else { continue };
+                let send = socket.send(Message::Text(text.to_owned().into()));
+                match tokio::time::timeout(s.ws_send_timeout, send).await {
+                    Ok(Ok(())) => {}
                     Ok(Err(_)) => break, // the client went away
                     Err(_) => {
-                        watcher.dropped("send timed out");
+                        snapshots.watcher().dropped("send timed out");
                         break;
                     }
                 }

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Access;
-use crate::telemetry;
+use crate::telemetry::{self, Watcher};
 use crate::view::View;
 
 /// A built snapshot with its encodings, made once and shared by every
@@ -37,6 +37,9 @@ impl Published {
 pub(crate) struct Hub {
     view: Mutex<View>,
     latest: watch::Sender<Option<Arc<Published>>>,
+    /// Every snapshot, for watchers; a watcher further behind than the
+    /// capacity skips the oldest (counted).
+    snapshots: broadcast::Sender<Arc<Published>>,
     alerts: broadcast::Sender<Alert>,
     bus: OnceCell<Bus>,
     access: Access,
@@ -64,12 +67,19 @@ pub(crate) enum ActionError {
 }
 
 impl Hub {
-    pub(crate) fn new(view: View, access: Access, stopping: CancellationToken) -> Arc<Self> {
+    pub(crate) fn new(
+        view: View,
+        access: Access,
+        watch_queue: usize,
+        stopping: CancellationToken,
+    ) -> Arc<Self> {
         let (latest, _) = watch::channel(None);
+        let (snapshots, _) = broadcast::channel(watch_queue.max(1));
         let (alerts, _) = broadcast::channel(1024);
         Arc::new(Self {
             view: Mutex::new(view),
             latest,
+            snapshots,
             alerts,
             bus: OnceCell::new(),
             access,
@@ -95,17 +105,29 @@ impl Hub {
         self.bus.get()
     }
 
-    /// Makes `snapshot` the latest and wakes every watcher.
+    /// Makes `snapshot` the latest and hands it to every watcher.
     pub(crate) fn publish(&self, published: Arc<Published>) {
-        self.latest.send_replace(Some(published));
+        self.latest.send_replace(Some(published.clone()));
+        // No receiver is fine: nobody is watching.
+        let _receivers = self.snapshots.send(published);
     }
 
     pub(crate) fn latest(&self) -> Option<Arc<Published>> {
         self.latest.borrow().clone()
     }
 
-    pub(crate) fn watch(&self) -> watch::Receiver<Option<Arc<Published>>> {
-        self.latest.subscribe()
+    /// Every snapshot from now on, starting with the latest, for one
+    /// watcher on `interface`.
+    pub(crate) fn subscribe(&self, interface: &'static str) -> Subscription {
+        // Subscribe before reading the latest, so nothing falls between.
+        let rx = self.snapshots.subscribe();
+        Subscription {
+            first: self.latest(),
+            rx,
+            last: None,
+            watcher: Watcher::connected(interface),
+            stopping: self.stopping.clone(),
+        }
     }
 
     pub(crate) fn live_alert(&self, alert: Alert) {
@@ -188,6 +210,51 @@ impl Hub {
             return Err(ActionError::Invalid(reply.error));
         }
         Ok(reply)
+    }
+}
+
+/// One watcher's snapshots: the latest at once, then each new one in
+/// order; one that fell behind the queue skips to what is still queued
+/// (counted). Ends when the gateway stops.
+pub(crate) struct Subscription {
+    first: Option<Arc<Published>>,
+    rx: broadcast::Receiver<Arc<Published>>,
+    last: Option<u64>,
+    watcher: Watcher,
+    stopping: CancellationToken,
+}
+
+impl Subscription {
+    /// The next snapshot, `None` when the gateway stops. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Option<Arc<Published>> {
+        if let Some(p) = self.first.take() {
+            self.last = Some(p.snapshot.sequence);
+            return Some(p);
+        }
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = self.stopping.cancelled() => return None,
+                r = self.rx.recv() => r,
+            };
+            match received {
+                Ok(p) => {
+                    let sequence = p.snapshot.sequence;
+                    // The latest, sent first, may also be queued.
+                    if self.last.is_some_and(|l| sequence <= l) {
+                        continue;
+                    }
+                    self.last = Some(sequence);
+                    return Some(p);
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => self.watcher.skipped(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    pub(crate) fn watcher(&self) -> &Watcher {
+        &self.watcher
     }
 }
 

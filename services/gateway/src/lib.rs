@@ -26,8 +26,10 @@
 //! - `http` — dashboard files, REST, WebSocket.
 //! - `grpc` — the `ControlService`.
 //! - [`telemetry`] — metrics.
+//! - [`bench`] — snapshot build time (`regionguard bench snapshot`).
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 mod grpc;
 mod http;
@@ -98,6 +100,7 @@ impl Gateway {
                 timeline: config.timeline,
             }),
             config.access(),
+            config.watch_queue,
             shutdown.clone(),
         );
         match config.access() {

@@ -148,12 +148,22 @@ impl Simulator {
 
 /// Binds UDP, then TCP on the same port. With port 0, retries when the
 /// port the kernel gave UDP is taken for TCP.
+/// Receive buffer asked for on the DNS UDP socket, bytes.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
 async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
     let mut last_error = None;
     for _ in 0..20 {
         let udp = UdpSocket::bind(listen)
             .await
             .with_context(|| format!("binding DNS (UDP) on {listen}"))?;
+        // Probers of every region start their rounds on the same wall-clock
+        // boundary: a burst of thousands of queries at once. The default
+        // receive buffer (~200 KiB, a few hundred datagrams) would drop
+        // most of it; ask for 4 MiB (the kernel caps it at rmem_max).
+        if let Err(e) = socket2::SockRef::from(&udp).set_recv_buffer_size(UDP_RECV_BUFFER) {
+            tracing::warn!(error = %e, "could not enlarge the DNS receive buffer; bursts may be dropped");
+        }
         let addr = udp.local_addr()?;
         match TcpListener::bind(addr).await {
             Ok(tcp) => return Ok((udp, tcp)),

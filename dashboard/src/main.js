@@ -1,0 +1,147 @@
+// The regionguard dashboard: summary tiles, the health-trends chart,
+// region cards with a card per service, the alerts feed and the failover
+// timeline, redrawn from each snapshot the gateway pushes.
+
+import './style.css';
+
+import { h } from './dom.js';
+import { ICON, clock, ms, num, percent, phase, severity, source, status } from './format.js';
+import { connect } from './live.js';
+import { trendChart } from './trend.js';
+
+const $ = (id) => document.getElementById(id);
+const trend = trendChart($('trend-chart'), $('trend-tooltip'));
+let current = null;
+
+// For tests and the curious: the latest snapshot and the chart.
+window.regionguard = { get snapshot() { return current; }, chart: trend.chart };
+
+function renderSummary(s) {
+  const m = s.summary || {};
+  $('total').textContent = num(m.total_endpoints);
+  $('healthy').textContent = num(m.healthy);
+  $('warning').textContent = num(m.warning);
+  $('critical').textContent = num(m.critical);
+  $('uptime').textContent = percent(m.uptime_percent);
+  $('avg').textContent = ms(m.avg_response_time_us);
+  $('updated').textContent = `snapshot ${num(s.sequence)} at ${clock(s.generated_at_unix_ms)}`;
+}
+
+function serviceCard(region, svc, compact) {
+  const st = status(svc.status);
+  const n = num(svc.endpoints);
+  const title = `${svc.service} in ${region}: ${st}, ${ms(svc.avg_response_time_us)} average over ${n} endpoint${n === 1 ? '' : 's'}`;
+  return h(
+    'li',
+    { class: `service ${st}`, 'data-region': region, 'data-service': svc.service, 'data-status': st, title },
+    h('span', { class: 'icon', 'aria-hidden': 'true' }, ICON[st]),
+    h('span', { class: 'name' }, svc.service),
+    compact ? null : h('span', { class: 'rt' }, ms(svc.avg_response_time_us)),
+  );
+}
+
+function regionCard(r) {
+  const services = r.services || [];
+  const healthy = num(r.healthy);
+  const total = num(r.total);
+  const worst = services.some((s) => status(s.status) === 'critical')
+    ? 'critical'
+    : services.some((s) => status(s.status) === 'warning')
+      ? 'warning'
+      : 'healthy';
+  // Many services: smaller cards without the time (it is in the tooltip).
+  const compact = services.length > 12;
+  return h(
+    'article',
+    { class: `region ${worst}`, 'data-region': r.region },
+    h(
+      'header',
+      {},
+      h('h3', {}, r.region),
+      h('span', { class: 'count', 'data-count': `${healthy}/${total}` }, `${healthy}/${total} Healthy`),
+    ),
+    h('ul', { class: `services${compact ? ' compact' : ''}` }, services.map((s) => serviceCard(r.region, s, compact))),
+  );
+}
+
+function renderRegions(s) {
+  const regions = s.regions || [];
+  const box = $('regions');
+  if (!regions.length) {
+    box.replaceChildren(h('p', { class: 'empty' }, 'No endpoint has reported yet.'));
+    return;
+  }
+  box.replaceChildren(...regions.map(regionCard));
+}
+
+function renderAlerts(s) {
+  const alerts = s.recent_alerts || [];
+  const list = $('alerts');
+  if (!alerts.length) {
+    list.replaceChildren(h('li', { class: 'empty' }, 'No alerts.'));
+    return;
+  }
+  list.replaceChildren(
+    ...alerts.map((a) => {
+      const sev = severity(a.severity);
+      const resolved = a.state === 'ALERT_STATE_RESOLVED';
+      return h(
+        'li',
+        { class: `alert ${sev}${resolved ? ' resolved' : ''}`, 'data-severity': sev },
+        h('span', { class: 'badge' }, resolved ? 'resolved' : sev),
+        h('span', { class: 'when' }, clock(a.emitted_at_unix_ms)),
+        h('span', { class: 'what' }, a.summary),
+        h('span', { class: 'src' }, source(a.source)),
+      );
+    }),
+  );
+}
+
+function renderTimeline(s) {
+  const phases = s.failover_timeline || [];
+  const list = $('timeline');
+  if (!phases.length) {
+    list.replaceChildren(h('li', { class: 'empty' }, 'No failovers.'));
+    return;
+  }
+  list.replaceChildren(
+    ...phases.map((d) => {
+      const p = phase(d.phase);
+      const route = d.to_region ? `${d.from_region} → ${d.to_region}` : `away from ${d.from_region}`;
+      return h(
+        'li',
+        { class: `phase ${p.replace(' ', '-')}`, 'data-phase': p },
+        h('span', { class: 'badge' }, p),
+        h('span', { class: 'when' }, clock(d.at_unix_ms)),
+        h('span', { class: 'what' }, `${route}${d.error ? ` — ${d.error}` : d.reason ? ` — ${d.reason}` : ''}`),
+        h('span', { class: 'src' }, d.actor),
+      );
+    }),
+  );
+}
+
+function render(s) {
+  // A snapshot older than the one shown (a late fetch) is ignored; a
+  // restarted gateway starts its sequence again, so order by time.
+  if (current && num(s.generated_at_unix_ms) < num(current.generated_at_unix_ms)) return;
+  current = s;
+  renderSummary(s);
+  trend.update(s.trend || []);
+  renderRegions(s);
+  renderAlerts(s);
+  renderTimeline(s);
+  document.body.dataset.sequence = num(s.sequence);
+  document.body.dataset.generatedAt = num(s.generated_at_unix_ms);
+}
+
+const LABEL = { connected: 'Connected', connecting: 'Connecting…', reconnecting: 'Reconnecting…' };
+
+connect({
+  onSnapshot: render,
+  onState: (state) => {
+    const el = $('connection');
+    el.className = `connection ${state}`;
+    el.textContent = LABEL[state] || state;
+    el.dataset.state = state;
+  },
+});

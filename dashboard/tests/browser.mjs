@@ -1,0 +1,265 @@
+// The dashboard in a real headless Chromium (Debian's, driven by
+// playwright-core), against a running gateway. Started by the Rust e2e
+// test `dashboard::*`, which runs the gateway, simulator and probers and
+// answers this script's requests on stdin/stdout:
+//
+//   this script prints      the test does, then answers
+//   "STOP-GATEWAY"          stops the gateway            "stopped"
+//   "START-GATEWAY"         starts one on the same port  "started"
+//
+// Modes:
+//   --mode full    numbers equal /api/snapshot; a fault turns its card
+//                  critical within two intervals; the trend tooltip shows
+//                  counts; the page reconnects after a gateway restart
+//   --mode layout  many regions x services stay readable
+// Screenshots go to --artifacts DIR. Exit code 0 = every check passed.
+
+import { mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+import { ms, num, percent, status } from '../src/format.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    mode: { type: 'string', default: 'full' },
+    'interval-ms': { type: 'string', default: '1000' },
+    token: { type: 'string', default: '' },
+    artifacts: { type: 'string', default: 'test-artifacts' },
+    regions: { type: 'string', default: '3' },
+    services: { type: 'string', default: '7' },
+  },
+});
+const base = opt.url.endsWith('/') ? opt.url : `${opt.url}/`;
+const interval = Number(opt['interval-ms']);
+mkdirSync(opt.artifacts, { recursive: true });
+
+const lines = createInterface({ input: process.stdin });
+const answers = lines[Symbol.asyncIterator]();
+async function ask(request, expected) {
+  console.log(request);
+  const { value } = await answers.next();
+  if (value?.trim() !== expected) throw new Error(`expected "${expected}" after ${request}, got ${value}`);
+}
+
+function check(ok, message) {
+  if (!ok) throw new Error(message);
+  console.error(`  ok: ${message}`);
+}
+
+async function api(path, init) {
+  const r = await fetch(new URL(path, base), init);
+  const body = await r.text();
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}: ${body}`);
+  return JSON.parse(body);
+}
+
+async function postFault(body) {
+  const headers = { 'content-type': 'application/json' };
+  if (opt.token) headers.authorization = `Bearer ${opt.token}`;
+  return api('api/faults', { method: 'POST', headers, body: JSON.stringify(body) });
+}
+
+/** What the page shows, read from the DOM. */
+function readPage() {
+  const text = (id) => document.getElementById(id).textContent;
+  return {
+    sequence: document.body.dataset.sequence,
+    tiles: {
+      total: text('total'),
+      healthy: text('healthy'),
+      warning: text('warning'),
+      critical: text('critical'),
+      uptime: text('uptime'),
+      avg: text('avg'),
+    },
+    regions: [...document.querySelectorAll('article.region')].map((r) => ({
+      region: r.dataset.region,
+      count: r.querySelector('.count').textContent,
+      services: [...r.querySelectorAll('li.service')].map((s) => ({
+        service: s.dataset.service,
+        status: s.dataset.status,
+        rt: s.querySelector('.rt')?.textContent ?? null,
+      })),
+    })),
+  };
+}
+
+/** The same figures computed from a snapshot the way a reader would. */
+function expected(s) {
+  const m = s.summary;
+  return {
+    sequence: String(num(s.sequence)),
+    tiles: {
+      total: String(num(m.total_endpoints)),
+      healthy: String(num(m.healthy)),
+      warning: String(num(m.warning)),
+      critical: String(num(m.critical)),
+      uptime: percent(m.uptime_percent),
+      avg: ms(m.avg_response_time_us),
+    },
+    regions: s.regions.map((r) => ({
+      region: r.region,
+      count: `${num(r.healthy)}/${num(r.total)} Healthy`,
+      services: r.services.map((x) => ({
+        service: x.service,
+        status: status(x.status),
+        rt: r.services.length > 12 ? null : ms(x.avg_response_time_us),
+      })),
+    })),
+  };
+}
+
+async function pageEqualsApi(page) {
+  // The page and the API must be compared on the same snapshot.
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const shown = await page.evaluate(readPage);
+    const api_ = await api('api/snapshot');
+    if (shown.sequence !== String(num(api_.sequence))) {
+      await page.waitForTimeout(100);
+      continue;
+    }
+    const want = expected(api_);
+    const same = JSON.stringify(shown) === JSON.stringify(want);
+    if (!same) console.error(JSON.stringify({ shown, want }, null, 1));
+    check(same, `the page shows snapshot ${shown.sequence} exactly as /api/snapshot has it (${want.tiles.total} endpoints, ${want.tiles.healthy} healthy, uptime ${want.tiles.uptime}, avg ${want.tiles.avg}, ${want.regions.length} region cards)`);
+    return api_;
+  }
+  throw new Error('the page never showed the snapshot /api/snapshot had');
+}
+
+async function full(page) {
+  await page.goto(base);
+  await page.waitForSelector('#connection[data-state="connected"]', { timeout: 15000 });
+  check((await page.textContent('#connection')) === 'Connected', 'the indicator says Connected');
+  await page.waitForSelector('li.service', { timeout: 15000 });
+  const snap = await pageEqualsApi(page);
+  check(num(snap.summary.total_endpoints) === 21, 'all 21 endpoints (3 regions x 7 services) are on the page');
+  await page.screenshot({ path: `${opt.artifacts}/dashboard.png`, fullPage: true });
+
+  // The trend tooltip: hover the newest point of the "Warning" series. A
+  // snapshot may redraw the chart between finding the point and the
+  // hover, so the tooltip is checked against the chart's data for the
+  // time it names, read in the same moment.
+  let shown = null;
+  for (let attempt = 0; attempt < 5 && !shown; attempt++) {
+    const point = await page.evaluate(() => {
+      const c = window.regionguard.chart;
+      const meta = c.getDatasetMeta(1);
+      const p = meta.data[meta.data.length - 1];
+      const box = c.canvas.getBoundingClientRect();
+      return { x: box.left + p.x, y: box.top + p.y, points: meta.data.length };
+    });
+    check(point.points >= 2, `the trend has ${point.points} points`);
+    await page.mouse.move(point.x, point.y);
+    await page.waitForSelector('#trend-tooltip:not([hidden])', { timeout: 5000 });
+    shown = await page.evaluate(() => {
+      const c = window.regionguard.chart;
+      const tip = document.getElementById('trend-tooltip');
+      const title = tip.querySelector('.tt-title')?.textContent;
+      const i = c.data.labels.indexOf(title);
+      if (i < 0) return null;
+      const want = c.data.datasets.map((d) => `${d.label}: ${d.data[i]}`);
+      const lines = [...tip.querySelectorAll('.tt-line')].map((l) => l.textContent);
+      return { title, want, lines };
+    });
+    if (!shown) await page.mouse.move(0, 0);
+  }
+  check(shown !== null, 'the tooltip names a time on the chart');
+  check(
+    JSON.stringify(shown.lines) === JSON.stringify(shown.want) && shown.want.some((l) => l.startsWith('Warning: ')),
+    `hovering a trend point shows its time and counts: "${shown.title}: ${shown.lines.join(', ')}"`,
+  );
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-tooltip.png` });
+  await page.mouse.move(0, 0);
+
+  // A fault turns the service card critical within two intervals.
+  await postFault({ inject: { region: 'us-east-1', service: 'dynamodb', kind: 'FAULT_KIND_EMPTY_ANSWER' } });
+  const t0 = Date.now();
+  const card = 'li.service[data-region="us-east-1"][data-service="dynamodb"][data-status="critical"]';
+  await page.waitForSelector(card, { timeout: 4 * interval + 5000 });
+  const elapsed = Date.now() - t0;
+  check(elapsed <= 2 * interval + 500, `the dynamodb card in us-east-1 turned critical ${elapsed} ms after the fault (two intervals: ${2 * interval} ms)`);
+  const count = await page.textContent('article.region[data-region="us-east-1"] .count');
+  check(count === '6/7 Healthy', `the us-east-1 card says ${count}`);
+  const icon = await page.textContent(`${card} .icon`);
+  check(icon === '✕', 'the critical card shows the critical icon');
+  await pageEqualsApi(page);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-fault.png`, fullPage: true });
+  await postFault({ clear: {} });
+
+  // The gateway restarts: the page reconnects by itself.
+  const before = Number(await page.evaluate(() => document.body.dataset.generatedAt));
+  await ask('STOP-GATEWAY', 'stopped');
+  await page.waitForSelector('#connection[data-state="reconnecting"]', { timeout: 10000 });
+  check(true, 'the indicator says Reconnecting… while the gateway is down');
+  await ask('START-GATEWAY', 'started');
+  await page.waitForSelector('#connection[data-state="connected"]', { timeout: 15000 });
+  await page.waitForFunction((t) => Number(document.body.dataset.generatedAt) > t, before, { timeout: 15000 });
+  check(true, 'after the restart the page is Connected again and shows new snapshots');
+  await pageEqualsApi(page);
+}
+
+async function layout(page) {
+  const regions = Number(opt.regions);
+  const services = Number(opt.services);
+  await page.goto(base);
+  await page.waitForFunction(
+    ([r, s]) => document.querySelectorAll('article.region').length === r && document.querySelectorAll('li.service').length === r * s,
+    [regions, services],
+    { timeout: 30000 },
+  );
+  await pageEqualsApi(page);
+  const m = await page.evaluate(() => {
+    const chips = [...document.querySelectorAll('li.service')].map((el) => el.getBoundingClientRect());
+    const names = [...document.querySelectorAll('li.service .name')];
+    return {
+      overflowX: document.documentElement.scrollWidth - window.innerWidth,
+      minChipWidth: Math.min(...chips.map((r) => r.width)),
+      minChipHeight: Math.min(...chips.map((r) => r.height)),
+      titled: [...document.querySelectorAll('li.service')].every((el) => el.title.includes(el.dataset.service)),
+      truncated: names.filter((n) => n.scrollWidth > n.clientWidth).length,
+      names: names.length,
+    };
+  });
+  check(m.overflowX <= 0, `no horizontal scrolling at ${regions} x ${services} (overflow ${m.overflowX}px)`);
+  check(m.minChipWidth >= 80 && m.minChipHeight >= 16, `every service card is at least 80x16 px (smallest ${m.minChipWidth.toFixed(0)}x${m.minChipHeight.toFixed(0)})`);
+  check(m.titled, 'every service card names its service and status in its tooltip');
+  check(m.truncated <= m.names * 0.1, `${m.truncated} of ${m.names} service names are cut short (at most 10 %)`);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-${regions}x${services}.png`, fullPage: true });
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+let failed = false;
+try {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  page.on('pageerror', (e) => {
+    console.error(`page error: ${e.message}`);
+    failed = true;
+  });
+  if (opt.mode === 'layout') await layout(page);
+  else await full(page);
+  if (failed) throw new Error('the page raised errors (above)');
+  console.log('OK');
+} catch (e) {
+  console.error(`FAILED: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  lines.close();
+}
