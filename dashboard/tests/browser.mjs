@@ -187,6 +187,13 @@ async function full(page) {
   check(count === '6/7 Healthy', `the us-east-1 card says ${count}`);
   const icon = await page.textContent(`${card} .icon`);
   check(icon === '✕', 'the critical card shows the critical icon');
+  // The detector's and cascade service's reactions reach the feeds.
+  await page.waitForSelector('#alerts li.alert[data-severity="critical"]', { timeout: 15000 });
+  const alert = await page.textContent('#alerts li.alert[data-severity="critical"]');
+  check(alert.includes('us-east-1'), `the alerts feed shows a critical alert: "${alert}"`);
+  await page.waitForSelector('#timeline li.phase[data-phase="requested"]', { timeout: 15000 });
+  const request = await page.textContent('#timeline li.phase[data-phase="requested"]');
+  check(request.includes('us-east-1'), `the failover timeline shows the request: "${request}"`);
   await pageEqualsApi(page);
   await page.screenshot({ path: `${opt.artifacts}/dashboard-fault.png`, fullPage: true });
   await postFault({ clear: {} });

@@ -40,5 +40,17 @@ pub(crate) fn run(globals: Globals) -> ExitCode {
             .map(|p| format!(", scenario {}", p.display()))
             .unwrap_or_default()
     );
+    let g = &config.gateway;
+    let access = match g.access() {
+        rg_gateway::config::Access::Off => "state-changing calls off",
+        rg_gateway::config::Access::OpenOnLoopback => {
+            "state-changing calls open on loopback (no token)"
+        }
+        rg_gateway::config::Access::Token(_) => "state-changing calls need the token",
+    };
+    println!(
+        "  gateway:   http {}, grpc {}, snapshot every {:?}, {access}",
+        g.listen, g.grpc_listen, g.interval
+    );
     ExitCode::SUCCESS
 }

@@ -105,6 +105,9 @@ async fn the_dashboard_in_chromium_matches_the_api_turns_critical_and_reconnects
         .into_iter()
         .map(|region| start_prober(prober_config(region, dns, interval), &nats))
         .collect();
+    // The services whose alerts and failover requests the page shows.
+    let _detector = start_detector(detector_config(), &nats);
+    let _cascade = start_cascade(cascade_config(), &nats);
     let gateway = start_gateway(gateway_config(interval), &nats).await;
     let http = gateway.http;
     let mut gateway = Some(gateway);

@@ -275,6 +275,50 @@ async fn grpc_streams_snapshots_and_approving_needs_the_token() {
         "{sequences:?}"
     );
 
+    // Alerts stream as they are stored, filtered by severity and region.
+    let mut alerts = client
+        .watch_alerts(rg_proto::v1::WatchAlertsRequest {
+            min_severity: rg_proto::v1::Severity::High as i32,
+            region: "us-east-1".into(),
+        })
+        .await
+        .expect("watch alerts")
+        .into_inner();
+    let js = async_nats::jetstream::new(w.client.clone());
+    for (id, severity, region) in [
+        ("a-low", rg_proto::v1::Severity::Low, "us-east-1"),
+        ("a-elsewhere", rg_proto::v1::Severity::Critical, "eu-west-1"),
+        ("a-critical", rg_proto::v1::Severity::Critical, "us-east-1"),
+    ] {
+        let alert = rg_proto::v1::Alert {
+            id: id.into(),
+            severity: severity as i32,
+            region: region.into(),
+            summary: format!("test alert {id}"),
+            ..Default::default()
+        };
+        js.publish("rg.alerts.threshold.critical", alert.encode_to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let streamed = tokio::time::timeout(WAIT, alerts.message())
+        .await
+        .expect("an alert within the deadline")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        streamed.id, "a-critical",
+        "the filter let through {streamed:?}"
+    );
+    let feed = http::get(gw.http, "/api/alerts").await.unwrap();
+    assert!(
+        feed.body.contains("a-low") && feed.body.contains("a-critical"),
+        "{}",
+        feed.body
+    );
+
     // A planned failover, as the failover service would publish it.
     let mut planned = FailoverDecision {
         id: "fo-test-1".into(),
@@ -285,7 +329,6 @@ async fn grpc_streams_snapshots_and_approving_needs_the_token() {
         ..Default::default()
     };
     planned.set_phase(FailoverPhase::Planned);
-    let js = async_nats::jetstream::new(w.client.clone());
     js.publish(
         "rg.decisions.failover.planned",
         planned.encode_to_vec().into(),
