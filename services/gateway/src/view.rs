@@ -200,17 +200,19 @@ impl View {
     }
 
     /// Every endpoint with a fresh observation at `at_ms`, in key order.
+    ///
+    /// Observations newer than `at_ms` count too: each vantage point keeps
+    /// only its latest, so leaving out one made just after an interval
+    /// boundary (when the boundary's trend point is computed a moment
+    /// later) dropped the endpoint from that point. A replay never has
+    /// them: it advances the trend before taking each event.
     fn figures(&self, at_ms: i64) -> impl Iterator<Item = (&EndpointKey, EndpointFigure)> + '_ {
         let oldest = at_ms - self.stale_after_ms;
         let mut statuses = Vec::new();
         self.endpoints.iter().filter_map(move |(key, e)| {
             statuses.clear();
             let mut sum = 0u128;
-            for s in e
-                .seen
-                .values()
-                .filter(|s| s.at_ms >= oldest && s.at_ms <= at_ms)
-            {
+            for s in e.seen.values().filter(|s| s.at_ms >= oldest) {
                 statuses.push(s.status);
                 sum += u128::from(s.response_time_us);
             }
@@ -231,11 +233,7 @@ impl View {
         let oldest = at_ms - self.stale_after_ms;
         self.endpoints
             .values()
-            .filter(|e| {
-                !e.seen
-                    .values()
-                    .any(|s| s.at_ms >= oldest && s.at_ms <= at_ms)
-            })
+            .filter(|e| !e.seen.values().any(|s| s.at_ms >= oldest))
             .count() as u32
     }
 
@@ -569,6 +567,27 @@ mod tests {
         assert!(v.trend.iter().all(|p| p.critical == 1 && p.healthy == 0));
         let (s, _) = v.snapshot(t0 + 24 * INTERVAL);
         assert_eq!(s.trend.len(), 20);
+    }
+
+    #[test]
+    fn an_observation_just_after_the_boundary_still_counts_in_its_point() {
+        let mut v = view();
+        let t0 = 100 * INTERVAL;
+        v.observe(&event(
+            "r",
+            "s",
+            "e",
+            "v1",
+            Status::Healthy,
+            100,
+            t0 - INTERVAL + 3,
+        ));
+        v.advance_to(t0 - INTERVAL);
+        // The next round lands 2 ms after the boundary; the timer fires at +5 ms.
+        v.observe(&event("r", "s", "e", "v1", Status::Healthy, 100, t0 + 2));
+        v.advance_to(t0 + 5);
+        let last = v.trend.back().unwrap();
+        assert_eq!((last.at_unix_ms, last.healthy), (t0, 1));
     }
 
     #[test]
