@@ -36,6 +36,12 @@ if ! python3 -c "import sklearn" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore scikit-learn
 fi
 
+# moto's server: the AWS API on loopback, for the failover tests.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "install-deps: installing moto[server] with pip"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'moto[server]'
+fi
+
 # The dashboard: its npm packages (exactly as locked), then the build.
 dashboard="$(dirname "$0")/../dashboard"
 if [ ! -d "$dashboard/node_modules/chart.js" ] || [ ! -d "$dashboard/node_modules/playwright-core" ] \
@@ -50,4 +56,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-echo "install-deps: nats-server, unbound, dnsperf, node, chromium, scikit-learn, the dashboard and cargo are ready"
+echo "install-deps: nats-server, unbound, dnsperf, node, chromium, scikit-learn, moto, the dashboard and cargo are ready"

@@ -20,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) cascade: rg_cascade::Config,
     /// `[gateway]`.
     pub(crate) gateway: rg_gateway::Config,
+    /// `[failover]`.
+    pub(crate) failover: rg_failover::Config,
 }
 
 impl Validate for Config {
@@ -30,5 +32,6 @@ impl Validate for Config {
         p.section("detector", &self.detector);
         p.section("cascade", &self.cascade);
         p.section("gateway", &self.gateway);
+        p.section("failover", &self.failover);
     }
 }

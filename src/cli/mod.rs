@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per service plus operator tools.
 
+mod approve;
 mod bench;
 mod bench_gateway;
 mod check_config;
@@ -73,6 +74,10 @@ enum Command {
     /// Serve the web dashboard, its WebSocket and REST API, and the gRPC
     /// control API; publish a dashboard snapshot every interval.
     Gateway(services::GatewayArgs),
+    /// Move traffic away from a failing region: plan, and in approve or
+    /// auto mode execute, verify and roll back (`failover approve ID`
+    /// approves a planned failover).
+    Failover(services::FailoverArgs),
     /// Score recorded health checks (CSV) with the detector's anomaly model.
     Replay(replay::ReplayArgs),
     /// Print messages from the bus as JSON lines (default subject `rg.>`).
@@ -130,6 +135,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             | Command::Detector(_)
             | Command::Cascade(_)
             | Command::Gateway(_)
+            | Command::Failover(_)
     );
     if service {
         telemetry::init(cli.log_format);
@@ -146,6 +152,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Detector(args) => services::detector(globals, args).await,
         Command::Cascade(args) => services::cascade(globals, args).await,
         Command::Gateway(args) => services::gateway(globals, args).await,
+        Command::Failover(args) => services::failover(globals, args).await,
         Command::Replay(args) => replay::run(globals, args),
         Command::Tail(args) => tail::run(globals, args).await,
         Command::Fault(cmd) => fault::run(globals, cmd).await,

@@ -187,3 +187,50 @@ pub(crate) async fn gateway(globals: Globals, args: GatewayArgs) -> ExitCode {
     )
     .await
 }
+
+/// `regionguard failover`.
+#[derive(Debug, Args)]
+pub(crate) struct FailoverArgs {
+    /// observe, plan, approve or auto (overrides `failover.mode`).
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// AWS endpoint override, e.g. a moto server http://127.0.0.1:5000
+    /// (overrides `failover.aws.endpoint_url`).
+    #[arg(long, value_name = "URL")]
+    aws_endpoint: Option<String>,
+    #[command(subcommand)]
+    action: Option<FailoverAction>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum FailoverAction {
+    /// Approve a planned failover: publishes its APPROVED phase, which a
+    /// failover service in approve mode executes.
+    Approve {
+        /// The failover's id (see `regionguard tail 'rg.decisions.failover.planned'`).
+        id: String,
+        /// Who approves, for the audit trail (default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        approver: Option<String>,
+    },
+}
+
+pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
+    if let Some(FailoverAction::Approve { id, approver }) = args.action {
+        return super::approve::run(globals, &id, approver.as_deref().unwrap_or("cli")).await;
+    }
+    let mut overrides = Vec::new();
+    if let Some(m) = args.mode {
+        overrides.push(("RG_FAILOVER__MODE".into(), quoted(&m)));
+    }
+    if let Some(u) = args.aws_endpoint {
+        overrides.push(("RG_FAILOVER__AWS__ENDPOINT_URL".into(), quoted(&u)));
+    }
+    rg_bus::service::main(
+        "failover",
+        || globals.load(overrides),
+        |c| c.failover.metrics_listen,
+        |c, shutdown| rg_failover::run(c.failover, c.nats, shutdown),
+    )
+    .await
+}

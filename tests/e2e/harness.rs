@@ -28,7 +28,7 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    fn new(token: CancellationToken, task: JoinHandle<anyhow::Result<()>>) -> Self {
+    pub(crate) fn new(token: CancellationToken, task: JoinHandle<anyhow::Result<()>>) -> Self {
         Self {
             token,
             task: Some(task),

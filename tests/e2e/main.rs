@@ -7,5 +7,6 @@ mod cascade;
 mod cli;
 mod dashboard;
 mod detection;
+mod failover;
 mod gateway;
 mod harness;

@@ -111,4 +111,59 @@ impl StateBucket {
                 message: e.to_string(),
             })
     }
+
+    /// The value under `key` and its revision, if any.
+    pub async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, StateError> {
+        match self.kv.entry(key).await {
+            Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(StateError {
+                bucket: self.name.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Compare-and-set: stores `value` only if `key` is at `revision` (0:
+    /// only if it does not exist). `Ok(None)` when someone else changed it
+    /// first; the new revision otherwise.
+    pub async fn swap(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+    ) -> Result<Option<u64>, StateError> {
+        let result = if revision == 0 {
+            self.kv.create(key, value).await.map_err(|e| {
+                (
+                    e.kind() == kv::CreateErrorKind::AlreadyExists,
+                    e.to_string(),
+                )
+            })
+        } else {
+            self.kv.update(key, value, revision).await.map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    e.to_string(),
+                )
+            })
+        };
+        match result {
+            Ok(rev) => Ok(Some(rev)),
+            Err((true, _)) => Ok(None),
+            Err((false, message)) if message.contains("wrong last sequence") => Ok(None),
+            Err((false, message)) => Err(StateError {
+                bucket: self.name.clone(),
+                message,
+            }),
+        }
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.kv.delete(key).await.map_err(|e| StateError {
+            bucket: self.name.clone(),
+            message: e.to_string(),
+        })
+    }
 }

@@ -6,6 +6,7 @@
 //!   resilience tests.
 //! - [`Unbound`]: Debian's unbound serving a small local zone: a DNS server
 //!   regionguard did not write.
+//! - [`Moto`]: moto's server, the AWS API on loopback.
 //! - [`wait_until`]: poll a condition with a deadline; panics with the last
 //!   observed state.
 //! - [`init_logging`]: test logs on demand (`TEST_LOG=1`).
@@ -14,11 +15,13 @@
 // paused clock does not apply: std's Instant is the right clock here.
 #![allow(clippy::disallowed_types)]
 
+mod moto;
 mod nats;
 mod unbound;
 mod wait;
 
 pub mod http;
+pub use moto::Moto;
 pub use nats::NatsServer;
 pub use unbound::Unbound;
 pub use wait::{init_logging, wait_until, Waited};

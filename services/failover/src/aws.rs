@@ -1,0 +1,465 @@
+//! The AWS side, through the AWS SDK for Rust: reading what a plan needs,
+//! applying a [`Change`], and checking capacity. Credentials come from the
+//! standard chain (environment, profile, web identity, instance role);
+//! `aws.endpoint_url` points every client at an emulator such as moto.
+//! Throttling, timeouts and 5xx answers are retried with backoff by the
+//! SDK's standard retry strategy (`aws.max_attempts`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_route53::types::{
+    Change as R53Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
+    ResourceRecordSet, ResourceRecordSetFailover, RrType,
+};
+
+use crate::config::{AwsConfig, Config};
+use crate::plan::{Change, Current, RecordSet};
+
+/// An AWS call failed (after the SDK's retries).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}: {message}")]
+pub struct AwsError {
+    /// The API call, e.g. `route53:ChangeResourceRecordSets`.
+    pub call: &'static str,
+    /// What AWS (or the connection) said.
+    pub message: String,
+}
+
+fn err<E: std::error::Error>(call: &'static str) -> impl Fn(E) -> AwsError {
+    move |e| AwsError {
+        call,
+        message: match aws_sdk_route53::error::DisplayErrorContext(&e).to_string() {
+            m if m.is_empty() => e.to_string(),
+            m => m,
+        },
+    }
+}
+
+/// Clients for every API a failover calls.
+pub struct Aws {
+    shared: SdkConfig,
+    route53: aws_sdk_route53::Client,
+    cloudfront: aws_sdk_cloudfront::Client,
+    autoscaling: Mutex<BTreeMap<String, aws_sdk_autoscaling::Client>>,
+    ecs: Mutex<BTreeMap<String, aws_sdk_ecs::Client>>,
+    /// API calls made (for the audit trail and BENCHMARKS.md).
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Aws {
+    /// Loads credentials and builds the clients.
+    pub async fn new(config: &AwsConfig) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.global_region.clone()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(config.max_attempts)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            );
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if config.emulator_credentials {
+            loader = loader.credentials_provider(aws_sdk_route53::config::Credentials::new(
+                "emulator",
+                "emulator",
+                None,
+                None,
+                "regionguard-emulator",
+            ));
+        }
+        let shared = loader.load().await;
+        Self {
+            route53: aws_sdk_route53::Client::new(&shared),
+            cloudfront: aws_sdk_cloudfront::Client::new(&shared),
+            autoscaling: Mutex::new(BTreeMap::new()),
+            ecs: Mutex::new(BTreeMap::new()),
+            shared,
+            calls: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// API calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn call(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
+        let mut clients = self.autoscaling.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let conf = aws_sdk_autoscaling::config::Builder::from(&self.shared)
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_autoscaling::Client::from_conf(conf)
+            })
+            .clone()
+    }
+
+    fn ecs(&self, region: &str) -> aws_sdk_ecs::Client {
+        let mut clients = self.ecs.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ecs::config::Builder::from(&self.shared)
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_ecs::Client::from_conf(conf)
+            })
+            .clone()
+    }
+
+    // === reading ===
+
+    /// What the plan from `from` to `target` needs to know.
+    pub async fn read(
+        &self,
+        config: &Config,
+        from: &str,
+        target: &str,
+    ) -> Result<Current, AwsError> {
+        let mut current = Current::default();
+        for r in &config.route53 {
+            current
+                .records
+                .push(self.records(&r.zone_id, &r.name, &r.record_type).await?);
+        }
+        for c in &config.cloudfront {
+            current
+                .origins
+                .push(self.origin_domain(&c.distribution_id, &c.origin_id).await?);
+        }
+        for region in [from, target] {
+            let Some(res) = config.regions.get(region) else {
+                continue;
+            };
+            for g in &res.autoscaling_groups {
+                if let Some((min, max, desired, _)) = self.group(region, g).await? {
+                    current
+                        .groups
+                        .insert((region.to_owned(), g.clone()), (min, max, desired));
+                }
+            }
+            for s in &res.ecs_services {
+                if let Some((desired, _)) = self.service(region, &s.cluster, &s.service).await? {
+                    current.services.insert(
+                        (region.to_owned(), s.cluster.clone(), s.service.clone()),
+                        desired,
+                    );
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// The record sets named `name` of type `record_type` in the zone.
+    pub async fn records(
+        &self,
+        zone_id: &str,
+        name: &str,
+        record_type: &str,
+    ) -> Result<Vec<RecordSet>, AwsError> {
+        self.call();
+        let want = canonical(name);
+        let out = self
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .start_record_name(&want)
+            .start_record_type(RrType::from(record_type))
+            .max_items(100)
+            .send()
+            .await
+            .map_err(err("route53:ListResourceRecordSets"))?;
+        Ok(out
+            .resource_record_sets()
+            .iter()
+            .filter(|r| canonical(r.name()) == want && r.r#type().as_str() == record_type)
+            .map(|r| RecordSet {
+                name: want.clone(),
+                record_type: record_type.to_owned(),
+                ttl: r.ttl(),
+                values: r
+                    .resource_records()
+                    .iter()
+                    .map(|v| v.value().to_owned())
+                    .collect(),
+                set_identifier: r.set_identifier().map(str::to_owned),
+                weight: r.weight(),
+                failover: r.failover().map(|f| f.as_str().to_owned()),
+                health_check_id: r.health_check_id().map(str::to_owned),
+            })
+            .collect())
+    }
+
+    async fn origin_domain(
+        &self,
+        distribution_id: &str,
+        origin_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        self.call();
+        let out = self
+            .cloudfront
+            .get_distribution_config()
+            .id(distribution_id)
+            .send()
+            .await
+            .map_err(err("cloudfront:GetDistributionConfig"))?;
+        Ok(out
+            .distribution_config()
+            .and_then(|d| d.origins())
+            .and_then(|o| o.items().iter().find(|o| o.id() == origin_id))
+            .map(|o| o.domain_name().to_owned()))
+    }
+
+    /// (min, max, desired, InService instances) of a group; None if absent.
+    pub async fn group(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<(i32, i32, i32, i32)>, AwsError> {
+        self.call();
+        let out = self
+            .autoscaling(region)
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .map_err(err("autoscaling:DescribeAutoScalingGroups"))?;
+        Ok(out.auto_scaling_groups().first().map(|g| {
+            let in_service = g
+                .instances()
+                .iter()
+                .filter(|i| {
+                    i.lifecycle_state()
+                        == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
+                })
+                .count() as i32;
+            (
+                g.min_size().unwrap_or(0),
+                g.max_size().unwrap_or(0),
+                g.desired_capacity().unwrap_or(0),
+                in_service,
+            )
+        }))
+    }
+
+    /// (desired, running) of an ECS service; None if absent.
+    pub async fn service(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<(i32, i32)>, AwsError> {
+        self.call();
+        let out = self
+            .ecs(region)
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .send()
+            .await
+            .map_err(err("ecs:DescribeServices"))?;
+        Ok(out
+            .services()
+            .iter()
+            .find(|s| s.service_name() == Some(service) && s.status() != Some("INACTIVE"))
+            .map(|s| (s.desired_count(), s.running_count())))
+    }
+
+    // === changing ===
+
+    /// Makes the resource equal `change` (a step's `after`, or its
+    /// `before` when rolling back). `Verify` changes nothing.
+    pub async fn apply(&self, change: &Change, insync_timeout: Duration) -> Result<(), AwsError> {
+        match change {
+            Change::Route53 { zone_id, records } => {
+                self.upsert(zone_id, records, insync_timeout).await
+            }
+            Change::CloudFrontOrigin {
+                distribution_id,
+                origin_id,
+                domain,
+            } => self.set_origin(distribution_id, origin_id, domain).await,
+            Change::Autoscaling {
+                region,
+                group,
+                min,
+                max,
+                desired,
+            } => {
+                self.call();
+                self.autoscaling(region)
+                    .update_auto_scaling_group()
+                    .auto_scaling_group_name(group)
+                    .min_size(*min)
+                    .max_size(*max)
+                    .desired_capacity(*desired)
+                    .send()
+                    .await
+                    .map_err(err("autoscaling:UpdateAutoScalingGroup"))?;
+                Ok(())
+            }
+            Change::Ecs {
+                region,
+                cluster,
+                service,
+                desired,
+            } => {
+                self.call();
+                self.ecs(region)
+                    .update_service()
+                    .cluster(cluster)
+                    .service(service)
+                    .desired_count(*desired)
+                    .send()
+                    .await
+                    .map_err(err("ecs:UpdateService"))?;
+                Ok(())
+            }
+            Change::Verify { .. } => Ok(()),
+        }
+    }
+
+    async fn upsert(
+        &self,
+        zone_id: &str,
+        records: &[RecordSet],
+        insync_timeout: Duration,
+    ) -> Result<(), AwsError> {
+        let invalid = |e: aws_sdk_route53::error::BuildError| AwsError {
+            call: "route53:ChangeResourceRecordSets",
+            message: e.to_string(),
+        };
+        let mut batch = ChangeBatch::builder().comment("regionguard failover");
+        for r in records {
+            let mut set = ResourceRecordSet::builder()
+                .name(&r.name)
+                .r#type(RrType::from(r.record_type.as_str()))
+                .set_ttl(r.ttl)
+                .set_set_identifier(r.set_identifier.clone())
+                .set_weight(r.weight)
+                .set_health_check_id(r.health_check_id.clone());
+            if let Some(f) = &r.failover {
+                set = set.failover(ResourceRecordSetFailover::from(f.as_str()));
+            }
+            for v in &r.values {
+                set = set.resource_records(
+                    ResourceRecord::builder()
+                        .value(v)
+                        .build()
+                        .map_err(invalid)?,
+                );
+            }
+            batch = batch.changes(
+                R53Change::builder()
+                    .action(ChangeAction::Upsert)
+                    .resource_record_set(set.build().map_err(invalid)?)
+                    .build()
+                    .map_err(invalid)?,
+            );
+        }
+        self.call();
+        let out = self
+            .route53
+            .change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(batch.build().map_err(invalid)?)
+            .send()
+            .await
+            .map_err(err("route53:ChangeResourceRecordSets"))?;
+        let Some(id) = out.change_info().map(|c| c.id().to_owned()) else {
+            return Ok(());
+        };
+        // Wait until every Route 53 server has the change.
+        let deadline = tokio::time::Instant::now() + insync_timeout;
+        loop {
+            self.call();
+            let status = self
+                .route53
+                .get_change()
+                .id(&id)
+                .send()
+                .await
+                .map_err(err("route53:GetChange"))?;
+            if status.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(AwsError {
+                    call: "route53:GetChange",
+                    message: format!("change {id} not INSYNC within {insync_timeout:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    async fn set_origin(
+        &self,
+        distribution_id: &str,
+        origin_id: &str,
+        domain: &str,
+    ) -> Result<(), AwsError> {
+        self.call();
+        let out = self
+            .cloudfront
+            .get_distribution_config()
+            .id(distribution_id)
+            .send()
+            .await
+            .map_err(err("cloudfront:GetDistributionConfig"))?;
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let Some(mut dc) = out.distribution_config().cloned() else {
+            return Err(AwsError {
+                call: "cloudfront:GetDistributionConfig",
+                message: format!("distribution {distribution_id} has no config"),
+            });
+        };
+        let mut found = false;
+        if let Some(origins) = dc.origins.as_mut() {
+            for o in origins.items.iter_mut() {
+                if o.id == origin_id {
+                    o.domain_name = domain.to_owned();
+                    found = true;
+                }
+            }
+        }
+        if !found {
+            return Err(AwsError {
+                call: "cloudfront:UpdateDistribution",
+                message: format!("distribution {distribution_id} has no origin {origin_id}"),
+            });
+        }
+        self.call();
+        self.cloudfront
+            .update_distribution()
+            .id(distribution_id)
+            .if_match(etag)
+            .distribution_config(dc)
+            .send()
+            .await
+            .map_err(err("cloudfront:UpdateDistribution"))?;
+        Ok(())
+    }
+}
+
+/// A record name with its trailing dot, lowercase.
+fn canonical(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with('.') {
+        lower
+    } else {
+        format!("{lower}.")
+    }
+}

@@ -1,0 +1,352 @@
+//! The `[failover]` section: the mode, the safety limits, and the AWS
+//! resources that move traffic, declared per region.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rg_bus::{Problems, Validate};
+use serde::Deserialize;
+
+/// What the failover service does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Log requests only.
+    Observe,
+    /// Compute and publish the plan; change nothing.
+    #[default]
+    Plan,
+    /// Execute a plan once an operator approves it.
+    Approve,
+    /// Execute at once.
+    Auto,
+}
+
+impl Mode {
+    /// The mode as the protobuf enum.
+    pub fn as_proto(self) -> rg_proto::v1::FailoverMode {
+        use rg_proto::v1::FailoverMode as M;
+        match self {
+            Self::Observe => M::Observe,
+            Self::Plan => M::Plan,
+            Self::Approve => M::Approve,
+            Self::Auto => M::Auto,
+        }
+    }
+}
+
+/// The `[failover]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `observe`, `plan`, `approve` or `auto`. Default `plan`.
+    pub mode: Mode,
+    /// Durable consumer name. Default `failover`.
+    pub durable: String,
+    /// This replica's name in the audit trail. Default: the host name.
+    pub replica: Option<String>,
+    /// No new failover away from a region this long after its last one.
+    /// Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Automated (not approved) failovers per hour at most. Default `2`.
+    pub max_automated_per_hour: u32,
+    /// How long verification may take before the failover rolls back.
+    /// Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub verify_timeout: Duration,
+    /// Time between verification checks. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub verify_interval: Duration,
+    /// Health events older than this do not count for a region's score.
+    /// Default `2m`.
+    #[serde(with = "humantime_serde")]
+    pub health_window: Duration,
+    /// A region scoring below this cannot take traffic. Default `0.8`.
+    pub min_target_score: f64,
+    /// How much each service counts in a region's health score (0 to 1).
+    /// Default: the cascade service's criticalities.
+    pub criticality: BTreeMap<String, f64>,
+    /// `[failover.aws]`.
+    pub aws: AwsConfig,
+    /// `[[failover.route53]]`: DNS records that send traffic to a region.
+    pub route53: Vec<Route53Record>,
+    /// `[failover.cloudfront]`: an origin that points at a region.
+    pub cloudfront: Vec<CloudFrontOrigin>,
+    /// `[failover.regions.<region>]`: capacity to scale up in a target.
+    pub regions: BTreeMap<String, RegionResources>,
+    /// `[failover.verify]`: how to check that traffic moved.
+    pub verify: Option<VerifyDns>,
+    /// Key-value bucket of the lock and the journal. Default `RG_FAILOVER`.
+    pub state_bucket: String,
+    /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
+    pub metrics_listen: SocketAddr,
+}
+
+/// `[failover.aws]`: how to reach AWS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Endpoint override for every AWS API, e.g. a moto server
+    /// `http://127.0.0.1:5000`. Default: AWS itself. Also `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Region the SDK signs global APIs (Route 53, CloudFront) for.
+    /// Default `us-east-1`.
+    pub global_region: String,
+    /// Attempts per API call (throttling and 5xx are retried with
+    /// backoff). Default `5`.
+    pub max_attempts: u32,
+    /// Use fixed dummy credentials instead of the standard chain: for an
+    /// emulator at `endpoint_url` only (refused without one). Default `false`.
+    pub emulator_credentials: bool,
+    /// Time for a Route 53 change to become INSYNC. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub insync_timeout: Duration,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            global_region: "us-east-1".into(),
+            max_attempts: 5,
+            emulator_credentials: false,
+            insync_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How a Route 53 record routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// One record; its values become the target region's.
+    Simple,
+    /// One record per region (set identifier = region name); the target's
+    /// weight becomes `weight`, the others 0.
+    Weighted,
+    /// A PRIMARY and a SECONDARY record; PRIMARY takes the target region's
+    /// values, SECONDARY the failed region's.
+    Failover,
+}
+
+/// `[[failover.route53]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route53Record {
+    /// Hosted zone id, e.g. `Z0123456789ABC`.
+    pub zone_id: String,
+    /// Record name, e.g. `api.example.com.`.
+    pub name: String,
+    /// Record type. Default `A`.
+    #[serde(default = "default_record_type", rename = "type")]
+    pub record_type: String,
+    /// `simple`, `weighted` or `failover`.
+    pub kind: RecordKind,
+    /// TTL of records written. Default `60`.
+    #[serde(default = "default_ttl")]
+    pub ttl: i64,
+    /// For `weighted`: the target's weight. Default `100`.
+    #[serde(default = "default_weight")]
+    pub weight: i64,
+    /// For `failover`: set identifiers of the two records. Default
+    /// `primary` and `secondary`.
+    #[serde(default = "default_failover_ids")]
+    pub set_identifiers: (String, String),
+    /// For `simple` and `failover`: the values that send traffic to each
+    /// region, e.g. `{ "us-east-1" = ["192.0.2.10"] }`.
+    #[serde(default)]
+    pub values: BTreeMap<String, Vec<String>>,
+}
+
+fn default_record_type() -> String {
+    "A".into()
+}
+const fn default_ttl() -> i64 {
+    60
+}
+const fn default_weight() -> i64 {
+    100
+}
+fn default_failover_ids() -> (String, String) {
+    ("primary".into(), "secondary".into())
+}
+
+/// `[[failover.cloudfront]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontOrigin {
+    /// Distribution id, e.g. `E2ABCDEF`.
+    pub distribution_id: String,
+    /// The origin's id in the distribution.
+    pub origin_id: String,
+    /// The origin's domain name for each region.
+    pub domains: BTreeMap<String, String>,
+}
+
+/// `[failover.regions.<region>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionResources {
+    /// Auto Scaling groups. In a target region, the i-th group is scaled to
+    /// at least what the failed region's i-th group runs.
+    pub autoscaling_groups: Vec<String>,
+    /// ECS services, likewise paired by position.
+    pub ecs_services: Vec<EcsService>,
+}
+
+/// An ECS service.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EcsService {
+    /// Cluster name.
+    pub cluster: String,
+    /// Service name.
+    pub service: String,
+}
+
+/// `[failover.verify]`: after the changes, this name must resolve, through
+/// this resolver, to the target region's values of the first Route 53
+/// record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyDns {
+    /// The application's name, e.g. `api.example.com`.
+    pub name: String,
+    /// Resolver to ask, `ip:port`.
+    pub resolver: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Plan,
+            durable: "failover".into(),
+            replica: None,
+            cooldown: Duration::from_secs(600),
+            max_automated_per_hour: 2,
+            verify_timeout: Duration::from_secs(300),
+            verify_interval: Duration::from_secs(5),
+            health_window: Duration::from_secs(120),
+            min_target_score: 0.8,
+            criticality: default_criticality(),
+            aws: AwsConfig::default(),
+            route53: Vec::new(),
+            cloudfront: Vec::new(),
+            regions: BTreeMap::new(),
+            verify: None,
+            state_bucket: "RG_FAILOVER".into(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// The cascade service's shipped criticalities.
+pub fn default_criticality() -> BTreeMap<String, f64> {
+    [
+        ("dynamodb", 1.0),
+        ("ec2", 0.9),
+        ("elasticloadbalancing", 0.9),
+        ("lambda", 0.8),
+        ("rds", 0.8),
+        ("s3", 0.8),
+        ("sqs", 0.7),
+    ]
+    .into_iter()
+    .map(|(s, c)| (s.to_owned(), c))
+    .collect()
+}
+
+impl Config {
+    /// Every region some resource is declared for.
+    pub fn declared_regions(&self) -> std::collections::BTreeSet<String> {
+        let mut out: std::collections::BTreeSet<String> = self.regions.keys().cloned().collect();
+        for r in &self.route53 {
+            out.extend(r.values.keys().cloned());
+        }
+        for c in &self.cloudfront {
+            out.extend(c.domains.keys().cloned());
+        }
+        out
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, p: &mut Problems) {
+        if self.durable.is_empty() {
+            p.push("durable", "must not be empty");
+        }
+        if self.state_bucket.is_empty() {
+            p.push("state_bucket", "must not be empty");
+        }
+        if !(0.0..=1.0).contains(&self.min_target_score) {
+            p.push("min_target_score", "must be within 0..=1");
+        }
+        if self.verify_interval.is_zero() {
+            p.push("verify_interval", "must be greater than zero");
+        }
+        for (s, c) in &self.criticality {
+            if !(0.0..=1.0).contains(c) {
+                p.push(format!("criticality.{s}"), "must be within 0..=1");
+            }
+        }
+        if self.aws.max_attempts == 0 {
+            p.push("aws.max_attempts", "must be at least 1");
+        }
+        if self.aws.emulator_credentials && self.aws.endpoint_url.is_none() {
+            p.push("aws.emulator_credentials", "only with aws.endpoint_url (an emulator); AWS itself takes the standard credential chain");
+        }
+        if let Some(url) = &self.aws.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                p.push("aws.endpoint_url", format!("{url:?} is not an http(s) URL"));
+            }
+        }
+        let declared = self.declared_regions();
+        for (i, r) in self.route53.iter().enumerate() {
+            let key = |k: &str| format!("route53[{i}].{k}");
+            if r.zone_id.is_empty() {
+                p.push(key("zone_id"), "must not be empty");
+            }
+            if r.name.is_empty() {
+                p.push(key("name"), "must not be empty");
+            }
+            if r.ttl < 0 {
+                p.push(key("ttl"), "must not be negative");
+            }
+            match r.kind {
+                RecordKind::Simple | RecordKind::Failover => {
+                    if r.values.len() < 2 {
+                        p.push(key("values"), "needs the values of at least two regions");
+                    }
+                    for (region, v) in &r.values {
+                        if v.is_empty() {
+                            p.push(key(&format!("values.{region}")), "must not be empty");
+                        }
+                    }
+                }
+                RecordKind::Weighted => {
+                    if !r.values.is_empty() {
+                        p.push(key("values"), "a weighted record keeps its values; only weights change (one record per region, set identifier = region)");
+                    }
+                    if !(0..=255).contains(&r.weight) {
+                        p.push(key("weight"), "must be within 0..=255");
+                    }
+                }
+            }
+        }
+        for (i, c) in self.cloudfront.iter().enumerate() {
+            if c.domains.len() < 2 {
+                p.push(
+                    format!("cloudfront[{i}].domains"),
+                    "needs the domains of at least two regions",
+                );
+            }
+        }
+        for region in &declared {
+            if rg_proto::domain::Region::parse(region).is_err() {
+                p.push(format!("regions.{region}"), "is not a valid region name");
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Carrying out a plan: each step in order, each reported; verification
+//! with a deadline; on any failure, the steps already done are undone in
+//! reverse order, each back to the exact state it replaced.
+
+use std::time::Duration;
+
+use rg_proto::v1::{FailoverPlan, StepKind, StepStatus};
+use tokio::time::Instant;
+
+use crate::aws::{Aws, AwsError};
+use crate::plan::Change;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Every step done and verified.
+    Completed,
+    /// A step failed; every step done before it was rolled back.
+    RolledBack {
+        /// The step that failed.
+        failed_step: usize,
+        /// Why.
+        error: String,
+    },
+    /// A step failed and the rollback failed too: an operator must act.
+    Failed {
+        /// The step that failed.
+        failed_step: usize,
+        /// Why, including what could not be undone.
+        error: String,
+    },
+}
+
+/// Verification limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long verification may take.
+    pub verify_timeout: Duration,
+    /// Time between checks.
+    pub verify_interval: Duration,
+    /// Time for a Route 53 change to become INSYNC.
+    pub insync_timeout: Duration,
+}
+
+/// Runs the plan's steps from `start` on; `report(plan, index)` is called
+/// after each step changes status (so the caller can publish and journal).
+pub async fn run<F, Fut>(
+    aws: &Aws,
+    plan: &mut FailoverPlan,
+    start: usize,
+    limits: Limits,
+    mut report: F,
+) -> Ended
+where
+    F: FnMut(FailoverPlan, usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for i in start..plan.steps.len() {
+        let began = Instant::now();
+        let outcome = run_step(aws, plan, i, limits).await;
+        let step = &mut plan.steps[i];
+        step.duration_ms = began.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(()) => {
+                step.set_status(StepStatus::Done);
+                report(plan.clone(), i).await;
+            }
+            Err(e) => {
+                step.set_status(StepStatus::Failed);
+                step.error = e.clone();
+                report(plan.clone(), i).await;
+                return match rollback(aws, plan, i, limits, &mut report).await {
+                    Ok(()) => Ended::RolledBack {
+                        failed_step: i,
+                        error: format!("step {i} ({}) failed: {e}", plan.steps[i].resource),
+                    },
+                    Err(undo) => Ended::Failed {
+                        failed_step: i,
+                        error: format!(
+                            "step {i} ({}) failed: {e}; rollback failed: {undo}",
+                            plan.steps[i].resource
+                        ),
+                    },
+                };
+            }
+        }
+    }
+    Ended::Completed
+}
+
+async fn run_step(aws: &Aws, plan: &FailoverPlan, i: usize, limits: Limits) -> Result<(), String> {
+    let step = &plan.steps[i];
+    let after = Change::from_json(&step.after).map_err(|e| format!("unreadable step: {e}"))?;
+    if step.kind() == StepKind::Verify {
+        return verify(aws, plan, &after, limits).await;
+    }
+    aws.apply(&after, limits.insync_timeout)
+        .await
+        .map_err(|e: AwsError| e.to_string())
+}
+
+/// Undoes steps `0..failed` that are done, last first. Stops at the first
+/// undo that fails (later undos could depend on it) and says which.
+pub async fn rollback<F, Fut>(
+    aws: &Aws,
+    plan: &mut FailoverPlan,
+    failed: usize,
+    limits: Limits,
+    report: &mut F,
+) -> Result<(), String>
+where
+    F: FnMut(FailoverPlan, usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for j in (0..failed).rev() {
+        if plan.steps[j].status() != StepStatus::Done || plan.steps[j].kind() == StepKind::Verify {
+            continue;
+        }
+        let before = Change::from_json(&plan.steps[j].before)
+            .map_err(|e| format!("step {j}: unreadable: {e}"))?;
+        match aws.apply(&before, limits.insync_timeout).await {
+            Ok(()) => {
+                plan.steps[j].set_status(StepStatus::RolledBack);
+                report(plan.clone(), j).await;
+            }
+            Err(e) => {
+                plan.steps[j].error = format!("rollback failed: {e}");
+                report(plan.clone(), j).await;
+                return Err(format!("step {j} ({}): {e}", plan.steps[j].resource));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the target's groups have their InService instances, its
+/// services their running tasks, and every changed record and origin reads
+/// back as planned; fails at the deadline with what is still missing.
+async fn verify(
+    aws: &Aws,
+    plan: &FailoverPlan,
+    what: &Change,
+    limits: Limits,
+) -> Result<(), String> {
+    let Change::Verify { groups, services } = what else {
+        return Err("not a verification step".into());
+    };
+    let deadline = Instant::now() + limits.verify_timeout;
+    loop {
+        let mut missing = Vec::new();
+        for (region, group, need) in groups {
+            match aws.group(region, group).await {
+                Ok(Some((_, _, _, in_service))) if in_service >= *need => {}
+                Ok(Some((_, _, _, in_service))) => missing.push(format!(
+                    "asg {region}/{group}: {in_service}/{need} InService"
+                )),
+                Ok(None) => missing.push(format!("asg {region}/{group} is gone")),
+                Err(e) => missing.push(e.to_string()),
+            }
+        }
+        for (region, cluster, service, need) in services {
+            match aws.service(region, cluster, service).await {
+                Ok(Some((_, running))) if running >= *need => {}
+                Ok(Some((_, running))) => missing.push(format!(
+                    "ecs {region}/{cluster}/{service}: {running}/{need} running"
+                )),
+                Ok(None) => missing.push(format!("ecs {region}/{cluster}/{service} is gone")),
+                Err(e) => missing.push(e.to_string()),
+            }
+        }
+        // Traffic changes read back as written.
+        for step in plan.steps.iter().filter(|s| s.status() == StepStatus::Done) {
+            if let Ok(Change::Route53 { zone_id, records }) = Change::from_json(&step.after) {
+                for r in &records {
+                    match aws.records(&zone_id, &r.name, &r.record_type).await {
+                        Ok(found)
+                            if found.iter().any(|x| {
+                                x.set_identifier == r.set_identifier
+                                    && x.values == r.values
+                                    && x.weight == r.weight
+                            }) => {}
+                        Ok(_) => missing.push(format!(
+                            "route53 {} {} does not read back as written",
+                            r.name,
+                            r.set_identifier.as_deref().unwrap_or("")
+                        )),
+                        Err(e) => missing.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() + limits.verify_interval > deadline {
+            return Err(format!(
+                "not verified within {:?}: {}",
+                limits.verify_timeout,
+                missing.join("; ")
+            ));
+        }
+        tokio::time::sleep(limits.verify_interval).await;
+    }
+}

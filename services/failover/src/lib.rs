@@ -1,0 +1,512 @@
+//! The failover manager: from a failover request to traffic in a healthy
+//! region, verified, with automatic rollback. The most careful code in
+//! regionguard: it changes production.
+//!
+//! - Consumes: `<p>.decisions.failover.>` (RG_DECISIONS), durable consumer
+//!   `failover` (replicas share it, so one request goes to one replica),
+//!   acting on `requested` and `approved`; `<p>.health.>` with an ordered
+//!   consumer, for each region's health score.
+//! - Publishes: every phase on `<p>.decisions.failover.<phase>` (planned,
+//!   step, completed, failed, rolled_back): the audit trail.
+//! - Guarantees: a plan lists every change (before → after) before any is
+//!   made; `plan` (the default) changes nothing; one failover at a time
+//!   across replicas (a compare-and-set lock with a lease in the
+//!   `RG_FAILOVER` bucket); every step is journaled there before and after
+//!   it runs, so a replica killed mid-way is rolled back by the next one to
+//!   start; a failed step undoes the steps before it, in reverse order.
+//!   In-flight on shutdown: the step running finishes; the failover is then
+//!   left journaled as executing and rolled back at the next start.
+//!
+//! # Layout
+//! - [`config`] — the `[failover]` section, resources per region.
+//! - [`health`] — region scores and candidates.
+//! - [`plan`] — the steps, each with the state it replaces.
+//! - [`aws`] — Route 53, CloudFront, Auto Scaling, ECS through the SDK.
+//! - [`execute`] — steps, verification, rollback.
+//! - [`journal`] — the lock and the journal in JetStream KV.
+#![warn(missing_docs)]
+
+pub mod aws;
+pub mod config;
+pub mod execute;
+pub mod health;
+pub mod journal;
+pub mod plan;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use rg_bus::consume::{ConsumerSpec, Outcome};
+use rg_bus::tail::{self, Event, From};
+use rg_bus::{Bus, BusError, NatsConfig, Stream};
+use rg_proto::domain::Observation;
+use rg_proto::v1::{FailoverDecision, FailoverPhase, FailoverPlan, HealthEvent};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Mode};
+use health::RegionHealth;
+use journal::{Journal, Record};
+
+/// Runs the failover service until `shutdown`.
+pub async fn run(
+    config: Config,
+    nats: NatsConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let replica = config.replica.clone().unwrap_or_else(default_replica);
+    let bus = match Bus::connect(&nats, "regionguard-failover", &shutdown).await {
+        Ok(bus) => bus,
+        Err(BusError::Cancelled) => return Ok(()),
+        Err(e) => return Err(e).context("connecting to NATS"),
+    };
+    let journal = Journal::open(
+        &bus.js,
+        &config.state_bucket,
+        nats.streams.replicas,
+        &replica,
+    )
+    .await?;
+    let aws = match config.mode {
+        Mode::Observe => None,
+        _ => Some(Arc::new(aws::Aws::new(&config.aws).await)),
+    };
+    tracing::info!(mode = ?config.mode, %replica, endpoint = config.aws.endpoint_url.as_deref().unwrap_or("AWS"), regions = ?config.declared_regions(), "failover manager starting");
+
+    let health = Arc::new(Mutex::new(RegionHealth::default()));
+    let since = SystemTime::now()
+        .checked_sub(config.health_window)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut events = tail::spawn::<HealthEvent>(
+        bus.js.clone(),
+        bus.subjects.stream(Stream::Health),
+        bus.subjects.health_all(),
+        From::Time(since),
+        "failover",
+        shutdown.clone(),
+    );
+    let feed = health.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let Event::Message(m) = e {
+                if let Ok(o) = Observation::try_from(&m.message) {
+                    feed.lock().unwrap_or_else(|p| p.into_inner()).observe(&o);
+                }
+            }
+        }
+    });
+
+    let service = Arc::new(Service {
+        config,
+        bus,
+        journal,
+        aws,
+        health,
+        replica,
+    });
+    service.recover().await;
+
+    let mut spec = ConsumerSpec::new(
+        service.bus.subjects.stream(Stream::Decisions),
+        service.config.durable.clone(),
+        service.bus.subjects.stream_subject(Stream::Decisions),
+    );
+    // A new consumer acts on requests from now on, not on the audit trail.
+    spec.deliver = DeliverPolicy::New;
+    spec.max_ack_pending = 1;
+    spec.ack_wait = service.config.verify_timeout
+        + service.config.aws.insync_timeout * 2
+        + Duration::from_secs(300);
+    let consumer = rg_bus::consume::durable(&service.bus.js, &spec).await?;
+    tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming failover decisions");
+    let dead = service.bus.dead_letter(&spec.durable);
+    let s = service.clone();
+    rg_bus::consume::run::<FailoverDecision, _, _>(
+        consumer,
+        dead,
+        shutdown.clone(),
+        move |d, _| {
+            let s = s.clone();
+            async move { s.handle(d).await }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn default_replica() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() { "failover" } else { &host },
+        std::process::id()
+    )
+}
+
+struct Service {
+    config: Config,
+    bus: Bus,
+    journal: Journal,
+    aws: Option<Arc<aws::Aws>>,
+    health: Arc<Mutex<RegionHealth>>,
+    replica: String,
+}
+
+impl Service {
+    fn actor(&self) -> String {
+        format!("failover:{}", self.replica)
+    }
+
+    /// Publishes a phase (waits for its PubAck). The message id makes a
+    /// phase published again after a restart a duplicate JetStream drops.
+    async fn publish(&self, mut d: FailoverDecision, phase: FailoverPhase) -> FailoverDecision {
+        d.set_phase(phase);
+        d.actor = self.actor();
+        d.at_unix_ms = rg_bus::unix_now_ms();
+        d.set_mode(self.config.mode.as_proto());
+        let subject = self.bus.subjects.failover(phase.token());
+        let msg_id = format!(
+            "{}:{}:{}:{}",
+            d.id,
+            phase.token(),
+            d.step_index,
+            d.plan
+                .as_ref()
+                .map_or(0, |p| p.steps.iter().filter(|s| s.status != 1).count())
+        );
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self
+                .bus
+                .publisher
+                .publish(subject.clone(), &d, Some(&msg_id))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(%subject, error = %e, retry_in = ?backoff, "failover phase not stored; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::info!(failover = %d.id, phase = phase.token(), from = %d.from_region, to = %d.to_region, error = %d.error, "failover phase");
+        d
+    }
+
+    async fn handle(&self, d: FailoverDecision) -> Outcome {
+        match d.phase() {
+            FailoverPhase::Requested => self.on_request(d).await,
+            FailoverPhase::Approved => self.on_approval(d).await,
+            // Our own phases and the rest of the trail.
+            _ => Outcome::Handled,
+        }
+    }
+
+    async fn on_request(&self, request: FailoverDecision) -> Outcome {
+        match self.journal.get(&request.id).await {
+            Ok(Some(_)) => return Outcome::Handled, // handled before (a redelivery)
+            Ok(None) => {}
+            Err(e) => return Outcome::Transient(e.to_string()),
+        }
+        if self.config.mode == Mode::Observe {
+            tracing::info!(failover = %request.id, from = %request.from_region, reason = %request.reason, "failover requested (observe mode: nothing planned)");
+            let _saved = self.journal.put(&request.id, &Record::observed()).await;
+            return Outcome::Handled;
+        }
+        // Cooldown per region.
+        match self.journal.last_failover(&request.from_region).await {
+            Ok(Some(at))
+                if rg_bus::unix_now_ms() - at < self.config.cooldown.as_millis() as i64 =>
+            {
+                let mut refused = request.clone();
+                refused.error = format!(
+                    "cooldown: a failover from {} started {} s ago (cooldown {:?})",
+                    request.from_region,
+                    (rg_bus::unix_now_ms() - at) / 1000,
+                    self.config.cooldown
+                );
+                self.publish(refused, FailoverPhase::Failed).await;
+                let _saved = self.journal.put(&request.id, &Record::refused()).await;
+                return Outcome::Handled;
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Transient(e.to_string()),
+        }
+        let planned = match self.plan(&request).await {
+            Ok(d) => d,
+            Err(message) => {
+                let mut failed = request.clone();
+                failed.error = format!("no plan: {message}");
+                self.publish(failed, FailoverPhase::Failed).await;
+                let _saved = self.journal.put(&request.id, &Record::refused()).await;
+                return Outcome::Handled;
+            }
+        };
+        let planned = self.publish(planned, FailoverPhase::Planned).await;
+        if let Err(e) = self
+            .journal
+            .put(&planned.id, &Record::planned(&planned))
+            .await
+        {
+            return Outcome::Transient(e.to_string());
+        }
+        if self.config.mode == Mode::Auto {
+            match self.journal.automated_within_hour().await {
+                Ok(n) if n >= self.config.max_automated_per_hour => {
+                    tracing::warn!(failover = %planned.id, limit = self.config.max_automated_per_hour, "velocity limit reached: this failover waits for approval");
+                }
+                Ok(_) => return self.execute(planned, true).await,
+                Err(e) => return Outcome::Transient(e.to_string()),
+            }
+        }
+        Outcome::Handled
+    }
+
+    async fn on_approval(&self, approval: FailoverDecision) -> Outcome {
+        let record = match self.journal.get(&approval.id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tracing::warn!(failover = %approval.id, "approval of a failover this service never planned; ignored");
+                return Outcome::Handled;
+            }
+            Err(e) => return Outcome::Transient(e.to_string()),
+        };
+        if !record.is_planned() {
+            tracing::info!(failover = %approval.id, state = %record.state, "approval of a failover that is not waiting for one; ignored");
+            return Outcome::Handled;
+        }
+        if self.config.mode != Mode::Approve && self.config.mode != Mode::Auto {
+            tracing::info!(failover = %approval.id, mode = ?self.config.mode, "approved, but this service runs in plan mode: nothing is executed");
+            return Outcome::Handled;
+        }
+        let Some(planned) = record.decision() else {
+            return Outcome::Handled;
+        };
+        self.execute(planned, false).await
+    }
+
+    /// Deep health, target, current state, plan.
+    async fn plan(&self, request: &FailoverDecision) -> Result<FailoverDecision, String> {
+        let aws = self.aws.as_ref().ok_or("no AWS clients (observe mode)")?;
+        let declared = self.config.declared_regions();
+        let mut regions = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .regions();
+        regions.extend(declared.iter().cloned());
+        let since = rg_bus::unix_now_ms() - self.config.health_window.as_millis() as i64;
+        let mut candidates = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .candidates(
+                &request.from_region,
+                &regions,
+                since,
+                self.config.min_target_score,
+                &self.config.criticality,
+            );
+        if !declared.is_empty() {
+            for c in candidates
+                .iter_mut()
+                .filter(|c| c.eligible && !declared.contains(&c.region))
+            {
+                c.eligible = false;
+                c.note = format!("{}; no resources are declared for it", c.note);
+            }
+            candidates.sort_by(|a, b| {
+                b.eligible
+                    .cmp(&a.eligible)
+                    .then(b.health_score.total_cmp(&a.health_score))
+            });
+        }
+        let (target, rationale) = plan::choose_target(&candidates).map_err(|e| e.to_string())?;
+        let current = aws
+            .read(&self.config, &request.from_region, &target)
+            .await
+            .map_err(|e| format!("reading the current state: {e}"))?;
+        let plan = plan::build(
+            &self.config,
+            &request.from_region,
+            &target,
+            &current,
+            candidates,
+            rationale,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(FailoverDecision {
+            to_region: target,
+            plan: Some(plan),
+            error: String::new(),
+            ..request.clone()
+        })
+    }
+
+    /// Takes the lock, re-checks that nothing changed since the plan, runs
+    /// the steps, and reports the end.
+    async fn execute(&self, planned: FailoverDecision, automated: bool) -> Outcome {
+        let Some(aws) = self.aws.clone() else {
+            return Outcome::Handled;
+        };
+        let lease = match self.journal.lock(&planned.id).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Outcome::Transient("another failover holds the lock".into()),
+            Err(e) => return Outcome::Transient(e.to_string()),
+        };
+        // The state each step replaces must still be what the plan says.
+        let mut decision = planned.clone();
+        let Some(mut plan) = decision.plan.take() else {
+            return Outcome::Handled;
+        };
+        if let Err(changed) = self.still_current(&aws, &planned, &plan).await {
+            let mut failed = planned.clone();
+            failed.error = format!("not executed: {changed}; a new request will be planned afresh");
+            self.publish(failed, FailoverPhase::Failed).await;
+            let _saved = self
+                .journal
+                .put(&planned.id, &Record::finished("failed", &planned))
+                .await;
+            lease.release().await;
+            return Outcome::Handled;
+        }
+        let _saved = self
+            .journal
+            .mark_started(&planned.from_region, automated)
+            .await;
+        let limits = execute::Limits {
+            verify_timeout: self.config.verify_timeout,
+            verify_interval: self.config.verify_interval,
+            insync_timeout: self.config.aws.insync_timeout,
+        };
+        let base = decision.clone();
+        let held = &lease;
+        let ended = execute::run(&aws, &mut plan, 0, limits, |p: FailoverPlan, i: usize| {
+            let mut step = base.clone();
+            step.plan = Some(p);
+            step.step_index = i as u32;
+            async move {
+                let _saved = self.journal.put(&step.id, &Record::executing(&step)).await;
+                held.renew().await;
+                self.publish(step, FailoverPhase::Step).await;
+            }
+        })
+        .await;
+        decision.plan = Some(plan);
+        let (phase, state) = match &ended {
+            execute::Ended::Completed => (FailoverPhase::Completed, "completed"),
+            execute::Ended::RolledBack { error, .. } => {
+                decision.error = error.clone();
+                (FailoverPhase::RolledBack, "rolled_back")
+            }
+            execute::Ended::Failed { error, .. } => {
+                decision.error = format!("{error}: an operator must act");
+                (FailoverPhase::Failed, "failed")
+            }
+        };
+        let decision = self.publish(decision, phase).await;
+        let _saved = self
+            .journal
+            .put(&decision.id, &Record::finished(state, &decision))
+            .await;
+        tracing::info!(failover = %decision.id, outcome = state, aws_calls = aws.calls(), "failover ended");
+        lease.release().await;
+        Outcome::Handled
+    }
+
+    async fn still_current(
+        &self,
+        aws: &aws::Aws,
+        planned: &FailoverDecision,
+        plan: &FailoverPlan,
+    ) -> Result<(), String> {
+        let current = aws
+            .read(&self.config, &planned.from_region, &planned.to_region)
+            .await
+            .map_err(|e| format!("reading the current state: {e}"))?;
+        let again = plan::build(
+            &self.config,
+            &planned.from_region,
+            &planned.to_region,
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let steps = |p: &FailoverPlan| {
+            p.steps
+                .iter()
+                .map(|s| (s.resource.clone(), s.before.clone(), s.after.clone()))
+                .collect::<Vec<_>>()
+        };
+        if steps(&again) != steps(plan) {
+            return Err("the resources changed since the plan was made".into());
+        }
+        Ok(())
+    }
+
+    /// A failover left executing by a replica that died is rolled back.
+    async fn recover(&self) {
+        let Some(aws) = self.aws.clone() else { return };
+        let unfinished = match self.journal.executing().await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the failover journal; unfinished failovers are not recovered");
+                return;
+            }
+        };
+        for mut d in unfinished {
+            tracing::warn!(failover = %d.id, "a failover was left executing (its replica stopped mid-way): rolling it back");
+            let Ok(Some(lease)) = self.journal.lock(&d.id).await else {
+                tracing::warn!(failover = %d.id, "another replica holds the lock; it will recover this failover");
+                continue;
+            };
+            let Some(mut plan) = d.plan.take() else {
+                continue;
+            };
+            let limits = execute::Limits {
+                verify_timeout: self.config.verify_timeout,
+                verify_interval: self.config.verify_interval,
+                insync_timeout: self.config.aws.insync_timeout,
+            };
+            let n = plan.steps.len();
+            let base = d.clone();
+            let undone = execute::rollback(
+                &aws,
+                &mut plan,
+                n,
+                limits,
+                &mut |p: FailoverPlan, i: usize| {
+                    let mut step = base.clone();
+                    step.plan = Some(p);
+                    step.step_index = i as u32;
+                    async move {
+                        let _saved = self.journal.put(&step.id, &Record::executing(&step)).await;
+                        self.publish(step, FailoverPhase::Step).await;
+                    }
+                },
+            )
+            .await;
+            d.plan = Some(plan);
+            let (phase, state) = match undone {
+                Ok(()) => {
+                    d.error =
+                        "the failover service stopped mid-way; every step done was rolled back"
+                            .into();
+                    (FailoverPhase::RolledBack, "rolled_back")
+                }
+                Err(e) => {
+                    d.error = format!("the failover service stopped mid-way and the rollback failed: {e}: an operator must act");
+                    (FailoverPhase::Failed, "failed")
+                }
+            };
+            let d = self.publish(d, phase).await;
+            let _saved = self.journal.put(&d.id, &Record::finished(state, &d)).await;
+            lease.release().await;
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The plan: the target region, and the exact changes in execution order,
+//! each with the state it replaces, computed before anything changes.
+//!
+//! Order: capacity first (Auto Scaling groups, ECS services of the target
+//! scaled to at least what the failing region runs), then traffic (Route 53
+//! records, CloudFront origins), then verification. Moving traffic to a
+//! region before it has the capacity for it would turn one outage into two.
+//!
+//! Every step's `before` and `after` are a [`Change`] as JSON: applying a
+//! step makes the resource equal `after`; rolling it back makes it equal
+//! `before`. A step is therefore its own undo.
+
+use std::collections::BTreeMap;
+
+use rg_proto::v1::{FailoverPlan, FailoverStep, RegionCandidate, StepKind, StepStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, RecordKind};
+
+/// A Route 53 record set as regionguard reads and writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSet {
+    /// Name, with the trailing dot.
+    pub name: String,
+    /// Record type, e.g. `A`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// TTL, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+    /// The values.
+    pub values: Vec<String>,
+    /// Set identifier (weighted and failover records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    /// Weight (weighted records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    /// `PRIMARY` or `SECONDARY` (failover records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
+    /// Health check (kept as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
+}
+
+/// The state of one resource: what a step's `before` and `after` hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// Route 53 record sets of one zone.
+    Route53 {
+        /// Hosted zone id.
+        zone_id: String,
+        /// The record sets.
+        records: Vec<RecordSet>,
+    },
+    /// A CloudFront origin's domain name.
+    CloudFrontOrigin {
+        /// Distribution id.
+        distribution_id: String,
+        /// Origin id.
+        origin_id: String,
+        /// Domain name.
+        domain: String,
+    },
+    /// An Auto Scaling group's capacity.
+    Autoscaling {
+        /// Region.
+        region: String,
+        /// Group name.
+        group: String,
+        /// Minimum size.
+        min: i32,
+        /// Maximum size.
+        max: i32,
+        /// Desired capacity.
+        desired: i32,
+    },
+    /// An ECS service's desired count.
+    Ecs {
+        /// Region.
+        region: String,
+        /// Cluster.
+        cluster: String,
+        /// Service.
+        service: String,
+        /// Desired count.
+        desired: i32,
+    },
+    /// What verification waits for (no change of its own).
+    Verify {
+        /// Auto Scaling groups and the InService instances each needs.
+        groups: Vec<(String, String, i32)>,
+        /// ECS services and the running tasks each needs.
+        services: Vec<(String, String, String, i32)>,
+    },
+}
+
+impl Change {
+    /// The resource name of a step, e.g. `route53:Z123/api.example.com./A`.
+    pub fn resource(&self) -> String {
+        match self {
+            Self::Route53 { zone_id, records } => {
+                let first = records.first();
+                format!(
+                    "route53:{zone_id}/{}/{}",
+                    first.map_or("", |r| r.name.as_str()),
+                    first.map_or("", |r| r.record_type.as_str())
+                )
+            }
+            Self::CloudFrontOrigin {
+                distribution_id,
+                origin_id,
+                ..
+            } => format!("cloudfront:{distribution_id}/origin:{origin_id}"),
+            Self::Autoscaling { region, group, .. } => format!("asg:{region}/{group}"),
+            Self::Ecs {
+                region,
+                cluster,
+                service,
+                ..
+            } => format!("ecs:{region}/{cluster}/{service}"),
+            Self::Verify { .. } => "verify".into(),
+        }
+    }
+
+    fn kind(&self) -> StepKind {
+        match self {
+            Self::Route53 { .. } => StepKind::Route53Record,
+            Self::CloudFrontOrigin { .. } => StepKind::CloudfrontOrigin,
+            Self::Autoscaling { .. } => StepKind::AutoscalingCapacity,
+            Self::Ecs { .. } => StepKind::EcsDesiredCount,
+            Self::Verify { .. } => StepKind::Verify,
+        }
+    }
+
+    /// Whether applying it needs a control plane hosted in us-east-1.
+    fn needs_control_plane(&self) -> bool {
+        matches!(self, Self::Route53 { .. } | Self::CloudFrontOrigin { .. })
+    }
+
+    /// As compact JSON (what a step records).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// From a step's JSON.
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+/// What AWS holds now, read before planning.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// Per configured record (same order as `config.route53`): the record
+    /// sets of that name and type in the zone.
+    pub records: Vec<Vec<RecordSet>>,
+    /// Per configured origin: its domain now (None: no such origin).
+    pub origins: Vec<Option<String>>,
+    /// (region, group) -> (min, max, desired); absent: no such group.
+    pub groups: BTreeMap<(String, String), (i32, i32, i32)>,
+    /// (region, cluster, service) -> desired count; absent: no such service.
+    pub services: BTreeMap<(String, String, String), i32>,
+}
+
+/// A plan that cannot be made; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// No region can take the traffic.
+    #[error("no region can take the traffic: {0}")]
+    NoTarget(String),
+    /// The config names a region for which it declares nothing.
+    #[error("{what} declares nothing for region {region}")]
+    Undeclared {
+        /// What lacks the region.
+        what: String,
+        /// The region.
+        region: String,
+    },
+    /// A configured resource does not exist.
+    #[error("{0} does not exist")]
+    Missing(String),
+    /// A record regionguard cannot write (e.g. an alias record).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Picks the target: the first eligible candidate.
+pub fn choose_target(candidates: &[RegionCandidate]) -> Result<(String, String), PlanError> {
+    let Some(best) = candidates.first().filter(|c| c.eligible) else {
+        let why = candidates
+            .iter()
+            .map(|c| format!("{}: {}", c.region, c.note))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(PlanError::NoTarget(if why.is_empty() {
+            "no region is known".into()
+        } else {
+            why
+        }));
+    };
+    let others: Vec<String> = candidates
+        .iter()
+        .skip(1)
+        .filter(|c| c.eligible)
+        .map(|c| format!("{} {:.2}", c.region, c.health_score))
+        .collect();
+    let rationale = if others.is_empty() {
+        format!(
+            "{} is the only region that can take the traffic ({})",
+            best.region, best.note
+        )
+    } else {
+        format!(
+            "{} has the best health ({}); other eligible regions: {}",
+            best.region,
+            best.note,
+            others.join(", ")
+        )
+    };
+    Ok((best.region.clone(), rationale))
+}
+
+fn step(before: &Change, after: &Change) -> FailoverStep {
+    FailoverStep {
+        kind: after.kind() as i32,
+        resource: after.resource(),
+        before: before.to_json(),
+        after: after.to_json(),
+        needs_control_plane: after.needs_control_plane(),
+        status: StepStatus::Pending as i32,
+        ..Default::default()
+    }
+}
+
+/// The steps that move traffic from `from` to `target`, from what AWS
+/// holds now.
+pub fn build(
+    config: &Config,
+    from: &str,
+    target: &str,
+    current: &Current,
+    candidates: Vec<RegionCandidate>,
+    rationale: String,
+) -> Result<FailoverPlan, PlanError> {
+    let mut steps = Vec::new();
+    let mut verify_groups = Vec::new();
+    let mut verify_services = Vec::new();
+    let none = Default::default();
+    let from_res = config.regions.get(from).unwrap_or(&none);
+    let target_res = config.regions.get(target).unwrap_or(&none);
+
+    // 1. Capacity: the target's i-th group gets at least the failing
+    //    region's i-th group's capacity.
+    for (i, group) in target_res.autoscaling_groups.iter().enumerate() {
+        let key = (target.to_owned(), group.clone());
+        let &(min, max, desired) = current
+            .groups
+            .get(&key)
+            .ok_or_else(|| PlanError::Missing(format!("Auto Scaling group {group} in {target}")))?;
+        let (f_min, f_desired) = match from_res.autoscaling_groups.get(i) {
+            Some(g) => current
+                .groups
+                .get(&(from.to_owned(), g.clone()))
+                .map_or((min, desired), |&(m, _, d)| (m, d)),
+            None => (min, desired),
+        };
+        let new_desired = desired.max(f_desired);
+        let new_min = min.max(f_min);
+        let before = Change::Autoscaling {
+            region: target.into(),
+            group: group.clone(),
+            min,
+            max,
+            desired,
+        };
+        let after = Change::Autoscaling {
+            region: target.into(),
+            group: group.clone(),
+            min: new_min,
+            max: max.max(new_desired),
+            desired: new_desired,
+        };
+        if before != after {
+            steps.push(step(&before, &after));
+        }
+        verify_groups.push((target.to_owned(), group.clone(), new_desired));
+    }
+    for (i, svc) in target_res.ecs_services.iter().enumerate() {
+        let key = (target.to_owned(), svc.cluster.clone(), svc.service.clone());
+        let &desired = current.services.get(&key).ok_or_else(|| {
+            PlanError::Missing(format!(
+                "ECS service {}/{} in {target}",
+                svc.cluster, svc.service
+            ))
+        })?;
+        let f_desired = from_res
+            .ecs_services
+            .get(i)
+            .and_then(|f| {
+                current
+                    .services
+                    .get(&(from.to_owned(), f.cluster.clone(), f.service.clone()))
+            })
+            .copied()
+            .unwrap_or(desired);
+        let before = Change::Ecs {
+            region: target.into(),
+            cluster: svc.cluster.clone(),
+            service: svc.service.clone(),
+            desired,
+        };
+        let after = Change::Ecs {
+            region: target.into(),
+            cluster: svc.cluster.clone(),
+            service: svc.service.clone(),
+            desired: desired.max(f_desired),
+        };
+        if before != after {
+            steps.push(step(&before, &after));
+        }
+        verify_services.push((
+            target.to_owned(),
+            svc.cluster.clone(),
+            svc.service.clone(),
+            desired.max(f_desired),
+        ));
+    }
+
+    // 2. Traffic: DNS records, then CDN origins.
+    for (i, r) in config.route53.iter().enumerate() {
+        let found = current.records.get(i).map(Vec::as_slice).unwrap_or(&[]);
+        let what = format!("record {} {} in zone {}", r.name, r.record_type, r.zone_id);
+        if found.iter().any(|x| x.values.is_empty()) {
+            return Err(PlanError::Unsupported(format!(
+                "{what} is an alias or has no values: regionguard writes value records only"
+            )));
+        }
+        let values = |region: &str| {
+            r.values
+                .get(region)
+                .cloned()
+                .ok_or_else(|| PlanError::Undeclared {
+                    what: format!("route53 {what}"),
+                    region: region.to_owned(),
+                })
+        };
+        let after_records: Vec<RecordSet> = match r.kind {
+            RecordKind::Simple => {
+                let rec = found
+                    .iter()
+                    .find(|x| x.set_identifier.is_none())
+                    .ok_or_else(|| PlanError::Missing(what.clone()))?;
+                vec![RecordSet {
+                    values: values(target)?,
+                    ..rec.clone()
+                }]
+            }
+            RecordKind::Failover => {
+                let (primary_id, secondary_id) = &r.set_identifiers;
+                let by_id = |id: &str| {
+                    found
+                        .iter()
+                        .find(|x| x.set_identifier.as_deref() == Some(id))
+                        .ok_or_else(|| {
+                            PlanError::Missing(format!("{what} with set identifier {id}"))
+                        })
+                };
+                let primary = by_id(primary_id)?;
+                let secondary = by_id(secondary_id)?;
+                vec![
+                    RecordSet {
+                        values: values(target)?,
+                        ..primary.clone()
+                    },
+                    RecordSet {
+                        values: values(from)?,
+                        ..secondary.clone()
+                    },
+                ]
+            }
+            RecordKind::Weighted => {
+                if !found
+                    .iter()
+                    .any(|x| x.set_identifier.as_deref() == Some(target))
+                {
+                    return Err(PlanError::Missing(format!(
+                        "{what} with set identifier {target}"
+                    )));
+                }
+                found
+                    .iter()
+                    .filter(|x| x.weight.is_some())
+                    .map(|x| RecordSet {
+                        weight: Some(if x.set_identifier.as_deref() == Some(target) {
+                            r.weight
+                        } else {
+                            0
+                        }),
+                        ..x.clone()
+                    })
+                    .collect()
+            }
+        };
+        let before_records: Vec<RecordSet> = after_records
+            .iter()
+            .filter_map(|a| {
+                found
+                    .iter()
+                    .find(|x| x.set_identifier == a.set_identifier)
+                    .cloned()
+            })
+            .collect();
+        let before = Change::Route53 {
+            zone_id: r.zone_id.clone(),
+            records: before_records,
+        };
+        let after = Change::Route53 {
+            zone_id: r.zone_id.clone(),
+            records: after_records,
+        };
+        if before != after {
+            steps.push(step(&before, &after));
+        }
+    }
+    for (i, c) in config.cloudfront.iter().enumerate() {
+        let what = format!(
+            "CloudFront origin {} of distribution {}",
+            c.origin_id, c.distribution_id
+        );
+        let now = current
+            .origins
+            .get(i)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        let domain = c
+            .domains
+            .get(target)
+            .cloned()
+            .ok_or_else(|| PlanError::Undeclared {
+                what: what.clone(),
+                region: target.to_owned(),
+            })?;
+        let before = Change::CloudFrontOrigin {
+            distribution_id: c.distribution_id.clone(),
+            origin_id: c.origin_id.clone(),
+            domain: now,
+        };
+        let after = Change::CloudFrontOrigin {
+            distribution_id: c.distribution_id.clone(),
+            origin_id: c.origin_id.clone(),
+            domain,
+        };
+        if before != after {
+            steps.push(step(&before, &after));
+        }
+    }
+
+    // 3. Verification.
+    if !verify_groups.is_empty() || !verify_services.is_empty() || !steps.is_empty() {
+        let v = Change::Verify {
+            groups: verify_groups,
+            services: verify_services,
+        };
+        steps.push(step(&v, &v));
+    }
+
+    let mut warnings = Vec::new();
+    let control_plane: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.needs_control_plane)
+        .map(|s| s.resource.as_str())
+        .collect();
+    if from == "us-east-1" && !control_plane.is_empty() {
+        warnings.push(format!(
+            "the Route 53 and CloudFront control planes are hosted in us-east-1, the failing region: {} may fail or be slow; traffic already follows Route 53 health checks (data plane) where they are set up",
+            control_plane.join(", ")
+        ));
+    }
+    if steps.is_empty() {
+        warnings.push(format!(
+            "nothing is declared to change for {target}: the plan has no steps"
+        ));
+    }
+    Ok(FailoverPlan {
+        candidates,
+        rationale,
+        steps,
+        warnings,
+    })
+}

@@ -1,0 +1,341 @@
+//! The failover manager against moto's server (the AWS API on loopback,
+//! started by each test) with an account seeded by `aws_account.py`
+//! (boto3), a real `nats-server -js`, the simulator and a prober per
+//! region for the health scores.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use prost::Message;
+use rg_failover::config::{
+    AwsConfig, CloudFrontOrigin, EcsService, RecordKind, RegionResources, Route53Record,
+};
+use rg_failover::Mode;
+use rg_proto::v1::{FailoverDecision, FailoverPhase, StepStatus};
+use rg_testkit::{init_logging, Moto, NatsServer};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const INTERVAL: Duration = Duration::from_millis(500);
+const WAIT: Duration = Duration::from_secs(30);
+
+/// moto with the seeded account.
+struct Account {
+    moto: Moto,
+    zone_id: String,
+    distribution_id: String,
+}
+
+fn script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_account.py")
+}
+
+impl Account {
+    fn seed() -> Self {
+        let moto = Moto::start();
+        let out = std::process::Command::new("python3")
+            .arg(script())
+            .args(["seed", "--endpoint", &moto.url()])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "seeding moto failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids: Value = serde_json::from_slice(&out.stdout).expect("seed prints JSON");
+        Self {
+            zone_id: ids["zone_id"].as_str().unwrap().to_owned(),
+            distribution_id: ids["distribution_id"].as_str().unwrap().to_owned(),
+            moto,
+        }
+    }
+
+    /// What the failover changes, read back from moto with boto3.
+    fn read(&self) -> Value {
+        let out = std::process::Command::new("python3")
+            .arg(script())
+            .args([
+                "read",
+                "--endpoint",
+                &self.moto.url(),
+                "--zone-id",
+                &self.zone_id,
+            ])
+            .args(["--distribution-id", &self.distribution_id])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "reading moto failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("read prints JSON")
+    }
+
+    fn config(&self, mode: Mode) -> rg_failover::Config {
+        let by_region = |a: &str, b: &str| {
+            BTreeMap::from([
+                ("us-east-1".to_owned(), a.to_owned()),
+                ("us-west-2".to_owned(), b.to_owned()),
+            ])
+        };
+        let resources = RegionResources {
+            autoscaling_groups: vec!["web".into()],
+            ecs_services: vec![EcsService {
+                cluster: "app".into(),
+                service: "web".into(),
+            }],
+        };
+        rg_failover::Config {
+            mode,
+            replica: Some("test".into()),
+            verify_timeout: Duration::from_secs(20),
+            verify_interval: Duration::from_millis(200),
+            health_window: Duration::from_secs(30),
+            aws: AwsConfig {
+                endpoint_url: Some(self.moto.url()),
+                emulator_credentials: true,
+                max_attempts: 2,
+                insync_timeout: Duration::from_secs(10),
+                ..Default::default()
+            },
+            route53: vec![Route53Record {
+                zone_id: self.zone_id.clone(),
+                name: "api.example.test.".into(),
+                record_type: "A".into(),
+                kind: RecordKind::Failover,
+                ttl: 60,
+                weight: 100,
+                set_identifiers: ("primary".into(), "secondary".into()),
+                values: by_region("192.0.2.10", "198.51.100.10")
+                    .into_iter()
+                    .map(|(r, v)| (r, vec![v]))
+                    .collect(),
+            }],
+            cloudfront: vec![CloudFrontOrigin {
+                distribution_id: self.distribution_id.clone(),
+                origin_id: "app".into(),
+                domains: by_region("use1.origin.example.test", "usw2.origin.example.test"),
+            }],
+            regions: BTreeMap::from([
+                ("us-east-1".to_owned(), resources.clone()),
+                ("us-west-2".to_owned(), resources),
+            ]),
+            ..Default::default()
+        }
+    }
+}
+
+/// NATS, the simulator and probers of three regions, a failover service,
+/// and a feed of every failover phase.
+struct World {
+    _server: NatsServer,
+    nats: rg_bus::NatsConfig,
+    js: async_nats::jetstream::Context,
+    _simulator: Running,
+    _probers: Vec<Running>,
+    phases: Feed<FailoverDecision>,
+}
+
+impl World {
+    async fn start() -> Self {
+        init_logging();
+        let server = NatsServer::start();
+        let nats = nats_config(&server.url());
+        let (dns, simulator) = start_simulator(&nats).await;
+        let probers = ["us-east-1", "us-west-2", "eu-west-1"]
+            .map(|region| start_prober(prober_config(region, dns, INTERVAL), &nats))
+            .into_iter()
+            .collect();
+        let phases = Feed::subscribe(&server.url(), "rg.decisions.failover.>").await;
+        let client = async_nats::connect(server.url()).await.unwrap();
+        Self {
+            js: async_nats::jetstream::new(client),
+            _server: server,
+            nats,
+            _simulator: simulator,
+            _probers: probers,
+            phases,
+        }
+    }
+
+    fn start_failover(&self, config: rg_failover::Config) -> Running {
+        let token = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(rg_failover::run(config, self.nats.clone(), token.clone()));
+        Running::new(token, task)
+    }
+
+    async fn publish(&self, d: &FailoverDecision) {
+        let subject = format!("rg.decisions.failover.{}", d.phase().token());
+        self.js
+            .publish(subject, d.encode_to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// A request away from us-east-1, as the cascade service sends it,
+    /// once the failover's consumer exists and health has been seen.
+    async fn request(&self, id: &str) {
+        rg_testkit::wait_until("the failover consumer", WAIT, || async {
+            match self.js.get_stream("RG_DECISIONS").await {
+                Ok(s) if s.consumer_info("failover").await.is_ok() => rg_testkit::Waited::Done(()),
+                _ => rg_testkit::Waited::NotYet("no consumer yet".into()),
+            }
+        })
+        .await;
+        // A few probe rounds, so every region has a health score.
+        tokio::time::sleep(INTERVAL * 4).await;
+        let mut d = FailoverDecision {
+            id: id.into(),
+            from_region: "us-east-1".into(),
+            reason: "test: us-east-1 is critical".into(),
+            actor: "cascade".into(),
+            at_unix_ms: now_ms(),
+            ..Default::default()
+        };
+        d.set_phase(FailoverPhase::Requested);
+        self.publish(&d).await;
+    }
+
+    async fn phase(&mut self, id: &str, phase: FailoverPhase) -> FailoverDecision {
+        self.phases
+            .wait_for(phase.token(), WAIT, |_, d| d.id == id && d.phase() == phase)
+            .await
+            .1
+    }
+}
+
+fn seeded_state() -> Value {
+    json!({
+        "asg": {"us-east-1": {"desired": 4, "max": 10, "min": 1}, "us-west-2": {"desired": 1, "max": 10, "min": 1}},
+        "ecs": {"us-east-1": 3, "us-west-2": 1},
+        "origin": {"app": "use1.origin.example.test"},
+        "records": {"primary": ["192.0.2.10"], "secondary": ["198.51.100.10"]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_failover_moves_records_origin_and_capacity_to_the_target() {
+    let account = Account::seed();
+    assert_eq!(account.read(), seeded_state());
+    let mut w = World::start().await;
+    let _failover = w.start_failover(account.config(Mode::Approve));
+    w.request("fo-1").await;
+
+    let planned = w.phase("fo-1", FailoverPhase::Planned).await;
+    assert_eq!(planned.to_region, "us-west-2", "{planned:#?}");
+    let plan = planned.plan.clone().unwrap();
+    // eu-west-1 is healthy but has no resources declared; us-east-1 is failing.
+    let notes: Vec<_> = plan
+        .candidates
+        .iter()
+        .map(|c| (c.region.as_str(), c.eligible))
+        .collect();
+    assert_eq!(notes[0], ("us-west-2", true), "{plan:#?}");
+    assert!(plan
+        .candidates
+        .iter()
+        .any(|c| c.region == "us-east-1" && !c.eligible && c.note == "the failing region"));
+    let resources: Vec<_> = plan.steps.iter().map(|s| s.resource.as_str()).collect();
+    assert_eq!(
+        resources,
+        [
+            "asg:us-west-2/web",
+            "ecs:us-west-2/app/web",
+            &format!("route53:{}/api.example.test./A", account.zone_id),
+            &format!("cloudfront:{}/origin:app", account.distribution_id),
+            "verify",
+        ]
+    );
+    // Every change says what it replaces, before anything is done.
+    assert!(
+        plan.steps[0].before.contains(r#""desired":1"#)
+            && plan.steps[0].after.contains(r#""desired":4"#),
+        "{:?}",
+        plan.steps[0]
+    );
+    assert!(plan.steps[2].needs_control_plane && plan.steps[3].needs_control_plane);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("control planes are hosted in us-east-1")),
+        "{:?}",
+        plan.warnings
+    );
+    // Planned, not approved: nothing changed.
+    assert_eq!(account.read(), seeded_state());
+
+    let approval = planned.approval("cli:test", now_ms()).unwrap();
+    w.publish(&approval).await;
+    let done = w.phase("fo-1", FailoverPhase::Completed).await;
+    let steps = done.plan.unwrap().steps;
+    assert!(
+        steps.iter().all(|s| s.status() == StepStatus::Done),
+        "{steps:#?}"
+    );
+
+    let after = account.read();
+    assert_eq!(
+        after["records"],
+        json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]})
+    );
+    assert_eq!(after["origin"], json!({"app": "usw2.origin.example.test"}));
+    assert_eq!(
+        after["asg"]["us-west-2"],
+        json!({"desired": 4, "max": 10, "min": 1})
+    );
+    assert_eq!(after["ecs"]["us-west-2"], json!(3));
+    // The failing region is never scaled down.
+    assert_eq!(
+        after["asg"]["us-east-1"],
+        seeded_state()["asg"]["us-east-1"]
+    );
+    assert_eq!(after["ecs"]["us-east-1"], json!(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_mode_publishes_the_plan_and_changes_nothing_even_when_approved() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let _failover = w.start_failover(account.config(Mode::Plan));
+    w.request("fo-plan").await;
+    let planned = w.phase("fo-plan", FailoverPhase::Planned).await;
+    assert_eq!(planned.mode(), rg_proto::v1::FailoverMode::Plan);
+    assert_eq!(planned.plan.as_ref().unwrap().steps.len(), 5);
+    w.publish(&planned.approval("cli:test", now_ms()).unwrap())
+        .await;
+    w.phases.drain_for(Duration::from_secs(3)).await;
+    assert!(
+        !w.phases.seen.iter().any(|(_, d)| d.phase() == FailoverPhase::Step || d.phase() == FailoverPhase::Completed),
+        "plan mode executed something: {:#?}",
+        w.phases.seen
+    );
+    assert_eq!(account.read(), seeded_state());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_missing_in_the_zone_fails_the_plan_with_the_reason_before_any_change() {
+    let account = Account::seed();
+    let mut config = account.config(Mode::Auto);
+    config.route53[0].name = "missing.example.test.".into();
+    let mut w = World::start().await;
+    let _failover = w.start_failover(config);
+    w.request("fo-bad").await;
+    let failed = w.phase("fo-bad", FailoverPhase::Failed).await;
+    assert!(
+        failed
+            .error
+            .contains("record missing.example.test. A in zone")
+            && failed
+                .error
+                .contains("with set identifier primary does not exist"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(account.read(), seeded_state());
+}
