@@ -339,3 +339,126 @@ async fn a_record_missing_in_the_zone_fails_the_plan_with_the_reason_before_any_
     );
     assert_eq!(account.read(), seeded_state());
 }
+
+fn step_done(d: &FailoverDecision, prefix: &str) -> bool {
+    d.phase() == FailoverPhase::Step
+        && d.plan.as_ref().is_some_and(|p| {
+            p.steps
+                .get(d.step_index as usize)
+                .is_some_and(|s| s.resource.starts_with(prefix) && s.status() == StepStatus::Done)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudfront_failure_rolls_back_route53_and_capacity_exactly() {
+    let account = Account::seed();
+    // CloudFront answers from a second endpoint, which goes away mid-way.
+    let mut cdn = Account::seed();
+    let mut config = account.config(Mode::Auto);
+    config
+        .aws
+        .endpoints
+        .insert("cloudfront".into(), cdn.moto.url());
+    config.cloudfront[0].distribution_id = cdn.distribution_id.clone();
+    let mut w = World::start().await;
+    let _failover = w.start_failover(config);
+    w.request("fo-cf").await;
+    // The first change is made: CloudFront's endpoint stops answering.
+    w.phases
+        .wait_for("the first step done", WAIT, |_, d| {
+            d.id == "fo-cf" && step_done(d, "asg:")
+        })
+        .await;
+    cdn.moto.kill();
+
+    let rolled = w.phase("fo-cf", FailoverPhase::RolledBack).await;
+    assert!(rolled.error.contains("cloudfront"), "{}", rolled.error);
+    let steps = rolled.plan.unwrap().steps;
+    let status: Vec<_> = steps
+        .iter()
+        .map(|s| (s.resource.split(':').next().unwrap().to_owned(), s.status()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("asg".to_owned(), StepStatus::RolledBack),
+            ("ecs".to_owned(), StepStatus::RolledBack),
+            ("route53".to_owned(), StepStatus::RolledBack),
+            ("cloudfront".to_owned(), StepStatus::Failed),
+            ("verify".to_owned(), StepStatus::Pending),
+        ],
+        "{steps:#?}"
+    );
+    assert!(steps[3].error.contains("cloudfront:"), "{}", steps[3].error);
+    // Route 53 and the capacities are exactly as before.
+    let after = account.read();
+    let seeded = seeded_state();
+    for key in ["records", "asg", "ecs"] {
+        assert_eq!(after[key], seeded[key], "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_killed_after_route53_is_rolled_back_by_the_next_start() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let first = w.start_failover(account.config(Mode::Auto));
+    w.request("fo-kill").await;
+    w.phases
+        .wait_for("the Route 53 step done", WAIT, |_, d| {
+            d.id == "fo-kill" && step_done(d, "route53:")
+        })
+        .await;
+    first.abort().await;
+    assert_eq!(
+        account.read()["records"],
+        json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]}),
+        "Route 53 was changed before the kill"
+    );
+
+    let mut config = account.config(Mode::Auto);
+    config.replica = Some("test-2".into());
+    let _second = w.start_failover(config);
+    let rolled = w.phase("fo-kill", FailoverPhase::RolledBack).await;
+    assert!(rolled.error.contains("stopped mid-way"), "{}", rolled.error);
+    assert_eq!(rolled.actor, "failover:test-2");
+    assert_eq!(account.read(), seeded_state());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_and_one_request_make_one_failover() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let replicas: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let mut c = account.config(Mode::Auto);
+            c.replica = Some(name.into());
+            w.start_failover(c)
+        })
+        .collect();
+    w.request("fo-once").await;
+    w.phase("fo-once", FailoverPhase::Completed).await;
+    w.phases.drain_for(Duration::from_secs(2)).await;
+    let mine: Vec<_> = w
+        .phases
+        .seen
+        .iter()
+        .filter(|(_, d)| d.id == "fo-once")
+        .collect();
+    let count = |p: FailoverPhase| mine.iter().filter(|(_, d)| d.phase() == p).count();
+    assert_eq!(
+        (
+            count(FailoverPhase::Planned),
+            count(FailoverPhase::Completed)
+        ),
+        (1, 1)
+    );
+    let actors: std::collections::BTreeSet<_> = mine
+        .iter()
+        .filter(|(_, d)| d.phase() != FailoverPhase::Requested)
+        .map(|(_, d)| d.actor.as_str())
+        .collect();
+    assert_eq!(actors.len(), 1, "more than one replica acted: {actors:?}");
+    drop(replicas);
+}

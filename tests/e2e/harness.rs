@@ -49,6 +49,15 @@ impl Running {
 }
 
 impl Running {
+    /// Aborts the task at its next await, like `kill -9` of a process: no
+    /// drain, nothing cleaned up.
+    pub(crate) async fn abort(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _aborted = task.await;
+        }
+    }
+
     /// True when the service has ended.
     pub(crate) fn is_finished(&self) -> bool {
         self.task.as_ref().is_none_or(|t| t.is_finished())

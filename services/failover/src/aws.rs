@@ -46,6 +46,7 @@ pub struct Aws {
     cloudfront: aws_sdk_cloudfront::Client,
     autoscaling: Mutex<BTreeMap<String, aws_sdk_autoscaling::Client>>,
     ecs: Mutex<BTreeMap<String, aws_sdk_ecs::Client>>,
+    endpoints: BTreeMap<String, String>,
     /// API calls made (for the audit trail and BENCHMARKS.md).
     calls: std::sync::atomic::AtomicU64,
 }
@@ -73,11 +74,21 @@ impl Aws {
             ));
         }
         let shared = loader.load().await;
+        let endpoint = |service: &str| config.endpoints.get(service).cloned();
+        let mut route53 = aws_sdk_route53::config::Builder::from(&shared);
+        if let Some(url) = endpoint("route53") {
+            route53 = route53.endpoint_url(url);
+        }
+        let mut cloudfront = aws_sdk_cloudfront::config::Builder::from(&shared);
+        if let Some(url) = endpoint("cloudfront") {
+            cloudfront = cloudfront.endpoint_url(url);
+        }
         Self {
-            route53: aws_sdk_route53::Client::new(&shared),
-            cloudfront: aws_sdk_cloudfront::Client::new(&shared),
+            route53: aws_sdk_route53::Client::from_conf(route53.build()),
+            cloudfront: aws_sdk_cloudfront::Client::from_conf(cloudfront.build()),
             autoscaling: Mutex::new(BTreeMap::new()),
             ecs: Mutex::new(BTreeMap::new()),
+            endpoints: config.endpoints.clone(),
             shared,
             calls: std::sync::atomic::AtomicU64::new(0),
         }
@@ -98,10 +109,12 @@ impl Aws {
         clients
             .entry(region.to_owned())
             .or_insert_with(|| {
-                let conf = aws_sdk_autoscaling::config::Builder::from(&self.shared)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                aws_sdk_autoscaling::Client::from_conf(conf)
+                let mut conf = aws_sdk_autoscaling::config::Builder::from(&self.shared)
+                    .region(Region::new(region.to_owned()));
+                if let Some(url) = self.endpoints.get("autoscaling") {
+                    conf = conf.endpoint_url(url);
+                }
+                aws_sdk_autoscaling::Client::from_conf(conf.build())
             })
             .clone()
     }
@@ -111,10 +124,12 @@ impl Aws {
         clients
             .entry(region.to_owned())
             .or_insert_with(|| {
-                let conf = aws_sdk_ecs::config::Builder::from(&self.shared)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                aws_sdk_ecs::Client::from_conf(conf)
+                let mut conf = aws_sdk_ecs::config::Builder::from(&self.shared)
+                    .region(Region::new(region.to_owned()));
+                if let Some(url) = self.endpoints.get("ecs") {
+                    conf = conf.endpoint_url(url);
+                }
+                aws_sdk_ecs::Client::from_conf(conf.build())
             })
             .clone()
     }

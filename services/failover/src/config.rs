@@ -91,6 +91,10 @@ pub struct AwsConfig {
     /// Endpoint override for every AWS API, e.g. a moto server
     /// `http://127.0.0.1:5000`. Default: AWS itself. Also `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
+    /// Per-service endpoint overrides (`route53`, `cloudfront`,
+    /// `autoscaling`, `ecs`), e.g. a proxy or a FIPS endpoint for one API;
+    /// they win over `endpoint_url`. Default: none.
+    pub endpoints: BTreeMap<String, String>,
     /// Region the SDK signs global APIs (Route 53, CloudFront) for.
     /// Default `us-east-1`.
     pub global_region: String,
@@ -109,6 +113,7 @@ impl Default for AwsConfig {
     fn default() -> Self {
         Self {
             endpoint_url: None,
+            endpoints: BTreeMap::new(),
             global_region: "us-east-1".into(),
             max_attempts: 5,
             emulator_credentials: false,
@@ -293,6 +298,20 @@ impl Validate for Config {
         }
         if self.aws.max_attempts == 0 {
             p.push("aws.max_attempts", "must be at least 1");
+        }
+        for (service, url) in &self.aws.endpoints {
+            if !["route53", "cloudfront", "autoscaling", "ecs"].contains(&service.as_str()) {
+                p.push(
+                    format!("aws.endpoints.{service}"),
+                    "is not one of route53, cloudfront, autoscaling, ecs",
+                );
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                p.push(
+                    format!("aws.endpoints.{service}"),
+                    format!("{url:?} is not an http(s) URL"),
+                );
+            }
         }
         if self.aws.emulator_credentials && self.aws.endpoint_url.is_none() {
             p.push("aws.emulator_credentials", "only with aws.endpoint_url (an emulator); AWS itself takes the standard credential chain");

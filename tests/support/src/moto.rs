@@ -63,6 +63,14 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Kills it at once (SIGKILL): an AWS endpoint that stops answering.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _killed = child.kill();
+            let _reaped = child.wait();
+        }
+    }
+
     /// The tail of its output.
     pub fn log_tail(&self, lines: usize) -> String {
         [
