@@ -1,6 +1,7 @@
 //! `regionguard failover approve ID`: finds the failover's latest phase in
 //! the audit trail (RG_DECISIONS) and publishes its approval, the same
 //! message the gateway's `ApproveFailover` publishes.
+//! `regionguard failover request --from R`: a failover request by hand.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -85,4 +86,54 @@ async fn approve(
         .await
         .map_err(|e| format!("publishing the approval: {e}"))?;
     Ok(approval)
+}
+
+pub(crate) async fn request(
+    globals: Globals,
+    from: &str,
+    reason: &str,
+    requester: &str,
+) -> ExitCode {
+    let config = match globals.load(Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return super::config_error(&e),
+    };
+    if let Err(e) = rg_proto::domain::Region::parse(from) {
+        eprintln!("Error: --from: {e}");
+        return ExitCode::from(rg_bus::service::EXIT_CONFIG);
+    }
+    let now = rg_bus::unix_now_ms();
+    let mut d = FailoverDecision {
+        id: format!("manual-{from}-{now}"),
+        from_region: from.to_owned(),
+        reason: reason.to_owned(),
+        actor: format!("cli:{requester}"),
+        at_unix_ms: now,
+        ..Default::default()
+    };
+    d.set_phase(rg_proto::v1::FailoverPhase::Requested);
+    let published = async {
+        let client = rg_bus::connect::connect_once(&config.nats, "regionguard-request")
+            .await
+            .map_err(|e| e.to_string())?;
+        let publisher = rg_bus::publish::Publisher::new(async_nats::jetstream::new(client));
+        publisher
+            .publish(
+                config.nats.subjects().failover("requested"),
+                &d,
+                Some(&d.id),
+            )
+            .await
+            .map_err(|e| format!("publishing the request: {e}"))
+    };
+    match published.await {
+        Ok(_) => {
+            println!("requested failover {} away from {from}", d.id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -204,6 +204,20 @@ pub(crate) struct FailoverArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum FailoverAction {
+    /// Ask for a failover away from a region now (as the cascade service
+    /// does): the failover service plans it, and executes it in auto mode
+    /// or once approved.
+    Request {
+        /// The region to move traffic away from.
+        #[arg(long = "from", value_name = "REGION")]
+        from: String,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "requested by an operator")]
+        reason: String,
+        /// Who asks (default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        requester: Option<String>,
+    },
     /// Approve a planned failover: publishes its APPROVED phase, which a
     /// failover service in approve mode executes.
     Approve {
@@ -216,8 +230,24 @@ enum FailoverAction {
 }
 
 pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
-    if let Some(FailoverAction::Approve { id, approver }) = args.action {
-        return super::approve::run(globals, &id, approver.as_deref().unwrap_or("cli")).await;
+    match args.action {
+        Some(FailoverAction::Approve { id, approver }) => {
+            return super::approve::run(globals, &id, approver.as_deref().unwrap_or("cli")).await;
+        }
+        Some(FailoverAction::Request {
+            from,
+            reason,
+            requester,
+        }) => {
+            return super::approve::request(
+                globals,
+                &from,
+                &reason,
+                requester.as_deref().unwrap_or("cli"),
+            )
+            .await;
+        }
+        None => {}
     }
     let mut overrides = Vec::new();
     if let Some(m) = args.mode {

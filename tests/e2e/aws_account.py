@@ -62,6 +62,9 @@ def seed(endpoint):
         ecs.create_service(cluster="app", serviceName="web", taskDefinition="web", desiredCount=ecs_n,
                            launchType="FARGATE", networkConfiguration={"awsvpcConfiguration": {
                                "subnets": [subnet], "securityGroups": [sg]}})
+        # moto starts a service with no running task; an update brings the
+        # running count to the desired one, as a healthy service has it.
+        ecs.update_service(cluster="app", service="web", desiredCount=ecs_n)
     print(json.dumps({"zone_id": zone_id, "distribution_id": dist}))
 
 

@@ -462,3 +462,98 @@ async fn two_replicas_and_one_request_make_one_failover() {
     assert_eq!(actors.len(), 1, "more than one replica acted: {actors:?}");
     drop(replicas);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_switches_flip_on_failover_and_an_approved_failback_restores_them() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let port = rg_testkit::free_port();
+    let switches: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut config = account.config(Mode::Approve);
+    config.switches.enabled = true;
+    config.switches.listen = switches;
+    config.failback_after = Duration::from_secs(2);
+    let _failover = w.start_failover(config);
+    let status = |region: &'static str| async move {
+        rg_testkit::http::get(switches, &format!("/switch/{region}"))
+            .await
+            .map(|r| r.status)
+    };
+    rg_testkit::wait_until("the switches answer", WAIT, || async {
+        match status("us-east-1").await {
+            Some(code) => rg_testkit::Waited::Done(code),
+            None => rg_testkit::Waited::NotYet("no answer".into()),
+        }
+    })
+    .await;
+    assert_eq!(
+        (status("us-east-1").await, status("us-west-2").await),
+        (Some(200), Some(200))
+    );
+
+    w.request("fo-sw").await;
+    let planned = w.phase("fo-sw", FailoverPhase::Planned).await;
+    let resources: Vec<_> = planned
+        .plan
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.resource.clone())
+        .collect();
+    assert_eq!(
+        resources[2], "switch:us-east-1",
+        "the data-plane switch comes before the record edit: {resources:?}"
+    );
+    assert!(!planned.plan.as_ref().unwrap().steps[2].needs_control_plane);
+    w.publish(&planned.approval("cli:test", now_ms()).unwrap())
+        .await;
+    w.phase("fo-sw", FailoverPhase::Completed).await;
+    assert_eq!(
+        (status("us-east-1").await, status("us-west-2").await),
+        (Some(503), Some(200))
+    );
+
+    // us-east-1 stays healthy: a failback is proposed, and waits for approval.
+    let failback = w.phase("fo-sw:failback", FailoverPhase::Planned).await;
+    assert!(failback.failback);
+    assert_eq!(
+        (failback.from_region.as_str(), failback.to_region.as_str()),
+        ("us-west-2", "us-east-1")
+    );
+    let back: Vec<_> = failback
+        .plan
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.resource.split(':').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        back,
+        ["cloudfront", "route53", "switch"],
+        "traffic steps undone, last first; capacity left"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        status("us-east-1").await,
+        Some(503),
+        "a failback waits for approval"
+    );
+    w.publish(&failback.approval("cli:test", now_ms()).unwrap())
+        .await;
+    w.phase("fo-sw:failback", FailoverPhase::Completed).await;
+    assert_eq!(
+        (status("us-east-1").await, status("us-west-2").await),
+        (Some(200), Some(200))
+    );
+    let after = account.read();
+    let seeded = seeded_state();
+    assert_eq!(after["records"], seeded["records"]);
+    assert_eq!(after["origin"], seeded["origin"]);
+    assert_eq!(
+        after["asg"]["us-west-2"]["desired"],
+        json!(4),
+        "capacity added by the failover stays"
+    );
+}

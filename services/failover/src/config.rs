@@ -78,10 +78,41 @@ pub struct Config {
     pub regions: BTreeMap<String, RegionResources>,
     /// `[failover.verify]`: how to check that traffic moved.
     pub verify: Option<VerifyDns>,
+    /// `[failover.switches]`: data-plane routing switches.
+    pub switches: SwitchesConfig,
+    /// Propose a failback once the failed region has been healthy this
+    /// long (0 = never). Default `30m`.
+    #[serde(with = "humantime_serde")]
+    pub failback_after: Duration,
+    /// Execute failbacks without approval (in auto mode). Default `false`:
+    /// a failback always waits for an operator.
+    pub failback_auto: bool,
     /// Key-value bucket of the lock and the journal. Default `RG_FAILOVER`.
     pub state_bucket: String,
     /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
+}
+
+/// `[failover.switches]`: per-region "routing switch" HTTP endpoints for
+/// Route 53 health checks (200 = take traffic, 503 = drain). Failing over
+/// flips them first: traffic then moves through Route 53's own health
+/// checkers, a data plane, with no control-plane API call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwitchesConfig {
+    /// Serve and flip the switches. Default `false`.
+    pub enabled: bool,
+    /// Address of `GET /switch/<region>`. Default `127.0.0.1:8090`.
+    pub listen: SocketAddr,
+}
+
+impl Default for SwitchesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+        }
+    }
 }
 
 /// `[failover.aws]`: how to reach AWS.
@@ -241,6 +272,9 @@ impl Default for Config {
             cloudfront: Vec::new(),
             regions: BTreeMap::new(),
             verify: None,
+            switches: SwitchesConfig::default(),
+            failback_after: Duration::from_secs(1800),
+            failback_auto: false,
             state_bucket: "RG_FAILOVER".into(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }

@@ -7,8 +7,87 @@ use std::time::Duration;
 use rg_proto::v1::{FailoverPlan, StepKind, StepStatus};
 use tokio::time::Instant;
 
-use crate::aws::{Aws, AwsError};
+use crate::aws::Aws;
+use crate::journal::Journal;
 use crate::plan::Change;
+
+/// What steps act on: AWS, and the routing switches in the journal.
+pub struct Actuators<'a> {
+    /// The AWS clients.
+    pub aws: &'a Aws,
+    /// The journal (routing switches).
+    pub journal: &'a Journal,
+}
+
+impl Actuators<'_> {
+    /// Makes the resource equal `change`.
+    pub async fn apply(&self, change: &Change, insync_timeout: Duration) -> Result<(), String> {
+        match change {
+            Change::RoutingSwitch {
+                region,
+                take_traffic,
+            } => self
+                .journal
+                .set_switch(region, *take_traffic)
+                .await
+                .map_err(|e| format!("routing switch {region}: {e}")),
+            other => self
+                .aws
+                .apply(other, insync_timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The resource of `like` as it is now, in the same shape.
+    pub async fn read_now(&self, like: &Change) -> Result<Change, String> {
+        match like {
+            Change::RoutingSwitch { region, .. } => Ok(Change::RoutingSwitch {
+                region: region.clone(),
+                take_traffic: self
+                    .journal
+                    .switch(region)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }),
+            Change::Route53 { zone_id, records } => {
+                let first = records.first().ok_or("an empty record change")?;
+                let found = self
+                    .aws
+                    .records(zone_id, &first.name, &first.record_type)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Change::Route53 {
+                    zone_id: zone_id.clone(),
+                    records: records
+                        .iter()
+                        .filter_map(|r| {
+                            found
+                                .iter()
+                                .find(|x| x.set_identifier == r.set_identifier)
+                                .cloned()
+                        })
+                        .collect(),
+                })
+            }
+            Change::CloudFrontOrigin {
+                distribution_id,
+                origin_id,
+                ..
+            } => Ok(Change::CloudFrontOrigin {
+                distribution_id: distribution_id.clone(),
+                origin_id: origin_id.clone(),
+                domain: self
+                    .aws
+                    .origin_domain(distribution_id, origin_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default(),
+            }),
+            other => Err(format!("{} cannot be read back", other.resource())),
+        }
+    }
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +124,7 @@ pub struct Limits {
 /// Runs the plan's steps from `start` on; `report(plan, index)` is called
 /// after each step changes status (so the caller can publish and journal).
 pub async fn run<F, Fut>(
-    aws: &Aws,
+    act: &Actuators<'_>,
     plan: &mut FailoverPlan,
     start: usize,
     limits: Limits,
@@ -57,7 +136,7 @@ where
 {
     for i in start..plan.steps.len() {
         let began = Instant::now();
-        let outcome = run_step(aws, plan, i, limits).await;
+        let outcome = run_step(act, plan, i, limits).await;
         let step = &mut plan.steps[i];
         step.duration_ms = began.elapsed().as_millis() as u64;
         match outcome {
@@ -69,7 +148,7 @@ where
                 step.set_status(StepStatus::Failed);
                 step.error = e.clone();
                 report(plan.clone(), i).await;
-                return match rollback(aws, plan, i, limits, &mut report).await {
+                return match rollback(act, plan, i, limits, &mut report).await {
                     Ok(()) => Ended::RolledBack {
                         failed_step: i,
                         error: format!("step {i} ({}) failed: {e}", plan.steps[i].resource),
@@ -88,21 +167,24 @@ where
     Ended::Completed
 }
 
-async fn run_step(aws: &Aws, plan: &FailoverPlan, i: usize, limits: Limits) -> Result<(), String> {
+async fn run_step(
+    act: &Actuators<'_>,
+    plan: &FailoverPlan,
+    i: usize,
+    limits: Limits,
+) -> Result<(), String> {
     let step = &plan.steps[i];
     let after = Change::from_json(&step.after).map_err(|e| format!("unreadable step: {e}"))?;
     if step.kind() == StepKind::Verify {
-        return verify(aws, plan, &after, limits).await;
+        return verify(act.aws, plan, &after, limits).await;
     }
-    aws.apply(&after, limits.insync_timeout)
-        .await
-        .map_err(|e: AwsError| e.to_string())
+    act.apply(&after, limits.insync_timeout).await
 }
 
 /// Undoes steps `0..failed` that are done, last first. Stops at the first
 /// undo that fails (later undos could depend on it) and says which.
 pub async fn rollback<F, Fut>(
-    aws: &Aws,
+    act: &Actuators<'_>,
     plan: &mut FailoverPlan,
     failed: usize,
     limits: Limits,
@@ -118,7 +200,7 @@ where
         }
         let before = Change::from_json(&plan.steps[j].before)
             .map_err(|e| format!("step {j}: unreadable: {e}"))?;
-        match aws.apply(&before, limits.insync_timeout).await {
+        match act.apply(&before, limits.insync_timeout).await {
             Ok(()) => {
                 plan.steps[j].set_status(StepStatus::RolledBack);
                 report(plan.clone(), j).await;

@@ -237,6 +237,43 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Whether `region`'s routing switch takes traffic (true when never set).
+    pub async fn switch(&self, region: &str) -> Result<bool, StateError> {
+        Ok(self
+            .bucket
+            .entry(&format!("switch.{region}"))
+            .await?
+            .is_none_or(|(v, _)| v.as_ref() != b"drain"))
+    }
+
+    /// Sets `region`'s routing switch.
+    pub async fn set_switch(&self, region: &str, take_traffic: bool) -> Result<(), StateError> {
+        let value: &'static [u8] = if take_traffic { b"take" } else { b"drain" };
+        self.bucket
+            .put(
+                &format!("switch.{region}"),
+                bytes::Bytes::from_static(value),
+            )
+            .await
+    }
+
+    /// Completed failovers not failed back yet, with their decisions.
+    pub async fn completed(&self) -> Result<Vec<FailoverDecision>, StateError> {
+        Ok(self
+            .bucket
+            .load()
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("failover."))
+            .filter_map(|(_, v)| serde_json::from_slice::<Record>(&v).ok())
+            .filter(|r| r.state == "completed")
+            .filter_map(|r| r.decision())
+            .filter(|d| !d.failback)
+            .collect())
+    }
+}
+
 impl Lease<'_> {
     /// Extends the lease (after each step).
     pub async fn renew(&self) {

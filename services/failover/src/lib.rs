@@ -24,6 +24,7 @@
 //! - [`aws`] — Route 53, CloudFront, Auto Scaling, ECS through the SDK.
 //! - [`execute`] — steps, verification, rollback.
 //! - [`journal`] — the lock and the journal in JetStream KV.
+//! - `switches` — the data-plane routing switches' HTTP endpoint.
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -32,6 +33,7 @@ pub mod execute;
 pub mod health;
 pub mod journal;
 pub mod plan;
+mod switches;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -106,6 +108,18 @@ pub async fn run(
         replica,
     });
     service.recover().await;
+    if service.config.switches.enabled {
+        let addr = service.config.switches.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the routing switches on {addr}"))?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %bound, "routing switches on http://{bound}/switch/<region> (200: take traffic, 503: drain)");
+        tokio::spawn(switches::serve(listener, service.clone(), shutdown.clone()));
+    }
+    if !service.config.failback_after.is_zero() && service.config.mode != Mode::Observe {
+        tokio::spawn(propose_failbacks(service.clone(), shutdown.clone()));
+    }
 
     let mut spec = ConsumerSpec::new(
         service.bus.subjects.stream(Stream::Decisions),
@@ -133,6 +147,69 @@ pub async fn run(
     )
     .await?;
     Ok(())
+}
+
+/// Proposes the failback of each completed failover once its failed
+/// region has been healthy (score at least `min_target_score`) for
+/// `failback_after` without a break. The request goes through the normal
+/// path: planned, then executed once approved (or at once in auto mode
+/// with `failback_auto`).
+async fn propose_failbacks(service: Arc<Service>, shutdown: CancellationToken) {
+    let mut healthy_since: std::collections::HashMap<String, i64> = Default::default();
+    let mut proposed = std::collections::HashSet::new();
+    let tick = (service.config.failback_after / 4)
+        .clamp(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let Ok(completed) = service.journal.completed().await else {
+            continue;
+        };
+        let now = rg_bus::unix_now_ms();
+        let since = now - service.config.health_window.as_millis() as i64;
+        for d in completed {
+            let id = format!("{}:failback", d.id);
+            if proposed.contains(&id) {
+                continue;
+            }
+            let score = service
+                .health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .score(&d.from_region, since, &service.config.criticality);
+            let healthy = score.is_some_and(|s| s.score >= service.config.min_target_score);
+            if !healthy {
+                healthy_since.remove(&d.id);
+                continue;
+            }
+            let first = *healthy_since.entry(d.id.clone()).or_insert(now);
+            if now - first < service.config.failback_after.as_millis() as i64 {
+                continue;
+            }
+            if matches!(service.journal.get(&id).await, Ok(Some(_))) {
+                proposed.insert(id);
+                continue;
+            }
+            let mut request = FailoverDecision {
+                id: id.clone(),
+                from_region: d.to_region.clone(),
+                to_region: d.from_region.clone(),
+                reason: format!(
+                    "{} has been healthy for {:?} since failover {}",
+                    d.from_region, service.config.failback_after, d.id
+                ),
+                failback: true,
+                ..Default::default()
+            };
+            request.set_phase(FailoverPhase::Requested);
+            tracing::info!(failover = %d.id, region = %d.from_region, "proposing a failback");
+            service.publish(request, FailoverPhase::Requested).await;
+            proposed.insert(id);
+        }
+    }
 }
 
 fn default_replica() -> String {
@@ -254,6 +331,10 @@ impl Service {
         {
             return Outcome::Transient(e.to_string());
         }
+        if self.config.mode == Mode::Auto && planned.failback && !self.config.failback_auto {
+            tracing::info!(failover = %planned.id, "failback planned: it waits for approval (failover.failback_auto = false)");
+            return Outcome::Handled;
+        }
         if self.config.mode == Mode::Auto {
             match self.journal.automated_within_hour().await {
                 Ok(n) if n >= self.config.max_automated_per_hour => {
@@ -289,9 +370,71 @@ impl Service {
         self.execute(planned, false).await
     }
 
+    /// What AWS and the switches hold now, for a plan from `from` to `target`.
+    async fn read_current(&self, from: &str, target: &str) -> Result<plan::Current, String> {
+        let aws = self.aws.as_ref().ok_or("no AWS clients (observe mode)")?;
+        let mut current = aws
+            .read(&self.config, from, target)
+            .await
+            .map_err(|e| format!("reading the current state: {e}"))?;
+        if self.config.switches.enabled {
+            for region in [from, target] {
+                let on = self
+                    .journal
+                    .switch(region)
+                    .await
+                    .map_err(|e| format!("reading the routing switches: {e}"))?;
+                current.switches.insert(region.to_owned(), on);
+            }
+        }
+        Ok(current)
+    }
+
+    /// The failback plan of the failover a failback request names.
+    async fn plan_failback(&self, request: &FailoverDecision) -> Result<FailoverDecision, String> {
+        let aws = self.aws.as_ref().ok_or("no AWS clients (observe mode)")?;
+        let original = request.id.strip_suffix(":failback").unwrap_or(&request.id);
+        let completed = self
+            .journal
+            .get(original)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|r| r.decision())
+            .ok_or_else(|| format!("no completed failover {original} to fail back"))?;
+        let steps = completed.plan.clone().unwrap_or_default();
+        let act = execute::Actuators {
+            aws,
+            journal: &self.journal,
+        };
+        let mut now = Vec::new();
+        for (i, s) in steps.steps.iter().enumerate() {
+            if let Ok(after) = plan::Change::from_json(&s.after) {
+                if let Ok(current) = act.read_now(&after).await {
+                    now.push((i, current));
+                }
+            }
+        }
+        let rationale = format!(
+            "{} has been healthy for {:?}: traffic returns to it as before failover {original}",
+            completed.from_region, self.config.failback_after
+        );
+        let plan =
+            plan::failback(&steps, &now, Vec::new(), rationale).map_err(|e| e.to_string())?;
+        Ok(FailoverDecision {
+            from_region: completed.to_region.clone(),
+            to_region: completed.from_region.clone(),
+            plan: Some(plan),
+            failback: true,
+            error: String::new(),
+            ..request.clone()
+        })
+    }
+
     /// Deep health, target, current state, plan.
     async fn plan(&self, request: &FailoverDecision) -> Result<FailoverDecision, String> {
-        let aws = self.aws.as_ref().ok_or("no AWS clients (observe mode)")?;
+        if request.failback {
+            return self.plan_failback(request).await;
+        }
         let declared = self.config.declared_regions();
         let mut regions = self
             .health
@@ -326,10 +469,7 @@ impl Service {
             });
         }
         let (target, rationale) = plan::choose_target(&candidates).map_err(|e| e.to_string())?;
-        let current = aws
-            .read(&self.config, &request.from_region, &target)
-            .await
-            .map_err(|e| format!("reading the current state: {e}"))?;
+        let current = self.read_current(&request.from_region, &target).await?;
         let plan = plan::build(
             &self.config,
             &request.from_region,
@@ -358,12 +498,13 @@ impl Service {
             Ok(None) => return Outcome::Transient("another failover holds the lock".into()),
             Err(e) => return Outcome::Transient(e.to_string()),
         };
+        let calls_before = aws.calls();
         // The state each step replaces must still be what the plan says.
         let mut decision = planned.clone();
         let Some(mut plan) = decision.plan.take() else {
             return Outcome::Handled;
         };
-        if let Err(changed) = self.still_current(&aws, &planned, &plan).await {
+        if let Err(changed) = self.still_current(&planned, &plan).await {
             let mut failed = planned.clone();
             failed.error = format!("not executed: {changed}; a new request will be planned afresh");
             self.publish(failed, FailoverPhase::Failed).await;
@@ -385,10 +526,16 @@ impl Service {
         };
         let base = decision.clone();
         let held = &lease;
-        let ended = execute::run(&aws, &mut plan, 0, limits, |p: FailoverPlan, i: usize| {
+        let counter = aws.clone();
+        let act = execute::Actuators {
+            aws: &aws,
+            journal: &self.journal,
+        };
+        let ended = execute::run(&act, &mut plan, 0, limits, |p: FailoverPlan, i: usize| {
             let mut step = base.clone();
             step.plan = Some(p);
             step.step_index = i as u32;
+            step.aws_calls = (counter.calls() - calls_before) as u32;
             async move {
                 let _saved = self.journal.put(&step.id, &Record::executing(&step)).await;
                 held.renew().await;
@@ -397,6 +544,7 @@ impl Service {
         })
         .await;
         decision.plan = Some(plan);
+        decision.aws_calls = (aws.calls() - calls_before) as u32;
         let (phase, state) = match &ended {
             execute::Ended::Completed => (FailoverPhase::Completed, "completed"),
             execute::Ended::RolledBack { error, .. } => {
@@ -413,6 +561,18 @@ impl Service {
             .journal
             .put(&decision.id, &Record::finished(state, &decision))
             .await;
+        if decision.failback && state == "completed" {
+            if let Some(original) = decision.id.strip_suffix(":failback") {
+                if let Ok(Some(r)) = self.journal.get(original).await {
+                    let mut d = r.decision().unwrap_or_default();
+                    d.failback = true; // failed back: not proposed again
+                    let _saved = self
+                        .journal
+                        .put(original, &Record::finished("failed_back", &d))
+                        .await;
+                }
+            }
+        }
         tracing::info!(failover = %decision.id, outcome = state, aws_calls = aws.calls(), "failover ended");
         lease.release().await;
         Outcome::Handled
@@ -420,23 +580,25 @@ impl Service {
 
     async fn still_current(
         &self,
-        aws: &aws::Aws,
         planned: &FailoverDecision,
         plan: &FailoverPlan,
     ) -> Result<(), String> {
-        let current = aws
-            .read(&self.config, &planned.from_region, &planned.to_region)
-            .await
-            .map_err(|e| format!("reading the current state: {e}"))?;
-        let again = plan::build(
-            &self.config,
-            &planned.from_region,
-            &planned.to_region,
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .map_err(|e| e.to_string())?;
+        let again = if planned.failback {
+            self.plan_failback(planned).await?.plan.unwrap_or_default()
+        } else {
+            let current = self
+                .read_current(&planned.from_region, &planned.to_region)
+                .await?;
+            plan::build(
+                &self.config,
+                &planned.from_region,
+                &planned.to_region,
+                &current,
+                Vec::new(),
+                String::new(),
+            )
+            .map_err(|e| e.to_string())?
+        };
         let steps = |p: &FailoverPlan| {
             p.steps
                 .iter()
@@ -475,8 +637,12 @@ impl Service {
             };
             let n = plan.steps.len();
             let base = d.clone();
+            let act = execute::Actuators {
+                aws: &aws,
+                journal: &self.journal,
+            };
             let undone = execute::rollback(
-                &aws,
+                &act,
                 &mut plan,
                 n,
                 limits,

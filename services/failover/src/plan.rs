@@ -88,6 +88,14 @@ pub enum Change {
         /// Desired count.
         desired: i32,
     },
+    /// A data-plane routing switch (served by regionguard, polled by
+    /// Route 53 health checks).
+    RoutingSwitch {
+        /// Region.
+        region: String,
+        /// True: answer 200 (take traffic); false: 503 (drain).
+        take_traffic: bool,
+    },
     /// What verification waits for (no change of its own).
     Verify {
         /// Auto Scaling groups and the InService instances each needs.
@@ -121,6 +129,7 @@ impl Change {
                 service,
                 ..
             } => format!("ecs:{region}/{cluster}/{service}"),
+            Self::RoutingSwitch { region, .. } => format!("switch:{region}"),
             Self::Verify { .. } => "verify".into(),
         }
     }
@@ -131,6 +140,7 @@ impl Change {
             Self::CloudFrontOrigin { .. } => StepKind::CloudfrontOrigin,
             Self::Autoscaling { .. } => StepKind::AutoscalingCapacity,
             Self::Ecs { .. } => StepKind::EcsDesiredCount,
+            Self::RoutingSwitch { .. } => StepKind::RoutingSwitch,
             Self::Verify { .. } => StepKind::Verify,
         }
     }
@@ -163,6 +173,8 @@ pub struct Current {
     pub groups: BTreeMap<(String, String), (i32, i32, i32)>,
     /// (region, cluster, service) -> desired count; absent: no such service.
     pub services: BTreeMap<(String, String, String), i32>,
+    /// Routing switches: region -> takes traffic (absent: true).
+    pub switches: BTreeMap<String, bool>,
 }
 
 /// A plan that cannot be made; nothing was changed.
@@ -330,7 +342,25 @@ pub fn build(
         ));
     }
 
-    // 2. Traffic: DNS records, then CDN origins.
+    // 2. Traffic: the data-plane switches first, then DNS records, then
+    //    CDN origins (control planes).
+    if config.switches.enabled {
+        for (region, take_traffic) in [(target, true), (from, false)] {
+            let now = current.switches.get(region).copied().unwrap_or(true);
+            if now != take_traffic {
+                let before = Change::RoutingSwitch {
+                    region: region.into(),
+                    take_traffic: now,
+                };
+                let after = Change::RoutingSwitch {
+                    region: region.into(),
+                    take_traffic,
+                };
+                steps.push(step(&before, &after));
+            }
+        }
+    }
+
     for (i, r) in config.route53.iter().enumerate() {
         let found = current.records.get(i).map(Vec::as_slice).unwrap_or(&[]);
         let what = format!("record {} {} in zone {}", r.name, r.record_type, r.zone_id);
@@ -491,5 +521,59 @@ pub fn build(
         rationale,
         steps,
         warnings,
+    })
+}
+
+/// The failback of a completed failover: its traffic steps (switches,
+/// records, origins) undone, last first, each back to the state it
+/// replaced. Capacity is left as it is: regionguard never scales a region
+/// down by itself. Every step's current state must still be what the
+/// failover left (`current_after` reads it), or nothing is planned.
+pub fn failback(
+    completed: &FailoverPlan,
+    current: &[(usize, Change)],
+    candidates: Vec<RegionCandidate>,
+    rationale: String,
+) -> Result<FailoverPlan, PlanError> {
+    let mut steps = Vec::new();
+    for (i, s) in completed.steps.iter().enumerate().rev() {
+        let traffic = matches!(
+            s.kind(),
+            StepKind::RoutingSwitch | StepKind::Route53Record | StepKind::CloudfrontOrigin
+        );
+        if !traffic || s.status() != StepStatus::Done {
+            continue;
+        }
+        let (Ok(before), Ok(after)) = (Change::from_json(&s.before), Change::from_json(&s.after))
+        else {
+            return Err(PlanError::Unsupported(format!(
+                "step {i} of the failover is unreadable"
+            )));
+        };
+        let now = current
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, c)| c)
+            .ok_or_else(|| PlanError::Missing(format!("the current state of {}", s.resource)))?;
+        if *now != after {
+            return Err(PlanError::Unsupported(format!(
+                "{} changed since the failover (now {}, the failover left {}): fail back by hand",
+                s.resource,
+                now.to_json(),
+                after.to_json()
+            )));
+        }
+        steps.push(step(&after, &before));
+    }
+    if steps.is_empty() {
+        return Err(PlanError::Unsupported(
+            "the failover changed no traffic step to undo".into(),
+        ));
+    }
+    Ok(FailoverPlan {
+        candidates,
+        rationale,
+        steps,
+        warnings: vec!["capacity added by the failover is left in place; scale it down by hand when it is no longer needed".into()],
     })
 }
