@@ -3,9 +3,10 @@
 //! 1. NATS: the configured server if it answers, else a `nats-server -js`
 //!    started here with its state in `<state-dir>/nats`.
 //! 2. The DNS simulator, then one prober per configured region, then the
-//!    detector, the cascade service and the gateway, each a child process
-//!    of this one (`regionguard simulator`, `regionguard prober --region R`,
-//!    `regionguard detector`, `regionguard cascade`, `regionguard gateway`),
+//!    detector, the cascade service, the gateway and the failover manager,
+//!    each a child process of this one (`regionguard simulator`,
+//!    `regionguard prober --region R`, `regionguard detector`, `regionguard
+//!    cascade`, `regionguard gateway`, `regionguard failover`),
 //!    their log lines prefixed with their name.
 //! 3. Waits for each to be ready (the simulator answers DNS; each prober's
 //!    first health event arrives; the gateway serves its first snapshot),
@@ -34,6 +35,10 @@ pub(crate) struct UpArgs {
     /// Probe the resolvers of `prober.resolvers` instead of the simulator.
     #[arg(long)]
     real_dns: bool,
+    /// AWS endpoint for the failover manager, e.g. a moto server
+    /// (http://127.0.0.1:5000), to watch whole failovers locally.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint: Option<String>,
     /// How long to wait for each component to become ready.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     ready_timeout: Duration,
@@ -77,13 +82,13 @@ async fn start_all(
     // 1. NATS.
     let nats_url = match reachable_server(config).await {
         Some(url) => {
-            println!("[1/6] NATS: using the server at {url}");
+            println!("[1/7] NATS: using the server at {url}");
             url
         }
         None => {
             let url = start_nats(config, &args.state_dir, components).await?;
             println!(
-                "[1/6] NATS: started nats-server -js at {url} (state in {})",
+                "[1/7] NATS: started nats-server -js at {url} (state in {})",
                 args.state_dir.join("nats").display()
             );
             url
@@ -102,7 +107,7 @@ async fn start_all(
     components.push(spawn("simulator", sim)?);
     wait_dns_ready(dns, args.ready_timeout, components).await?;
     println!(
-        "[2/6] simulator: answering DNS on {dns} for {} regions x {} services",
+        "[2/7] simulator: answering DNS on {dns} for {} regions x {} services",
         config.simulator.regions.len(),
         config.simulator.services.len()
     );
@@ -127,7 +132,7 @@ async fn start_all(
         components.push(spawn(&format!("prober-{region}"), prober)?);
         match tokio::time::timeout(args.ready_timeout, sub.next()).await {
             Ok(Some(_)) => println!(
-                "[3/6] prober {region}: publishing health events on {}",
+                "[3/7] prober {region}: publishing health events on {}",
                 subjects.health_region(region)
             ),
             _ => bail!(
@@ -149,7 +154,7 @@ async fn start_all(
         None => config.detector.durable.clone(),
     };
     wait_for_consumer(&js, &health, &durable, args.ready_timeout, components).await?;
-    println!("[4/6] detector: alerts on {}", subjects.alerts_all());
+    println!("[4/7] detector: alerts on {}", subjects.alerts_all());
 
     // 5. The cascade service: ready once its consumer exists.
     let mut cascade = Command::new(&exe);
@@ -164,7 +169,7 @@ async fn start_all(
     )
     .await?;
     println!(
-        "[5/6] cascade: outage alerts on {}, failover requests on {}",
+        "[5/7] cascade: outage alerts on {}, failover requests on {}",
         subjects.alert("cascade", "*"),
         subjects.failover("requested")
     );
@@ -182,7 +187,7 @@ async fn start_all(
     wait_for_snapshot(http, args.ready_timeout, components).await?;
     let url = format!("http://{http}/");
     println!(
-        "[6/6] gateway: dashboard on {url}, gRPC on {}",
+        "[6/7] gateway: dashboard on {url}, gRPC on {}",
         config.gateway.grpc_listen
     );
     if !dashboard_dir.join("index.html").is_file() {
@@ -201,6 +206,10 @@ async fn start_all(
         subjects.health_all()
     );
     println!("  inject a fault: regionguard fault inject --nats {nats_url} --region us-east-1 --service dynamodb --kind empty-answer --for 120s");
+    println!(
+        "  failovers:      regionguard tail --nats {nats_url} '{}'   (approve: regionguard failover approve --nats {nats_url} <id>)",
+        subjects.failover("*")
+    );
     Ok(())
 }
 

@@ -434,9 +434,19 @@ async fn a_prober_process_serves_metrics_and_drains_on_sigterm() {
     })
     .await;
 
-    let metrics = tokio::task::spawn_blocking(move || http_get(metrics_port, "/metrics"))
-        .await
-        .unwrap();
+    // The event reached the stream; the prober counts it once its PubAck
+    // is back, a moment later.
+    let metrics = rg_testkit::wait_until("the published counter", WAIT_LONG, || async move {
+        let m = tokio::task::spawn_blocking(move || http_get(metrics_port, "/metrics"))
+            .await
+            .unwrap();
+        if m.contains("regionguard_prober_events_published_total") {
+            rg_testkit::Waited::Done(m)
+        } else {
+            rg_testkit::Waited::NotYet(m)
+        }
+    })
+    .await;
     for name in [
         "regionguard_prober_lookups_total{",
         "regionguard_prober_lookup_duration_seconds_bucket{",
