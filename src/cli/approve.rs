@@ -4,11 +4,11 @@
 //! `regionguard failover request --from R`: a failover request by hand.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use futures::StreamExt;
-use prost::Message;
 use rg_proto::v1::FailoverDecision;
+
+/// Phases of the audit trail searched for the failover to approve.
+const RECENT_PHASES: u64 = 10_000;
 
 use super::Globals;
 
@@ -43,34 +43,30 @@ async fn approve(
     let js = async_nats::jetstream::new(client);
     let subjects = nats.subjects();
     let stream_name = subjects.stream(rg_bus::Stream::Decisions);
-    let stream = js
-        .get_stream(&stream_name)
-        .await
-        .map_err(|e| format!("reading {stream_name}: {e}"))?;
-    // The audit trail's recent phases, newest last.
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subjects.stream_subject(rg_bus::Stream::Decisions),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("reading {stream_name}: {e}"))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| format!("reading {stream_name}: {e}"))?;
+    // The recent audit trail, to find the failover's latest phase.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut trail = rg_bus::tail::spawn::<FailoverDecision>(
+        js.clone(),
+        stream_name.clone(),
+        subjects.stream_subject(rg_bus::Stream::Decisions),
+        rg_bus::tail::From::Last(RECENT_PHASES),
+        "approve",
+        stop.clone(),
+    );
     let mut latest: Option<FailoverDecision> = None;
-    loop {
-        let next = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
-        let Ok(Some(Ok(m))) = next else { break };
-        if let Ok(d) = FailoverDecision::decode(m.payload.as_ref()) {
-            if d.id == id {
-                latest = Some(d);
+    let read = tokio::time::timeout(nats.request_timeout * 5, async {
+        while let Some(event) = trail.recv().await {
+            match event {
+                rg_bus::tail::Event::Message(m) if m.message.id == id => latest = Some(m.message),
+                rg_bus::tail::Event::Message(_) => {}
+                rg_bus::tail::Event::CaughtUp => break,
             }
         }
-        if m.info().map(|i| i.pending == 0).unwrap_or(true) {
-            break;
-        }
+    })
+    .await;
+    stop.cancel();
+    if read.is_err() {
+        return Err(format!("reading {stream_name} took too long"));
     }
     let latest = latest.ok_or_else(|| format!("no failover {id:?} in {stream_name}"))?;
     let approval = latest

@@ -29,11 +29,7 @@ impl World {
         init_logging();
         let server = NatsServer::start();
         let nats = nats_config(&server.url());
-        let (dns, simulator) = start_simulator(&nats).await;
-        let probers = ["us-east-1", "us-west-2", "eu-west-1"]
-            .map(|region| start_prober(prober_config(region, dns, INTERVAL), &nats))
-            .into_iter()
-            .collect();
+        let (simulator, probers) = start_regions(&nats, INTERVAL).await;
         let alerts = Feed::subscribe(&server.url(), "rg.alerts.cascade.>").await;
         let requests = Feed::subscribe(&server.url(), "rg.decisions.failover.requested").await;
         let cascade = Some(start_cascade(cascade_config(), &nats));

@@ -145,11 +145,7 @@ impl World {
         init_logging();
         let server = NatsServer::start();
         let nats = nats_config(&server.url());
-        let (dns, simulator) = start_simulator(&nats).await;
-        let probers = ["us-east-1", "us-west-2", "eu-west-1"]
-            .map(|region| start_prober(prober_config(region, dns, INTERVAL), &nats))
-            .into_iter()
-            .collect();
+        let (simulator, probers) = start_regions(&nats, INTERVAL).await;
         let phases = Feed::subscribe(&server.url(), "rg.decisions.failover.>").await;
         let client = async_nats::connect(server.url()).await.unwrap();
         Self {
@@ -555,5 +551,137 @@ async fn routing_switches_flip_on_failover_and_an_approved_failback_restores_the
         after["asg"]["us-west-2"]["desired"],
         json!(4),
         "capacity added by the failover stays"
+    );
+}
+
+/// A failover in auto mode whose verification asks Debian's unbound,
+/// serving `name` with `address`, for the application's name.
+async fn failover_verified_by_dns(id: &str, address: &str) -> (Account, FailoverDecision) {
+    let account = Account::seed();
+    let name = "api-test.amazonaws.com";
+    let dns = rg_testkit::Unbound::start(&[(name, address)], &[]);
+    let mut config = account.config(Mode::Auto);
+    config.verify = Some(rg_failover::config::VerifyDns {
+        name: name.into(),
+        resolver: dns.addr(),
+    });
+    config.verify_timeout = Duration::from_secs(3);
+    let mut w = World::start().await;
+    let _failover = w.start_failover(config);
+    w.request(id).await;
+    let ended = w
+        .phases
+        .wait_for("the end", WAIT, |_, d| {
+            d.id == id
+                && matches!(
+                    d.phase(),
+                    FailoverPhase::Completed | FailoverPhase::RolledBack | FailoverPhase::Failed
+                )
+        })
+        .await
+        .1;
+    drop(dns);
+    (account, ended)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_asks_dns_for_the_target_regions_values() {
+    let (_account, ended) = failover_verified_by_dns("fo-dns", "198.51.100.10").await;
+    assert_eq!(ended.phase(), FailoverPhase::Completed, "{}", ended.error);
+    let verify = ended.plan.unwrap().steps.pop().unwrap();
+    assert!(
+        verify.after.contains(r#""expected":["198.51.100.10"]"#),
+        "{}",
+        verify.after
+    );
+    assert_eq!(verify.status(), StepStatus::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_still_resolving_to_the_failed_region_rolls_the_failover_back() {
+    let (account, ended) = failover_verified_by_dns("fo-dns-stale", "192.0.2.10").await;
+    assert_eq!(ended.phase(), FailoverPhase::RolledBack, "{ended:#?}");
+    assert!(
+        ended
+            .error
+            .contains(r#"api-test.amazonaws.com resolves to ["192.0.2.10"]"#)
+            && ended.error.contains(r#"expected ["198.51.100.10"]"#),
+        "{}",
+        ended.error
+    );
+    assert_eq!(account.read(), seeded_state());
+}
+
+/// Runs `regionguard <args>` against the test's NATS; its stdout.
+fn cli(nats: &rg_bus::NatsConfig, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args(args)
+        .args(["--nats", &nats.servers[0]])
+        .env_remove("RG_CONFIG")
+        .env("USER", "tester")
+        .output()
+        .expect("regionguard runs");
+    assert!(
+        out.status.success(),
+        "regionguard {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let _failover = w.start_failover(account.config(Mode::Approve));
+    w.request("fo-warmup").await; // waits for the consumer and for health
+    w.phase("fo-warmup", FailoverPhase::Planned).await;
+
+    let said = cli(
+        &w.nats,
+        &[
+            "failover",
+            "request",
+            "--from",
+            "us-east-1",
+            "--reason",
+            "drill",
+        ],
+    );
+    let id = said.split_whitespace().nth(2).expect("the id").to_owned();
+    assert!(
+        said.starts_with("requested failover manual-us-east-1-"),
+        "{said}"
+    );
+    let planned = w.phase(&id, FailoverPhase::Planned).await;
+    assert_eq!(
+        (planned.reason.as_str(), planned.to_region.as_str()),
+        ("drill", "us-west-2")
+    );
+
+    let said = cli(&w.nats, &["failover", "approve", &id]);
+    assert!(
+        said.contains(&format!(
+            "approved failover {id} (us-east-1 -> us-west-2) as cli:tester"
+        )),
+        "{said}"
+    );
+    let done = w.phase(&id, FailoverPhase::Completed).await;
+    assert!(done.aws_calls >= 10, "{}", done.aws_calls);
+    assert_eq!(
+        account.read()["origin"],
+        json!({"app": "usw2.origin.example.test"})
+    );
+    // Approving it again is refused with the reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args(["failover", "approve", &id, "--nats", &w.nats.servers[0]])
+        .env_remove("RG_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is completed, not planned"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

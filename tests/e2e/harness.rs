@@ -128,6 +128,20 @@ pub(crate) fn start_prober(config: rg_prober::Config, nats: &NatsConfig) -> Runn
     Running::new(token, task)
 }
 
+/// The simulator and a prober for each default region (us-east-1,
+/// us-west-2, eu-west-1), probing every `interval`.
+pub(crate) async fn start_regions(
+    nats: &NatsConfig,
+    interval: Duration,
+) -> (Running, Vec<Running>) {
+    let (dns, simulator) = start_simulator(nats).await;
+    let probers = rg_proto::domain::DEFAULT_REGIONS
+        .map(|region| start_prober(prober_config(region, dns, interval), nats))
+        .into_iter()
+        .collect();
+    (simulator, probers)
+}
+
 /// Health events as decoded by a durable JetStream consumer of the
 /// health stream (so what arrives here was stored in RG_HEALTH).
 pub(crate) struct HealthFeed {

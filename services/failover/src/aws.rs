@@ -105,33 +105,25 @@ impl Aws {
     }
 
     fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
-        let mut clients = self.autoscaling.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let mut conf = aws_sdk_autoscaling::config::Builder::from(&self.shared)
-                    .region(Region::new(region.to_owned()));
-                if let Some(url) = self.endpoints.get("autoscaling") {
-                    conf = conf.endpoint_url(url);
-                }
-                aws_sdk_autoscaling::Client::from_conf(conf.build())
-            })
-            .clone()
+        regional(&self.autoscaling, region, || {
+            let mut conf = aws_sdk_autoscaling::config::Builder::from(&self.shared)
+                .region(Region::new(region.to_owned()));
+            if let Some(url) = self.endpoints.get("autoscaling") {
+                conf = conf.endpoint_url(url);
+            }
+            aws_sdk_autoscaling::Client::from_conf(conf.build())
+        })
     }
 
     fn ecs(&self, region: &str) -> aws_sdk_ecs::Client {
-        let mut clients = self.ecs.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let mut conf = aws_sdk_ecs::config::Builder::from(&self.shared)
-                    .region(Region::new(region.to_owned()));
-                if let Some(url) = self.endpoints.get("ecs") {
-                    conf = conf.endpoint_url(url);
-                }
-                aws_sdk_ecs::Client::from_conf(conf.build())
-            })
-            .clone()
+        regional(&self.ecs, region, || {
+            let mut conf = aws_sdk_ecs::config::Builder::from(&self.shared)
+                .region(Region::new(region.to_owned()));
+            if let Some(url) = self.endpoints.get("ecs") {
+                conf = conf.endpoint_url(url);
+            }
+            aws_sdk_ecs::Client::from_conf(conf.build())
+        })
     }
 
     // === reading ===
@@ -472,6 +464,19 @@ impl Aws {
             .map_err(err("cloudfront:UpdateDistribution"))?;
         Ok(())
     }
+}
+
+/// The client of `region`, made once.
+fn regional<C: Clone>(
+    clients: &Mutex<BTreeMap<String, C>>,
+    region: &str,
+    make: impl FnOnce() -> C,
+) -> C {
+    let mut clients = clients.lock().unwrap_or_else(|p| p.into_inner());
+    clients
+        .entry(region.to_owned())
+        .or_insert_with(make)
+        .clone()
 }
 
 /// A record name with its trailing dot, lowercase.

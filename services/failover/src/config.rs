@@ -244,7 +244,7 @@ pub struct EcsService {
 
 /// `[failover.verify]`: after the changes, this name must resolve, through
 /// this resolver, to the target region's values of the first Route 53
-/// record.
+/// record, before `verify_timeout`, or the failover rolls back.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyDns {

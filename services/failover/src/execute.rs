@@ -224,7 +224,12 @@ async fn verify(
     what: &Change,
     limits: Limits,
 ) -> Result<(), String> {
-    let Change::Verify { groups, services } = what else {
+    let Change::Verify {
+        groups,
+        services,
+        dns,
+    } = what
+    else {
         return Err("not a verification step".into());
     };
     let deadline = Instant::now() + limits.verify_timeout;
@@ -269,6 +274,26 @@ async fn verify(
                         Err(e) => missing.push(e.to_string()),
                     }
                 }
+            }
+        }
+        if let Some(check) = dns {
+            match check.resolver.parse() {
+                Ok(resolver) => match crate::resolve::addresses(
+                    resolver,
+                    &check.name,
+                    &check.record_type,
+                    limits.verify_interval.max(Duration::from_secs(1)),
+                )
+                .await
+                {
+                    Ok(found) if found == check.expected => {}
+                    Ok(found) => missing.push(format!(
+                        "{} resolves to {found:?} through {}, expected {:?}",
+                        check.name, check.resolver, check.expected
+                    )),
+                    Err(e) => missing.push(e),
+                },
+                Err(e) => missing.push(format!("resolver {}: {e}", check.resolver)),
             }
         }
         if missing.is_empty() {

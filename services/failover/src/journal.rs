@@ -136,8 +136,8 @@ impl Journal {
         self.bucket.put(&key(id), value.into()).await
     }
 
-    /// Every failover left executing.
-    pub async fn executing(&self) -> Result<Vec<FailoverDecision>, StateError> {
+    /// The decisions of every failover in `state`.
+    async fn in_state(&self, state: &str) -> Result<Vec<FailoverDecision>, StateError> {
         Ok(self
             .bucket
             .load()
@@ -145,9 +145,14 @@ impl Journal {
             .into_iter()
             .filter(|(k, _)| k.starts_with("failover."))
             .filter_map(|(_, v)| serde_json::from_slice::<Record>(&v).ok())
-            .filter(|r| r.state == "executing")
+            .filter(|r| r.state == state)
             .filter_map(|r| r.decision())
             .collect())
+    }
+
+    /// Every failover left executing.
+    pub async fn executing(&self) -> Result<Vec<FailoverDecision>, StateError> {
+        self.in_state("executing").await
     }
 
     /// Takes the lock for `failover`; `None` when a live holder has it.
@@ -260,17 +265,9 @@ impl Journal {
 
     /// Completed failovers not failed back yet, with their decisions.
     pub async fn completed(&self) -> Result<Vec<FailoverDecision>, StateError> {
-        Ok(self
-            .bucket
-            .load()
-            .await?
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("failover."))
-            .filter_map(|(_, v)| serde_json::from_slice::<Record>(&v).ok())
-            .filter(|r| r.state == "completed")
-            .filter_map(|r| r.decision())
-            .filter(|d| !d.failback)
-            .collect())
+        let mut completed = self.in_state("completed").await?;
+        completed.retain(|d| !d.failback);
+        Ok(completed)
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`plan`] — the steps, each with the state it replaces.
 //! - [`aws`] — Route 53, CloudFront, Auto Scaling, ECS through the SDK.
 //! - [`execute`] — steps, verification, rollback.
+//! - [`resolve`] — the DNS lookup verification makes.
 //! - [`journal`] — the lock and the journal in JetStream KV.
 //! - `switches` — the data-plane routing switches' HTTP endpoint.
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod execute;
 pub mod health;
 pub mod journal;
 pub mod plan;
+pub mod resolve;
 mod switches;
 
 use std::sync::{Arc, Mutex};

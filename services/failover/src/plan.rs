@@ -102,7 +102,23 @@ pub enum Change {
         groups: Vec<(String, String, i32)>,
         /// ECS services and the running tasks each needs.
         services: Vec<(String, String, String, i32)>,
+        /// The application's name must resolve to the target's values.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dns: Option<DnsCheck>,
     },
+}
+
+/// A name that must resolve to given values through a resolver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsCheck {
+    /// The application's name.
+    pub name: String,
+    /// The resolver asked, `ip:port`.
+    pub resolver: String,
+    /// `A` or `AAAA`.
+    pub record_type: String,
+    /// The values expected, sorted.
+    pub expected: Vec<String>,
 }
 
 impl Change {
@@ -491,15 +507,42 @@ pub fn build(
     }
 
     // 3. Verification.
+    let mut warnings = Vec::new();
+    let dns = match (&config.verify, config.route53.first()) {
+        (Some(v), Some(r)) => match r.values.get(target) {
+            Some(values) => {
+                let mut expected = values.clone();
+                expected.sort();
+                Some(DnsCheck {
+                    name: v.name.clone(),
+                    resolver: v.resolver.to_string(),
+                    record_type: r.record_type.clone(),
+                    expected,
+                })
+            }
+            None => {
+                warnings.push(format!("{} cannot be verified by DNS: the first Route 53 record declares no values for {target}", v.name));
+                None
+            }
+        },
+        (Some(v), None) => {
+            warnings.push(format!(
+                "{} cannot be verified by DNS: no Route 53 record is declared",
+                v.name
+            ));
+            None
+        }
+        (None, _) => None,
+    };
     if !verify_groups.is_empty() || !verify_services.is_empty() || !steps.is_empty() {
         let v = Change::Verify {
             groups: verify_groups,
             services: verify_services,
+            dns,
         };
         steps.push(step(&v, &v));
     }
 
-    let mut warnings = Vec::new();
     let control_plane: Vec<&str> = steps
         .iter()
         .filter(|s| s.needs_control_plane)
@@ -576,4 +619,149 @@ pub fn failback(
         steps,
         warnings: vec!["capacity added by the failover is left in place; scale it down by hand when it is no longer needed".into()],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Route53Record;
+
+    fn record(kind: RecordKind, values: &[(&str, &str)]) -> Route53Record {
+        Route53Record {
+            zone_id: "Z1".into(),
+            name: "api.example.com.".into(),
+            record_type: "A".into(),
+            kind,
+            ttl: 60,
+            weight: 100,
+            set_identifiers: ("primary".into(), "secondary".into()),
+            values: values
+                .iter()
+                .map(|(r, v)| ((*r).to_owned(), vec![(*v).to_owned()]))
+                .collect(),
+        }
+    }
+
+    fn set(id: Option<&str>, value: &str, weight: Option<i64>) -> RecordSet {
+        RecordSet {
+            name: "api.example.com.".into(),
+            record_type: "A".into(),
+            ttl: Some(60),
+            values: vec![value.into()],
+            set_identifier: id.map(str::to_owned),
+            weight,
+            failover: None,
+            health_check_id: None,
+        }
+    }
+
+    #[test]
+    fn a_target_without_declared_values_fails_the_plan_naming_the_region() {
+        let config = Config {
+            route53: vec![record(
+                RecordKind::Simple,
+                &[("us-east-1", "192.0.2.1"), ("eu-west-1", "192.0.2.3")],
+            )],
+            ..Config::default()
+        };
+        let current = Current {
+            records: vec![vec![set(None, "192.0.2.1", None)]],
+            ..Current::default()
+        };
+        let e = build(
+            &config,
+            "us-east-1",
+            "us-west-2",
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route53 record api.example.com. A in zone Z1 declares nothing for region us-west-2"
+        );
+    }
+
+    #[test]
+    fn weighted_records_give_the_target_the_weight_and_the_others_zero() {
+        let config = Config {
+            route53: vec![record(RecordKind::Weighted, &[])],
+            ..Config::default()
+        };
+        let current = Current {
+            records: vec![vec![
+                set(Some("us-east-1"), "192.0.2.1", Some(100)),
+                set(Some("us-west-2"), "192.0.2.2", Some(0)),
+            ]],
+            ..Current::default()
+        };
+        let plan = build(
+            &config,
+            "us-east-1",
+            "us-west-2",
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .unwrap();
+        let Ok(Change::Route53 { records, .. }) = Change::from_json(&plan.steps[0].after) else {
+            panic!("{:?}", plan.steps)
+        };
+        let weights: Vec<_> = records
+            .iter()
+            .map(|r| (r.set_identifier.clone().unwrap(), r.weight))
+            .collect();
+        assert_eq!(
+            weights,
+            [
+                ("us-east-1".into(), Some(0)),
+                ("us-west-2".into(), Some(100))
+            ]
+        );
+        // The values are kept.
+        assert_eq!(records[1].values, ["192.0.2.2"]);
+    }
+
+    #[test]
+    fn a_failback_undoes_traffic_steps_in_reverse_and_refuses_a_changed_resource() {
+        let config = Config {
+            route53: vec![record(
+                RecordKind::Simple,
+                &[("us-east-1", "192.0.2.1"), ("us-west-2", "192.0.2.2")],
+            )],
+            ..Config::default()
+        };
+        let current = Current {
+            records: vec![vec![set(None, "192.0.2.1", None)]],
+            ..Current::default()
+        };
+        let mut plan = build(
+            &config,
+            "us-east-1",
+            "us-west-2",
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .unwrap();
+        for s in &mut plan.steps {
+            s.set_status(StepStatus::Done);
+        }
+        let after = Change::from_json(&plan.steps[0].after).unwrap();
+        let back = failback(&plan, &[(0, after.clone())], Vec::new(), String::new()).unwrap();
+        assert_eq!(
+            back.steps.len(),
+            1,
+            "verification and capacity are not undone"
+        );
+        assert_eq!(back.steps[0].after, plan.steps[0].before);
+        // Someone changed the record since: no failback plan.
+        let edited = Change::Route53 {
+            zone_id: "Z1".into(),
+            records: vec![set(None, "203.0.113.9", None)],
+        };
+        let e = failback(&plan, &[(0, edited)], Vec::new(), String::new()).unwrap_err();
+        assert!(e.to_string().contains("changed since the failover"), "{e}");
+    }
 }
