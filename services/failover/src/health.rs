@@ -178,6 +178,30 @@ impl RegionHealth {
     }
 }
 
+/// A candidate's capacity as the AWS APIs report it: each Auto Scaling
+/// group (desired, InService) and ECS service (desired, running), `None`
+/// when it does not exist. A note for the plan when all is in order (a
+/// group or service at 0 desired is fine: a pilot light the failover scales
+/// up); the reason it cannot take traffic otherwise.
+pub fn capacity_check(
+    groups: &[(String, Option<(i32, i32)>)],
+    services: &[(String, Option<(i32, i32)>)],
+) -> Result<String, String> {
+    let mut notes = Vec::new();
+    for (what, list, unit) in [("asg", groups, "InService"), ("ecs", services, "running")] {
+        for (name, found) in list {
+            match found {
+                None => return Err(format!("{what} {name} does not exist")),
+                Some((desired, have)) if have < desired => {
+                    return Err(format!("{what} {name}: only {have}/{desired} {unit}"))
+                }
+                Some((desired, have)) => notes.push(format!("{what} {name} {have}/{desired} {unit}")),
+            }
+        }
+    }
+    Ok(notes.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +254,21 @@ mod tests {
         assert!((s.score - 0.7 / 1.7).abs() < 1e-9, "{s:?}");
         assert!(h.score("a", 11, &crit()).is_none());
         assert!(h.score("nowhere", 0, &crit()).is_none());
+    }
+
+    #[test]
+    fn capacity_that_is_missing_or_short_disqualifies_a_candidate() {
+        let g = |n: &str, v: Option<(i32, i32)>| (n.to_owned(), v);
+        assert_eq!(
+            capacity_check(&[g("web", Some((2, 2)))], &[g("app/web", Some((0, 0)))]),
+            Ok("asg web 2/2 InService, ecs app/web 0/0 running".into())
+        );
+        assert_eq!(capacity_check(&[g("web", None)], &[]), Err("asg web does not exist".into()));
+        assert_eq!(
+            capacity_check(&[], &[g("app/web", Some((3, 1)))]),
+            Err("ecs app/web: only 1/3 running".into())
+        );
+        assert_eq!(capacity_check(&[], &[]), Ok(String::new()));
     }
 
     #[test]

@@ -437,6 +437,7 @@ impl Service {
         if request.failback {
             return self.plan_failback(request).await;
         }
+        let aws = self.aws.as_ref().ok_or("no AWS clients (observe mode)")?;
         let declared = self.config.declared_regions();
         let mut regions = self
             .health
@@ -464,6 +465,37 @@ impl Service {
                 c.eligible = false;
                 c.note = format!("{}; no resources are declared for it", c.note);
             }
+        }
+        // API checks in each eligible candidate: its declared capacity
+        // exists and runs what it should now.
+        for c in candidates.iter_mut().filter(|c| c.eligible) {
+            let Some(res) = self.config.regions.get(&c.region) else { continue };
+            let mut groups = Vec::new();
+            for g in &res.autoscaling_groups {
+                let found = aws
+                    .group(&c.region, g)
+                    .await
+                    .map_err(|e| format!("checking {} in {}: {e}", g, c.region))?;
+                groups.push((g.clone(), found.map(|(_, _, desired, in_service)| (desired, in_service))));
+            }
+            let mut services = Vec::new();
+            for svc in &res.ecs_services {
+                let found = aws
+                    .service(&c.region, &svc.cluster, &svc.service)
+                    .await
+                    .map_err(|e| format!("checking {}/{} in {}: {e}", svc.cluster, svc.service, c.region))?;
+                services.push((format!("{}/{}", svc.cluster, svc.service), found));
+            }
+            match health::capacity_check(&groups, &services) {
+                Ok(note) if !note.is_empty() => c.note = format!("{}; {note}", c.note),
+                Ok(_) => {}
+                Err(why) => {
+                    c.eligible = false;
+                    c.note = format!("{}; {why}", c.note);
+                }
+            }
+        }
+        {
             candidates.sort_by(|a, b| {
                 b.eligible
                     .cmp(&a.eligible)
