@@ -5,6 +5,8 @@
   approve` -> the COMPLETED phase), alternating us-east-1 -> us-west-2 and
   back, so that every failover changes Route 53 and CloudFront;
 - AWS API calls per failover (reads, changes, INSYNC waits, verification);
+- time to roll back: the same failovers verified by DNS against a name
+  that never moves, from the failed verification to ROLLED_BACK;
 - the peer in the same run: boto3 making the same changes directly
   against the same moto (no plan, no journal, no verification), so the
   manager's overhead is a ratio.
@@ -173,7 +175,8 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
             procs.append(subprocess.Popen([rg, "prober", "--region", region, "--resolver", f"127.0.0.1:{dns_port}"],
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         failover_log = open(os.path.join(work, "failover.log"), "w")
-        procs.append(subprocess.Popen([rg, "failover"], env=env, stdout=failover_log, stderr=failover_log))
+        failover_proc = subprocess.Popen([rg, "failover"], env=env, stdout=failover_log, stderr=failover_log)
+        procs.append(failover_proc)
         phases = Phases([rg, "tail", "rg.decisions.failover.>"], env)
         procs.append(phases.proc)
         time.sleep(6)  # health scores for every region
@@ -197,6 +200,40 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
             steps = len(done["plan"]["steps"])
             print(f"failover {i + 1}: {source} -> {done['to_region']}: {steps} steps, approval to completed {ms} ms, {calls[-1]} AWS calls", flush=True)
 
+        # Rollbacks: the same failovers, now verified by DNS against the
+        # simulator, which answers the application's name with its own
+        # address: verification fails after 1 s and every step is undone.
+        failover_proc.terminate()
+        failover_proc.wait(timeout=15)
+        with open(config, "a") as f:
+            f.write(f"""
+[failover.verify]
+name = "dynamodb.us-east-1.amazonaws.com"
+resolver = "127.0.0.1:{dns_port}"
+""")
+        with open(config) as f:
+            text = f.read().replace('verify_interval = "200ms"', 'verify_interval = "200ms"\nverify_timeout = "1s"')
+        with open(config, "w") as f:
+            f.write(text)
+        failover_proc = subprocess.Popen([rg, "failover"], env=env, stdout=failover_log, stderr=failover_log)
+        procs.append(failover_proc)
+        time.sleep(3)
+        rollback_ms = []
+        for i in range(max(3, a.rounds // 2)):
+            out = subprocess.check_output([rg, "failover", "request", "--from", "us-east-1"], env=env, text=True)
+            fid = out.split()[2]
+            phases.wait(lambda m: m.get("id") == fid and m.get("phase") == "FAILOVER_PHASE_PLANNED")
+            subprocess.check_output([rg, "failover", "approve", fid], env=env)
+            rolled = phases.wait(lambda m: m.get("id") == fid and m.get("phase") in ("FAILOVER_PHASE_ROLLED_BACK", "FAILOVER_PHASE_COMPLETED", "FAILOVER_PHASE_FAILED"))
+            if rolled["phase"] != "FAILOVER_PHASE_ROLLED_BACK":
+                sys.exit(f"failover {fid} was expected to roll back, ended {rolled['phase']}")
+            failed = phases.wait(lambda m: m.get("id") == fid and m.get("phase") == "FAILOVER_PHASE_STEP"
+                                 and m["plan"]["steps"][int(m.get("step_index", 0))].get("status") == "STEP_STATUS_FAILED")
+            ms = int(rolled["at_unix_ms"]) - int(failed["at_unix_ms"])
+            undone = sum(1 for st in rolled["plan"]["steps"] if st.get("status") == "STEP_STATUS_ROLLED_BACK")
+            rollback_ms.append(ms)
+            print(f"rollback {i + 1}: {undone} steps undone in {ms} ms", flush=True)
+
         peer = boto3_peer(endpoint, ids, ("198.51.100.10", "192.0.2.10"), ("usw2.origin.example.test", "use1.origin.example.test"), a.rounds)
         peer_ms = [t * 1000 for t in peer]
         report = {
@@ -205,6 +242,7 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
             "aws_calls_per_failover": {"first": calls[0], "later_p50": quantile(calls[1:] or calls, 0.5)},
             "peer_boto3_same_changes_ms": {"p50": round(quantile(peer_ms, 0.5), 1), "p95": round(quantile(peer_ms, 0.95), 1)},
             "ratio_p50": round(quantile(took, 0.5) / max(quantile(peer_ms, 0.5), 1e-9), 2),
+            "rollback_ms": {"p50": quantile(rollback_ms, 0.5), "max": max(rollback_ms)},
         }
         print(json.dumps(report))
     finally:

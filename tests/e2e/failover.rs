@@ -234,7 +234,13 @@ async fn an_approved_failover_moves_records_origin_and_capacity_to_the_target() 
         .collect();
     assert_eq!(notes[0], ("us-west-2", true), "{plan:#?}");
     // The target's capacity was checked through the APIs.
-    assert!(plan.candidates[0].note.contains("asg web 1/1 InService, ecs app/web 1/1 running"), "{}", plan.candidates[0].note);
+    assert!(
+        plan.candidates[0]
+            .note
+            .contains("asg web 1/1 InService, ecs app/web 1/1 running"),
+        "{}",
+        plan.candidates[0].note
+    );
     assert!(plan
         .candidates
         .iter()

@@ -6,6 +6,9 @@
 //! - the payload did not decode → copy to the dead-letter stream, wait for
 //!   its PubAck, then ack (a poison message is never redelivered forever);
 //! - [`Outcome::Transient`] → nak with a delay: JetStream redelivers it;
+//! - while the handler works, "in progress" every third of the ack wait,
+//!   so a long handler keeps its message and a short ack wait still
+//!   redelivers quickly what a dead instance held;
 //! - [`Outcome::Stop`] or shutdown → leave the message unacked (it will be
 //!   redelivered to the next instance) and return.
 
@@ -164,11 +167,27 @@ where
 {
     let name = consumer.cached_info().name.clone();
     let stream = consumer.cached_info().stream_name.clone();
+    // A handler that works longer than the ack wait (a failover) keeps its
+    // message: "in progress" every third of the ack wait.
+    let progress_every = (consumer.cached_info().config.ack_wait / 3).max(Duration::from_secs(1));
     pull_loop(consumer, dead_letter, shutdown, move |decoded: M, delivery, message| {
         let handled = handle(decoded, delivery);
         let (name, stream) = (name.clone(), stream.clone());
         async move {
-            match handled.await {
+            tokio::pin!(handled);
+            let mut tick = tokio::time::interval(progress_every);
+            tick.tick().await;
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut handled => break outcome,
+                    _ = tick.tick() => {
+                        if let Err(e) = message.ack_with(AckKind::Progress).await {
+                            tracing::debug!(consumer = %name, error = %e, "in-progress ack failed");
+                        }
+                    }
+                }
+            };
+            match outcome {
                 // Handled: ack so it is not redelivered.
                 Outcome::Handled => {
                     if let Err(e) = message.ack().await {

@@ -195,7 +195,9 @@ pub fn capacity_check(
                 Some((desired, have)) if have < desired => {
                     return Err(format!("{what} {name}: only {have}/{desired} {unit}"))
                 }
-                Some((desired, have)) => notes.push(format!("{what} {name} {have}/{desired} {unit}")),
+                Some((desired, have)) => {
+                    notes.push(format!("{what} {name} {have}/{desired} {unit}"))
+                }
             }
         }
     }
@@ -263,7 +265,10 @@ mod tests {
             capacity_check(&[g("web", Some((2, 2)))], &[g("app/web", Some((0, 0)))]),
             Ok("asg web 2/2 InService, ecs app/web 0/0 running".into())
         );
-        assert_eq!(capacity_check(&[g("web", None)], &[]), Err("asg web does not exist".into()));
+        assert_eq!(
+            capacity_check(&[g("web", None)], &[]),
+            Err("asg web does not exist".into())
+        );
         assert_eq!(
             capacity_check(&[], &[g("app/web", Some((3, 1)))]),
             Err("ecs app/web: only 1/3 running".into())

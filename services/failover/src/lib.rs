@@ -131,9 +131,9 @@ pub async fn run(
     // A new consumer acts on requests from now on, not on the audit trail.
     spec.deliver = DeliverPolicy::New;
     spec.max_ack_pending = 1;
-    spec.ack_wait = service.config.verify_timeout
-        + service.config.aws.insync_timeout * 2
-        + Duration::from_secs(300);
+    // Short: a replica that dies holding a request gives it up within 30 s;
+    // one executing a failover keeps it with in-progress acks.
+    spec.ack_wait = Duration::from_secs(30);
     let consumer = rg_bus::consume::durable(&service.bus.js, &spec).await?;
     tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming failover decisions");
     let dead = service.bus.dead_letter(&spec.durable);
@@ -469,21 +469,31 @@ impl Service {
         // API checks in each eligible candidate: its declared capacity
         // exists and runs what it should now.
         for c in candidates.iter_mut().filter(|c| c.eligible) {
-            let Some(res) = self.config.regions.get(&c.region) else { continue };
+            let Some(res) = self.config.regions.get(&c.region) else {
+                continue;
+            };
             let mut groups = Vec::new();
             for g in &res.autoscaling_groups {
                 let found = aws
                     .group(&c.region, g)
                     .await
                     .map_err(|e| format!("checking {} in {}: {e}", g, c.region))?;
-                groups.push((g.clone(), found.map(|(_, _, desired, in_service)| (desired, in_service))));
+                groups.push((
+                    g.clone(),
+                    found.map(|(_, _, desired, in_service)| (desired, in_service)),
+                ));
             }
             let mut services = Vec::new();
             for svc in &res.ecs_services {
                 let found = aws
                     .service(&c.region, &svc.cluster, &svc.service)
                     .await
-                    .map_err(|e| format!("checking {}/{} in {}: {e}", svc.cluster, svc.service, c.region))?;
+                    .map_err(|e| {
+                        format!(
+                            "checking {}/{} in {}: {e}",
+                            svc.cluster, svc.service, c.region
+                        )
+                    })?;
                 services.push((format!("{}/{}", svc.cluster, svc.service), found));
             }
             match health::capacity_check(&groups, &services) {
