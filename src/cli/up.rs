@@ -35,8 +35,9 @@ pub(crate) struct UpArgs {
     /// Probe the resolvers of `prober.resolvers` instead of the simulator.
     #[arg(long)]
     real_dns: bool,
-    /// AWS endpoint for the failover manager, e.g. a moto server
-    /// (http://127.0.0.1:5000), to watch whole failovers locally.
+    /// An AWS emulator for the failover manager, e.g. a moto server
+    /// (http://127.0.0.1:5000), to watch whole failovers locally (dummy
+    /// credentials are used with it).
     #[arg(long, value_name = "URL")]
     aws_endpoint: Option<String>,
     /// How long to wait for each component to become ready.
@@ -195,6 +196,37 @@ async fn start_all(
             "      (the dashboard is not built: run scripts/install-deps.sh; the REST API works)"
         );
     }
+
+    // 7. The failover manager, in its configured mode (plan by default):
+    //    ready once its consumer exists.
+    let mut failover = Command::new(&exe);
+    failover.arg("failover").args(&common);
+    if let Some(url) = &args.aws_endpoint {
+        // An emulator: it takes any credentials, and the machine may have
+        // none.
+        failover
+            .args(["--aws-endpoint", url])
+            .env("RG_FAILOVER__AWS__EMULATOR_CREDENTIALS", "true");
+    }
+    components.push(spawn("failover", failover)?);
+    let decisions = subjects.stream(rg_bus::Stream::Decisions);
+    wait_for_consumer(
+        &js,
+        &decisions,
+        &config.failover.durable,
+        args.ready_timeout,
+        components,
+    )
+    .await?;
+    println!(
+        "[7/7] failover: {} mode, plans on {}{}",
+        format!("{:?}", config.failover.mode).to_lowercase(),
+        subjects.failover("planned"),
+        args.aws_endpoint
+            .as_ref()
+            .map(|u| format!(", AWS at {u}"))
+            .unwrap_or_default()
+    );
     println!();
     println!("  dashboard:      {url}");
     println!(
