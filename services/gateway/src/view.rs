@@ -316,7 +316,9 @@ impl View {
                     ..Default::default()
                 });
             }
-            let card = regions.last_mut().expect("pushed above");
+            let Some(card) = regions.last_mut() else {
+                continue; // pushed just above
+            };
             card.total += 1;
             if f.status == Status::Healthy {
                 card.healthy += 1;
@@ -335,7 +337,9 @@ impl View {
                     0,
                 ));
             }
-            let (s, sum) = service.as_mut().expect("set above");
+            let Some((s, sum)) = service.as_mut() else {
+                continue; // set just above
+            };
             s.endpoints += 1;
             *sum += u128::from(f.response_time_us);
             if rank(f.status) > rank(s.status()) {
