@@ -13,23 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh >/dev/null
-cargo build --release --locked -q
-RG="$PWD/target/release/regionguard"
+. scripts/bench-common.sh
 SECS="${BENCH_SECONDS:-10}"
 RATE="${BENCH_RATE:-2000}"
 NAMES="${BENCH_NAMES:-1001}"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
 
 # The names both tools ask for: the regional endpoint of each service and
 # e<i>. names below it, exactly as `bench probe --endpoints N` generates.

@@ -14,20 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh >/dev/null
-cargo build --release --locked -q
-RG="$PWD/target/release/regionguard"
+. scripts/bench-common.sh
 SECS="${BENCH_SECONDS:-30}"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
 
 echo "== snapshot build, 10,000 endpoints x 3 vantage points"
 taskset -c 0 "$RG" bench snapshot --endpoints 10000 --vantages 3 --iterations 50
