@@ -5,7 +5,9 @@ what the failover changes, as JSON.
 
 Seeded: a hosted zone example.test with failover records api.example.test
 (PRIMARY -> us-east-1's 192.0.2.10, SECONDARY -> us-west-2's 198.51.100.10);
-a CloudFront distribution with origin "app" at use1.origin.example.test; per
+a CloudFront distribution with origin "app" at use1.origin.example.test and
+an origin group "app-group" of the regional origins "use1" and "usw2" (use1
+primary); per
 region an Auto Scaling group "web" (us-east-1 runs 4, us-west-2 1) and an ECS
 service app/web (us-east-1 runs 3, us-west-2 1).
 """
@@ -35,10 +37,18 @@ def seed(endpoint):
     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
 
     cf = client("cloudfront", endpoint)
+    def origin(origin_id, domain):
+        return {"Id": origin_id, "DomainName": domain,
+                "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only"}}
     dist = cf.create_distribution(DistributionConfig={
         "CallerReference": "rg-test", "Comment": "regionguard test", "Enabled": True,
-        "Origins": {"Quantity": 1, "Items": [{"Id": "app", "DomainName": "use1.origin.example.test",
-            "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only"}}]},
+        "Origins": {"Quantity": 3, "Items": [origin("app", "use1.origin.example.test"),
+                                             origin("use1", "use1.origin.example.test"),
+                                             origin("usw2", "usw2.origin.example.test")]},
+        "OriginGroups": {"Quantity": 1, "Items": [{
+            "Id": "app-group",
+            "FailoverCriteria": {"StatusCodes": {"Quantity": 3, "Items": [500, 502, 503]}},
+            "Members": {"Quantity": 2, "Items": [{"OriginId": "use1"}, {"OriginId": "usw2"}]}}]},
         "DefaultCacheBehavior": {"TargetOriginId": "app", "ViewerProtocolPolicy": "allow-all",
             "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
             "MinTTL": 0, "TrustedSigners": {"Enabled": False, "Quantity": 0}}})["Distribution"]["Id"]
@@ -75,8 +85,12 @@ def read(endpoint, zone_id, distribution_id):
         if r["Name"] == "api.example.test." and r["Type"] == "A":
             records[r.get("SetIdentifier", "")] = [v["Value"] for v in r.get("ResourceRecords", [])]
     cf = client("cloudfront", endpoint)
-    origins = cf.get_distribution_config(Id=distribution_id)["DistributionConfig"]["Origins"]["Items"]
-    out = {"records": records, "origin": {o["Id"]: o["DomainName"] for o in origins}, "asg": {}, "ecs": {}}
+    dc = cf.get_distribution_config(Id=distribution_id)["DistributionConfig"]
+    group = next(g for g in dc["OriginGroups"]["Items"] if g["Id"] == "app-group")
+    out = {"records": records,
+           "origin": {o["Id"]: o["DomainName"] for o in dc["Origins"]["Items"] if o["Id"] == "app"},
+           "origin_group": [m["OriginId"] for m in group["Members"]["Items"]],
+           "asg": {}, "ecs": {}}
     for region in REGIONS:
         g = client("autoscaling", endpoint, region).describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
         out["asg"][region] = {"min": g["MinSize"], "max": g["MaxSize"], "desired": g["DesiredCapacity"]}

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use prost::Message;
 use rg_failover::config::{
-    AwsConfig, CloudFrontOrigin, EcsService, RecordKind, RegionResources, Route53Record,
+    AwsConfig, CloudFrontOrigin, CloudFrontOriginGroup, EcsService, RecordKind, RegionResources,
+    Route53Record,
 };
 use rg_failover::Mode;
 use rg_proto::v1::{FailoverDecision, FailoverPhase, StepStatus};
@@ -120,6 +121,11 @@ impl Account {
                 origin_id: "app".into(),
                 domains: by_region("use1.origin.example.test", "usw2.origin.example.test"),
             }],
+            cloudfront_origin_groups: vec![CloudFrontOriginGroup {
+                distribution_id: self.distribution_id.clone(),
+                group_id: "app-group".into(),
+                members: by_region("use1", "usw2"),
+            }],
             regions: BTreeMap::from([
                 ("us-east-1".to_owned(), resources.clone()),
                 ("us-west-2".to_owned(), resources),
@@ -211,6 +217,7 @@ fn seeded_state() -> Value {
         "asg": {"us-east-1": {"desired": 4, "max": 10, "min": 1}, "us-west-2": {"desired": 1, "max": 10, "min": 1}},
         "ecs": {"us-east-1": 3, "us-west-2": 1},
         "origin": {"app": "use1.origin.example.test"},
+        "origin_group": ["use1", "usw2"],
         "records": {"primary": ["192.0.2.10"], "secondary": ["198.51.100.10"]}
     })
 }
@@ -253,6 +260,10 @@ async fn an_approved_failover_moves_records_origin_and_capacity_to_the_target() 
             "ecs:us-west-2/app/web",
             &format!("route53:{}/api.example.test./A", account.zone_id),
             &format!("cloudfront:{}/origin:app", account.distribution_id),
+            &format!(
+                "cloudfront:{}/origin-group:app-group",
+                account.distribution_id
+            ),
             "verify",
         ]
     );
@@ -289,6 +300,8 @@ async fn an_approved_failover_moves_records_origin_and_capacity_to_the_target() 
         json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]})
     );
     assert_eq!(after["origin"], json!({"app": "usw2.origin.example.test"}));
+    // The origin group tries us-west-2's origin first now.
+    assert_eq!(after["origin_group"], json!(["usw2", "use1"]));
     assert_eq!(
         after["asg"]["us-west-2"],
         json!({"desired": 4, "max": 10, "min": 1})
@@ -310,7 +323,7 @@ async fn plan_mode_publishes_the_plan_and_changes_nothing_even_when_approved() {
     w.request("fo-plan").await;
     let planned = w.phase("fo-plan", FailoverPhase::Planned).await;
     assert_eq!(planned.mode(), rg_proto::v1::FailoverMode::Plan);
-    assert_eq!(planned.plan.as_ref().unwrap().steps.len(), 5);
+    assert_eq!(planned.plan.as_ref().unwrap().steps.len(), 6);
     w.publish(&planned.approval("cli:test", now_ms()).unwrap())
         .await;
     w.phases.drain_for(Duration::from_secs(3)).await;
@@ -364,6 +377,7 @@ async fn a_cloudfront_failure_rolls_back_route53_and_capacity_exactly() {
         .endpoints
         .insert("cloudfront".into(), cdn.moto.url());
     config.cloudfront[0].distribution_id = cdn.distribution_id.clone();
+    config.cloudfront_origin_groups[0].distribution_id = cdn.distribution_id.clone();
     let mut w = World::start().await;
     let _failover = w.start_failover(config);
     w.request("fo-cf").await;
@@ -389,6 +403,7 @@ async fn a_cloudfront_failure_rolls_back_route53_and_capacity_exactly() {
             ("ecs".to_owned(), StepStatus::RolledBack),
             ("route53".to_owned(), StepStatus::RolledBack),
             ("cloudfront".to_owned(), StepStatus::Failed),
+            ("cloudfront".to_owned(), StepStatus::Pending),
             ("verify".to_owned(), StepStatus::Pending),
         ],
         "{steps:#?}"
@@ -535,7 +550,7 @@ async fn routing_switches_flip_on_failover_and_an_approved_failback_restores_the
         .collect();
     assert_eq!(
         back,
-        ["cloudfront", "route53", "switch"],
+        ["cloudfront", "cloudfront", "route53", "switch"],
         "traffic steps undone, last first; capacity left"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -555,6 +570,7 @@ async fn routing_switches_flip_on_failover_and_an_approved_failback_restores_the
     let seeded = seeded_state();
     assert_eq!(after["records"], seeded["records"]);
     assert_eq!(after["origin"], seeded["origin"]);
+    assert_eq!(after["origin_group"], seeded["origin_group"]);
     assert_eq!(
         after["asg"]["us-west-2"]["desired"],
         json!(4),

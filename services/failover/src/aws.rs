@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudfront::types::DistributionConfig;
 use aws_sdk_route53::types::{
     Change as R53Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
     ResourceRecordSet, ResourceRecordSetFailover, RrType,
@@ -146,6 +147,11 @@ impl Aws {
                 .origins
                 .push(self.origin_domain(&c.distribution_id, &c.origin_id).await?);
         }
+        for g in &config.cloudfront_origin_groups {
+            current
+                .origin_groups
+                .push(self.origin_group(&g.distribution_id, &g.group_id).await?);
+        }
         for region in [from, target] {
             let Some(res) = config.regions.get(region) else {
                 continue;
@@ -230,6 +236,29 @@ impl Aws {
             .map(|o| o.domain_name().to_owned()))
     }
 
+    /// The members of a CloudFront origin group now, primary first (None:
+    /// no such group).
+    pub async fn origin_group(
+        &self,
+        distribution_id: &str,
+        group_id: &str,
+    ) -> Result<Option<Vec<String>>, AwsError> {
+        self.call();
+        let out = self
+            .cloudfront
+            .get_distribution_config()
+            .id(distribution_id)
+            .send()
+            .await
+            .map_err(err("cloudfront:GetDistributionConfig"))?;
+        Ok(out
+            .distribution_config()
+            .and_then(|d| d.origin_groups())
+            .and_then(|g| g.items().iter().find(|g| g.id() == group_id))
+            .and_then(|g| g.members())
+            .map(|m| m.items().iter().map(|m| m.origin_id().to_owned()).collect()))
+    }
+
     /// (min, max, desired, InService instances) of a group; None if absent.
     pub async fn group(
         &self,
@@ -298,7 +327,59 @@ impl Aws {
                 distribution_id,
                 origin_id,
                 domain,
-            } => self.set_origin(distribution_id, origin_id, domain).await,
+            } => {
+                self.edit_distribution(distribution_id, |dc| {
+                    let origin = dc
+                        .origins
+                        .as_mut()
+                        .and_then(|o| o.items.iter_mut().find(|o| o.id == *origin_id))
+                        .ok_or_else(|| {
+                            format!("distribution {distribution_id} has no origin {origin_id}")
+                        })?;
+                    origin.domain_name.clone_from(domain);
+                    Ok(())
+                })
+                .await
+            }
+            Change::CloudFrontOriginGroup {
+                distribution_id,
+                group_id,
+                members,
+            } => {
+                self.edit_distribution(distribution_id, |dc| {
+                    let group = dc
+                        .origin_groups
+                        .as_mut()
+                        .and_then(|g| g.items.as_mut())
+                        .and_then(|g| g.iter_mut().find(|g| g.id == *group_id))
+                        .ok_or_else(|| {
+                            format!("distribution {distribution_id} has no origin group {group_id}")
+                        })?;
+                    let now = group
+                        .members
+                        .as_mut()
+                        .ok_or_else(|| format!("origin group {group_id} has no members"))?;
+                    let mut reordered = Vec::with_capacity(members.len());
+                    for id in members {
+                        let member = now
+                            .items
+                            .iter()
+                            .find(|m| m.origin_id == *id)
+                            .ok_or_else(|| format!("origin group {group_id} has no member {id}"))?;
+                        reordered.push(member.clone());
+                    }
+                    if reordered.len() != now.items.len() {
+                        return Err(format!(
+                            "origin group {group_id} has {} members, the change names {}",
+                            now.items.len(),
+                            reordered.len()
+                        ));
+                    }
+                    now.items = reordered;
+                    Ok(())
+                })
+                .await
+            }
             Change::Autoscaling {
                 region,
                 group,
@@ -417,11 +498,13 @@ impl Aws {
         }
     }
 
-    async fn set_origin(
+    /// Reads a distribution's config with its ETag, lets `edit` change it,
+    /// and writes it back with `IfMatch`: a config changed by someone else
+    /// in between is refused by CloudFront rather than overwritten.
+    async fn edit_distribution(
         &self,
         distribution_id: &str,
-        origin_id: &str,
-        domain: &str,
+        edit: impl FnOnce(&mut DistributionConfig) -> Result<(), String>,
     ) -> Result<(), AwsError> {
         self.call();
         let out = self
@@ -438,21 +521,10 @@ impl Aws {
                 message: format!("distribution {distribution_id} has no config"),
             });
         };
-        let mut found = false;
-        if let Some(origins) = dc.origins.as_mut() {
-            for o in origins.items.iter_mut() {
-                if o.id == origin_id {
-                    o.domain_name = domain.to_owned();
-                    found = true;
-                }
-            }
-        }
-        if !found {
-            return Err(AwsError {
-                call: "cloudfront:UpdateDistribution",
-                message: format!("distribution {distribution_id} has no origin {origin_id}"),
-            });
-        }
+        edit(&mut dc).map_err(|message| AwsError {
+            call: "cloudfront:UpdateDistribution",
+            message,
+        })?;
         self.call();
         self.cloudfront
             .update_distribution()

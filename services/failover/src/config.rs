@@ -74,6 +74,9 @@ pub struct Config {
     pub route53: Vec<Route53Record>,
     /// `[failover.cloudfront]`: an origin that points at a region.
     pub cloudfront: Vec<CloudFrontOrigin>,
+    /// `[[failover.cloudfront_origin_groups]]`: an origin group whose
+    /// primary (first member) is the active region's origin.
+    pub cloudfront_origin_groups: Vec<CloudFrontOriginGroup>,
     /// `[failover.regions.<region>]`: capacity to scale up in a target.
     pub regions: BTreeMap<String, RegionResources>,
     /// `[failover.verify]`: how to check that traffic moved.
@@ -221,6 +224,21 @@ pub struct CloudFrontOrigin {
     pub domains: BTreeMap<String, String>,
 }
 
+/// `[[failover.cloudfront_origin_groups]]`: CloudFront fails over between
+/// a group's members by itself (on the status codes the group names); the
+/// failover makes the target region's origin the group's primary, so
+/// CloudFront stops trying the failed region first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontOriginGroup {
+    /// Distribution id, e.g. `E2ABCDEF`.
+    pub distribution_id: String,
+    /// The origin group's id in the distribution.
+    pub group_id: String,
+    /// Each region's origin id among the group's members.
+    pub members: BTreeMap<String, String>,
+}
+
 /// `[failover.regions.<region>]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -270,6 +288,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             route53: Vec::new(),
             cloudfront: Vec::new(),
+            cloudfront_origin_groups: Vec::new(),
             regions: BTreeMap::new(),
             verify: None,
             switches: SwitchesConfig::default(),
@@ -306,6 +325,9 @@ impl Config {
         }
         for c in &self.cloudfront {
             out.extend(c.domains.keys().cloned());
+        }
+        for g in &self.cloudfront_origin_groups {
+            out.extend(g.members.keys().cloned());
         }
         out
     }
@@ -394,6 +416,21 @@ impl Validate for Config {
                     format!("cloudfront[{i}].domains"),
                     "needs the domains of at least two regions",
                 );
+            }
+        }
+        for (i, g) in self.cloudfront_origin_groups.iter().enumerate() {
+            let key = |k: &str| format!("cloudfront_origin_groups[{i}].{k}");
+            if g.group_id.is_empty() {
+                p.push(key("group_id"), "must not be empty");
+            }
+            if g.members.len() < 2 {
+                p.push(key("members"), "needs the origins of at least two regions");
+            }
+            let mut ids: Vec<&String> = g.members.values().collect();
+            ids.sort();
+            ids.dedup();
+            if ids.len() != g.members.len() {
+                p.push(key("members"), "names one origin for two regions");
             }
         }
         for region in &declared {

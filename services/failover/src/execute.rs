@@ -84,6 +84,20 @@ impl Actuators<'_> {
                     .map_err(|e| e.to_string())?
                     .unwrap_or_default(),
             }),
+            Change::CloudFrontOriginGroup {
+                distribution_id,
+                group_id,
+                ..
+            } => Ok(Change::CloudFrontOriginGroup {
+                distribution_id: distribution_id.clone(),
+                group_id: group_id.clone(),
+                members: self
+                    .aws
+                    .origin_group(distribution_id, group_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default(),
+            }),
             other => Err(format!("{} cannot be read back", other.resource())),
         }
     }

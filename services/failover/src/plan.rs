@@ -64,6 +64,16 @@ pub enum Change {
         /// Domain name.
         domain: String,
     },
+    /// The members of a CloudFront origin group, in order: the first is
+    /// the primary, tried first.
+    CloudFrontOriginGroup {
+        /// Distribution id.
+        distribution_id: String,
+        /// Origin group id.
+        group_id: String,
+        /// Member origin ids, primary first.
+        members: Vec<String>,
+    },
     /// An Auto Scaling group's capacity.
     Autoscaling {
         /// Region.
@@ -138,6 +148,11 @@ impl Change {
                 origin_id,
                 ..
             } => format!("cloudfront:{distribution_id}/origin:{origin_id}"),
+            Self::CloudFrontOriginGroup {
+                distribution_id,
+                group_id,
+                ..
+            } => format!("cloudfront:{distribution_id}/origin-group:{group_id}"),
             Self::Autoscaling { region, group, .. } => format!("asg:{region}/{group}"),
             Self::Ecs {
                 region,
@@ -154,6 +169,7 @@ impl Change {
         match self {
             Self::Route53 { .. } => StepKind::Route53Record,
             Self::CloudFrontOrigin { .. } => StepKind::CloudfrontOrigin,
+            Self::CloudFrontOriginGroup { .. } => StepKind::CloudfrontOriginGroup,
             Self::Autoscaling { .. } => StepKind::AutoscalingCapacity,
             Self::Ecs { .. } => StepKind::EcsDesiredCount,
             Self::RoutingSwitch { .. } => StepKind::RoutingSwitch,
@@ -163,7 +179,12 @@ impl Change {
 
     /// Whether applying it needs a control plane hosted in us-east-1.
     fn needs_control_plane(&self) -> bool {
-        matches!(self, Self::Route53 { .. } | Self::CloudFrontOrigin { .. })
+        matches!(
+            self,
+            Self::Route53 { .. }
+                | Self::CloudFrontOrigin { .. }
+                | Self::CloudFrontOriginGroup { .. }
+        )
     }
 
     /// As compact JSON (what a step records).
@@ -185,6 +206,9 @@ pub struct Current {
     pub records: Vec<Vec<RecordSet>>,
     /// Per configured origin: its domain now (None: no such origin).
     pub origins: Vec<Option<String>>,
+    /// Per configured origin group: its members now, primary first (None:
+    /// no such group).
+    pub origin_groups: Vec<Option<Vec<String>>>,
     /// (region, group) -> (min, max, desired); absent: no such group.
     pub groups: BTreeMap<(String, String), (i32, i32, i32)>,
     /// (region, cluster, service) -> desired count; absent: no such service.
@@ -506,6 +530,41 @@ pub fn build(
         }
     }
 
+    for (i, g) in config.cloudfront_origin_groups.iter().enumerate() {
+        let what = format!(
+            "CloudFront origin group {} of distribution {}",
+            g.group_id, g.distribution_id
+        );
+        let now = current
+            .origin_groups
+            .get(i)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        let primary = g.members.get(target).ok_or_else(|| PlanError::Undeclared {
+            what: what.clone(),
+            region: target.to_owned(),
+        })?;
+        if !now.contains(primary) {
+            return Err(PlanError::Missing(format!(
+                "origin {primary} ({target}) among the members of {what}"
+            )));
+        }
+        let after = Change::CloudFrontOriginGroup {
+            distribution_id: g.distribution_id.clone(),
+            group_id: g.group_id.clone(),
+            members: primary_first(&now, primary),
+        };
+        let before = Change::CloudFrontOriginGroup {
+            distribution_id: g.distribution_id.clone(),
+            group_id: g.group_id.clone(),
+            members: now,
+        };
+        if before != after {
+            steps.push(step(&before, &after));
+        }
+    }
+
     // 3. Verification.
     let mut warnings = Vec::new();
     let dns = match (&config.verify, config.route53.first()) {
@@ -567,6 +626,13 @@ pub fn build(
     })
 }
 
+/// `members` with `primary` moved to the front, the others in their order.
+fn primary_first(members: &[String], primary: &str) -> Vec<String> {
+    std::iter::once(primary.to_owned())
+        .chain(members.iter().filter(|m| *m != primary).cloned())
+        .collect()
+}
+
 /// The failback of a completed failover: its traffic steps (switches,
 /// records, origins) undone, last first, each back to the state it
 /// replaced. Capacity is left as it is: regionguard never scales a region
@@ -582,7 +648,10 @@ pub fn failback(
     for (i, s) in completed.steps.iter().enumerate().rev() {
         let traffic = matches!(
             s.kind(),
-            StepKind::RoutingSwitch | StepKind::Route53Record | StepKind::CloudfrontOrigin
+            StepKind::RoutingSwitch
+                | StepKind::Route53Record
+                | StepKind::CloudfrontOrigin
+                | StepKind::CloudfrontOriginGroup
         );
         if !traffic || s.status() != StepStatus::Done {
             continue;
@@ -763,5 +832,82 @@ mod tests {
         };
         let e = failback(&plan, &[(0, edited)], Vec::new(), String::new()).unwrap_err();
         assert!(e.to_string().contains("changed since the failover"), "{e}");
+    }
+
+    #[test]
+    fn an_origin_group_gets_the_target_as_primary_and_keeps_the_other_members_in_order() {
+        use crate::config::CloudFrontOriginGroup;
+        let config = Config {
+            cloudfront_origin_groups: vec![CloudFrontOriginGroup {
+                distribution_id: "E1".into(),
+                group_id: "app".into(),
+                members: [("us-east-1", "use1"), ("us-west-2", "usw2")]
+                    .into_iter()
+                    .map(|(r, o)| (r.to_owned(), o.to_owned()))
+                    .collect(),
+            }],
+            ..Config::default()
+        };
+        let members = |m: &[&str]| Some(m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let current = Current {
+            origin_groups: vec![members(&["use1", "backup", "usw2"])],
+            ..Current::default()
+        };
+        let plan = build(
+            &config,
+            "us-east-1",
+            "us-west-2",
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.steps[0].resource, "cloudfront:E1/origin-group:app");
+        assert!(plan.steps[0].needs_control_plane);
+        let Ok(Change::CloudFrontOriginGroup { members: after, .. }) =
+            Change::from_json(&plan.steps[0].after)
+        else {
+            panic!("{:?}", plan.steps)
+        };
+        assert_eq!(after, ["usw2", "use1", "backup"]);
+
+        // Already primary: no step.
+        let current = Current {
+            origin_groups: vec![members(&["usw2", "use1"])],
+            ..Current::default()
+        };
+        let plan = build(
+            &config,
+            "us-east-1",
+            "us-west-2",
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .unwrap();
+        assert!(plan
+            .steps
+            .iter()
+            .all(|s| s.kind() != StepKind::CloudfrontOriginGroup));
+
+        // The target's origin is not a member: nothing is planned.
+        let current = Current {
+            origin_groups: vec![members(&["use1", "backup"])],
+            ..Current::default()
+        };
+        let e = build(
+            &config,
+            "us-east-1",
+            "us-west-2",
+            &current,
+            Vec::new(),
+            String::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("origin usw2 (us-west-2) among the members"),
+            "{e}"
+        );
     }
 }
