@@ -76,6 +76,55 @@ impl Account {
         serde_json::from_slice(&out.stdout).expect("read prints JSON")
     }
 
+    /// The same account as `config`, as the TOML a user writes, for a
+    /// `regionguard failover` process.
+    fn toml(&self, metrics_port: u16) -> String {
+        format!(
+            r#"
+[failover]
+mode = "approve"
+replica = "process"
+verify_timeout = "20s"
+verify_interval = "200ms"
+health_window = "30s"
+metrics_listen = "127.0.0.1:{metrics_port}"
+
+[failover.aws]
+endpoint_url = "{url}"
+emulator_credentials = true
+max_attempts = 2
+insync_timeout = "10s"
+
+[[failover.route53]]
+zone_id = "{zone}"
+name = "api.example.test."
+kind = "failover"
+values = {{ "us-east-1" = ["192.0.2.10"], "us-west-2" = ["198.51.100.10"] }}
+
+[[failover.cloudfront]]
+distribution_id = "{dist}"
+origin_id = "app"
+domains = {{ "us-east-1" = "use1.origin.example.test", "us-west-2" = "usw2.origin.example.test" }}
+
+[[failover.cloudfront_origin_groups]]
+distribution_id = "{dist}"
+group_id = "app-group"
+members = {{ "us-east-1" = "use1", "us-west-2" = "usw2" }}
+
+[failover.regions.us-east-1]
+autoscaling_groups = ["web"]
+ecs_services = [{{ cluster = "app", service = "web" }}]
+
+[failover.regions.us-west-2]
+autoscaling_groups = ["web"]
+ecs_services = [{{ cluster = "app", service = "web" }}]
+"#,
+            url = self.moto.url(),
+            zone = self.zone_id,
+            dist = self.distribution_id,
+        )
+    }
+
     fn config(&self, mode: Mode) -> rg_failover::Config {
         let by_region = |a: &str, b: &str| {
             BTreeMap::from([
@@ -657,7 +706,20 @@ fn cli(nats: &rg_bus::NatsConfig, args: &[&str]) -> String {
 async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
     let account = Account::seed();
     let mut w = World::start().await;
-    let _failover = w.start_failover(account.config(Mode::Approve));
+    // The failover manager as a user runs it: a process with a config file.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("regionguard.toml");
+    let metrics_port = rg_testkit::free_port();
+    std::fs::write(&config, account.toml(metrics_port)).unwrap();
+    let _failover = tokio::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args(["failover", "--config"])
+        .arg(&config)
+        .args(["--nats", &w.nats.servers[0]])
+        .env_remove("RG_CONFIG")
+        .env("RG_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     w.request("fo-warmup").await; // waits for the consumer and for health
     w.phase("fo-warmup", FailoverPhase::Planned).await;
 
@@ -707,5 +769,33 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
         String::from_utf8_lossy(&out.stderr).contains("is completed, not planned"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What it did is on its metrics.
+    let metrics = rg_testkit::http::get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+        "/metrics",
+    )
+    .await
+    .unwrap()
+    .body;
+    for line in [
+        r#"regionguard_failover_phases_total{phase="completed"} 1"#,
+        r#"regionguard_failover_phases_total{phase="planned"} 2"#,
+        r#"regionguard_failover_steps_total{kind="route53_record",outcome="done"} 1"#,
+        r#"regionguard_failover_steps_total{kind="cloudfront_origin_group",outcome="done"} 1"#,
+        r#"regionguard_failover_steps_total{kind="verify",outcome="done"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
+    let calls: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("regionguard_failover_aws_calls_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        calls >= u64::from(done.aws_calls),
+        "{calls} < {}",
+        done.aws_calls
     );
 }

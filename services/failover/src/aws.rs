@@ -101,6 +101,7 @@ impl Aws {
     }
 
     fn call(&self) {
+        crate::telemetry::aws_call();
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -153,6 +153,8 @@ where
         let outcome = run_step(act, plan, i, limits).await;
         let step = &mut plan.steps[i];
         step.duration_ms = began.elapsed().as_millis() as u64;
+        let outcome_label = if outcome.is_ok() { "done" } else { "failed" };
+        crate::telemetry::step(step.kind(), outcome_label, began.elapsed());
         match outcome {
             Ok(()) => {
                 step.set_status(StepStatus::Done);
@@ -214,7 +216,15 @@ where
         }
         let before = Change::from_json(&plan.steps[j].before)
             .map_err(|e| format!("step {j}: unreadable: {e}"))?;
-        match act.apply(&before, limits.insync_timeout).await {
+        let began = Instant::now();
+        let undone = act.apply(&before, limits.insync_timeout).await;
+        let label = if undone.is_ok() {
+            "rolled_back"
+        } else {
+            "rollback_failed"
+        };
+        crate::telemetry::step(plan.steps[j].kind(), label, began.elapsed());
+        match undone {
             Ok(()) => {
                 plan.steps[j].set_status(StepStatus::RolledBack);
                 report(plan.clone(), j).await;

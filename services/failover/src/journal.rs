@@ -260,7 +260,9 @@ impl Journal {
                 &format!("switch.{region}"),
                 bytes::Bytes::from_static(value),
             )
-            .await
+            .await?;
+        crate::telemetry::switch(region, take_traffic);
+        Ok(())
     }
 
     /// Completed failovers not failed back yet, with their decisions.

@@ -2,10 +2,11 @@
 //! region, verified, with automatic rollback. The most careful code in
 //! regionguard: it changes production.
 //!
-//! - Consumes: `<p>.decisions.failover.>` (RG_DECISIONS), durable consumer
-//!   `failover` (replicas share it, so one request goes to one replica),
-//!   acting on `requested` and `approved`; `<p>.health.>` with an ordered
-//!   consumer, for each region's health score.
+//! - Consumes: `<p>.decisions.failover.requested` and `.approved`
+//!   (RG_DECISIONS) with the durable consumers `failover` and
+//!   `failover-approvals` (replicas share them, so one request goes to one
+//!   replica); `<p>.health.>` with an ordered consumer, for each region's
+//!   health score.
 //! - Publishes: every phase on `<p>.decisions.failover.<phase>` (planned,
 //!   step, completed, failed, rolled_back): the audit trail.
 //! - Guarantees: a plan lists every change (before → after) before any is
@@ -26,6 +27,7 @@
 //! - [`resolve`] — the DNS lookup verification makes.
 //! - [`journal`] — the lock and the journal in JetStream KV.
 //! - `switches` — the data-plane routing switches' HTTP endpoint.
+//! - [`telemetry`] — metrics.
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -36,6 +38,7 @@ pub mod journal;
 pub mod plan;
 pub mod resolve;
 mod switches;
+pub mod telemetry;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -59,6 +62,7 @@ pub async fn run(
     nats: NatsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    telemetry::describe();
     let replica = config.replica.clone().unwrap_or_else(default_replica);
     let bus = match Bus::connect(&nats, "regionguard-failover", &shutdown).await {
         Ok(bus) => bus,
@@ -108,6 +112,7 @@ pub async fn run(
         aws,
         health,
         replica,
+        shutdown: shutdown.clone(),
     });
     service.recover().await;
     if service.config.switches.enabled {
@@ -123,31 +128,28 @@ pub async fn run(
         tokio::spawn(propose_failbacks(service.clone(), shutdown.clone()));
     }
 
-    let mut spec = ConsumerSpec::new(
-        service.bus.subjects.stream(Stream::Decisions),
-        service.config.durable.clone(),
-        service.bus.subjects.stream_subject(Stream::Decisions),
-    );
-    // A new consumer acts on requests from now on, not on the audit trail.
-    spec.deliver = DeliverPolicy::New;
-    spec.max_ack_pending = 1;
-    // Short: a replica that dies holding a request gives it up within 30 s;
-    // one executing a failover keeps it with in-progress acks.
-    spec.ack_wait = Duration::from_secs(30);
-    let consumer = rg_bus::consume::durable(&service.bus.js, &spec).await?;
-    tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming failover decisions");
-    let dead = service.bus.dead_letter(&spec.durable);
-    let s = service.clone();
-    rg_bus::consume::run::<FailoverDecision, _, _>(
-        consumer,
-        dead,
-        shutdown.clone(),
-        move |d, _| {
-            let s = s.clone();
-            async move { s.handle(d).await }
-        },
-    )
-    .await?;
+    // Two consumers, one per phase acted on (the rest of the trail is
+    // never delivered): approvals first, so that once the requests'
+    // consumer (the one `regionguard up` waits for) exists, both do.
+    let approvals = service
+        .consume(
+            format!("{}-approvals", service.config.durable),
+            FailoverPhase::Approved,
+            shutdown.clone(),
+        )
+        .await?;
+    let requests = service
+        .consume(
+            service.config.durable.clone(),
+            FailoverPhase::Requested,
+            shutdown.clone(),
+        )
+        .await?;
+    // Both in this task (not spawned): whatever stops this task stops
+    // them, mid-step if need be, as a killed process would.
+    let (a, r) = tokio::join!(approvals, requests);
+    a.context("consuming approvals")?;
+    r.context("consuming requests")?;
     Ok(())
 }
 
@@ -232,9 +234,49 @@ struct Service {
     aws: Option<Arc<aws::Aws>>,
     health: Arc<Mutex<RegionHealth>>,
     replica: String,
+    shutdown: CancellationToken,
 }
 
 impl Service {
+    /// Opens the durable consumer of one phase's subject and returns the
+    /// task that handles it until `shutdown`. Replicas share it, so each
+    /// message goes to one replica; one at a time per consumer (a replica
+    /// executing a failover keeps its message with in-progress acks).
+    async fn consume(
+        self: &Arc<Self>,
+        durable: String,
+        phase: FailoverPhase,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<impl std::future::Future<Output = Result<(), rg_bus::consume::ConsumeError>>>
+    {
+        let mut spec = ConsumerSpec::new(
+            self.bus.subjects.stream(Stream::Decisions),
+            durable,
+            self.bus.subjects.failover(phase.token()),
+        );
+        // A new consumer acts on what is published from now on, not on
+        // the history.
+        spec.deliver = DeliverPolicy::New;
+        spec.max_ack_pending = 1;
+        // Short: a replica that dies holding a message gives it up within 30 s.
+        spec.ack_wait = Duration::from_secs(30);
+        let consumer = rg_bus::consume::durable(&self.bus.js, &spec).await?;
+        tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming failover decisions");
+        let dead = self.bus.dead_letter(&spec.durable);
+        let s = self.clone();
+        // Boxed: a failover's future is large (the AWS SDK's), and two of
+        // them inline would overflow a thread's stack in a debug build.
+        Ok(Box::pin(rg_bus::consume::run::<FailoverDecision, _, _>(
+            consumer,
+            dead,
+            shutdown,
+            move |d, _| {
+                let s = s.clone();
+                Box::pin(async move { s.handle(d).await })
+            },
+        )))
+    }
+
     fn actor(&self) -> String {
         format!("failover:{}", self.replica)
     }
@@ -264,7 +306,17 @@ impl Service {
                 .publish(subject.clone(), &d, Some(&msg_id))
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    telemetry::phase(phase);
+                    break;
+                }
+                Err(e) if self.shutdown.is_cancelled() => {
+                    // The journal still holds the state; the next start
+                    // recovers from it.
+                    tracing::error!(%subject, failover = %d.id, error = %e, "failover phase not stored and shutting down: the journal keeps the state");
+                    telemetry::unpublished();
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(%subject, error = %e, retry_in = ?backoff, "failover phase not stored; retrying");
                     tokio::time::sleep(backoff).await;
@@ -280,8 +332,11 @@ impl Service {
         match d.phase() {
             FailoverPhase::Requested => self.on_request(d).await,
             FailoverPhase::Approved => self.on_approval(d).await,
-            // Our own phases and the rest of the trail.
-            _ => Outcome::Handled,
+            // Not delivered by the consumers' filters.
+            other => {
+                tracing::debug!(failover = %d.id, phase = other.token(), "phase ignored");
+                Outcome::Handled
+            }
         }
     }
 
@@ -539,7 +594,10 @@ impl Service {
         };
         let lease = match self.journal.lock(&planned.id).await {
             Ok(Some(lease)) => lease,
-            Ok(None) => return Outcome::Transient("another failover holds the lock".into()),
+            Ok(None) => {
+                telemetry::lock_busy();
+                return Outcome::Transient("another failover holds the lock".into());
+            }
             Err(e) => return Outcome::Transient(e.to_string()),
         };
         let calls_before = aws.calls();

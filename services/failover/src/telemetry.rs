@@ -1,0 +1,76 @@
+//! The failover manager's metrics. Labels: phase, kind (a step's kind as
+//! in the plan, e.g. `route53_record`), outcome, region.
+
+use std::time::Duration;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use rg_proto::v1::{FailoverPhase, StepKind};
+
+/// Phases published (the audit trail), by phase.
+pub const PHASES: &str = "regionguard_failover_phases_total";
+/// Phases that could not be stored before shutdown (the journal has them).
+pub const UNPUBLISHED: &str = "regionguard_failover_phases_unpublished_total";
+/// Steps run, by kind and outcome (done, failed, rolled_back, rollback_failed).
+pub const STEPS: &str = "regionguard_failover_steps_total";
+/// How long a step took, by kind.
+pub const STEP_SECONDS: &str = "regionguard_failover_step_duration_seconds";
+/// AWS API calls made.
+pub const AWS_CALLS: &str = "regionguard_failover_aws_calls_total";
+/// Executions that found another failover holding the lock (retried).
+pub const LOCK_BUSY: &str = "regionguard_failover_lock_busy_total";
+/// A routing switch's answer: 1 take traffic, 0 drain.
+pub const SWITCH: &str = "regionguard_failover_switch";
+
+/// Registers descriptions.
+pub fn describe() {
+    describe_counter!(PHASES, Unit::Count, "failover phases published, by phase");
+    describe_counter!(
+        UNPUBLISHED,
+        Unit::Count,
+        "failover phases not stored before shutdown (the journal keeps the state)"
+    );
+    describe_counter!(
+        STEPS,
+        Unit::Count,
+        "failover steps run, by kind and outcome"
+    );
+    describe_histogram!(STEP_SECONDS, Unit::Seconds, "how long a failover step took");
+    describe_counter!(AWS_CALLS, Unit::Count, "AWS API calls made");
+    describe_counter!(
+        LOCK_BUSY,
+        Unit::Count,
+        "executions that found another failover holding the lock"
+    );
+    describe_gauge!(SWITCH, "routing switch: 1 take traffic, 0 drain");
+}
+
+pub(crate) fn phase(phase: FailoverPhase) {
+    counter!(PHASES, "phase" => phase.token()).increment(1);
+}
+
+pub(crate) fn unpublished() {
+    counter!(UNPUBLISHED).increment(1);
+}
+
+pub(crate) fn step(kind: StepKind, outcome: &'static str, took: Duration) {
+    let kind = kind
+        .as_str_name()
+        .trim_start_matches("STEP_KIND_")
+        .to_lowercase();
+    histogram!(STEP_SECONDS, "kind" => kind.clone()).record(took.as_secs_f64());
+    counter!(STEPS, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn aws_call() {
+    counter!(AWS_CALLS).increment(1);
+}
+
+pub(crate) fn lock_busy() {
+    counter!(LOCK_BUSY).increment(1);
+}
+
+pub(crate) fn switch(region: &str, take_traffic: bool) {
+    gauge!(SWITCH, "region" => region.to_owned()).set(if take_traffic { 1.0 } else { 0.0 });
+}
