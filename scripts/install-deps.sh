@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what regionguard's local run and tests need when it is missing:
 # from Debian's packages nats-server (the bus), unbound (a DNS server
-# regionguard did not write, for tests), dnsperf (the benchmark's peer),
+# regionguard did not write, for tests), prometheus-alertmanager (the
+# notifier's first sink, for tests), dnsperf (the benchmark's peer),
 # Node.js with npm (to build the dashboard) and chromium (the dashboard's
 # browser test); from PyPI scikit-learn (the anomaly model's reference);
 # from npm the dashboard's packages (`npm ci`), then builds the dashboard
@@ -15,6 +16,7 @@ missing=()
 have nats-server || missing+=(nats-server)
 have unbound || missing+=(unbound)
 have dnsperf || missing+=(dnsperf)
+have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have chromium || missing+=(chromium)
@@ -25,8 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  # policy-rc.d may refuse to start unbound's system service; regionguard
-  # never uses it (tests start their own), so that refusal is harmless.
+  # policy-rc.d may refuse to start unbound's and alertmanager's system
+  # services; regionguard never uses them (tests start their own), so that
+  # refusal is harmless.
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -56,4 +59,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-echo "install-deps: nats-server, unbound, dnsperf, node, chromium, scikit-learn, moto, the dashboard and cargo are ready"
+echo "install-deps: nats-server, unbound, alertmanager, dnsperf, node, chromium, scikit-learn, moto, the dashboard and cargo are ready"

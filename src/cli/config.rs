@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) gateway: rg_gateway::Config,
     /// `[failover]`.
     pub(crate) failover: rg_failover::Config,
+    /// `[notifier]`.
+    pub(crate) notifier: rg_notifier::Config,
 }
 
 impl Validate for Config {
@@ -33,5 +35,6 @@ impl Validate for Config {
         p.section("cascade", &self.cascade);
         p.section("gateway", &self.gateway);
         p.section("failover", &self.failover);
+        p.section("notifier", &self.notifier);
     }
 }

@@ -78,6 +78,9 @@ enum Command {
     /// auto mode execute, verify and roll back (`failover approve ID`
     /// approves a planned failover).
     Failover(services::FailoverArgs),
+    /// Send alerts and failover phases to Alertmanager, webhooks, Slack
+    /// and PagerDuty (`[[notifier.sinks]]`), with retries; nothing twice.
+    Notifier(services::NotifierArgs),
     /// Score recorded health checks (CSV) with the detector's anomaly model.
     Replay(replay::ReplayArgs),
     /// Print messages from the bus as JSON lines (default subject `rg.>`).
@@ -86,9 +89,10 @@ enum Command {
     #[command(subcommand)]
     Fault(fault::FaultCommand),
     /// Run the whole system locally: NATS (the configured server, or one
-    /// started here), the DNS simulator, a prober per region, the detector
-    /// the cascade service and the gateway (dashboard on
-    /// http://127.0.0.1:8080 by default).
+    /// started here), the DNS simulator, a prober per region, the detector,
+    /// the cascade service, the gateway (dashboard on
+    /// http://127.0.0.1:8080 by default), the failover manager and, when
+    /// sinks are configured, the notifier.
     Up(up::UpArgs),
     /// Benchmarks: the prober against a DNS server (scripts/bench.sh), the
     /// Isolation Forest, the gateway's snapshots and WebSocket fan-out.
@@ -136,6 +140,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             | Command::Cascade(_)
             | Command::Gateway(_)
             | Command::Failover(_)
+            | Command::Notifier(_)
     );
     if service {
         telemetry::init(cli.log_format);
@@ -153,6 +158,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Cascade(args) => services::cascade(globals, args).await,
         Command::Gateway(args) => services::gateway(globals, args).await,
         Command::Failover(args) => services::failover(globals, args).await,
+        Command::Notifier(args) => services::notifier(globals, args).await,
         Command::Replay(args) => replay::run(globals, args),
         Command::Tail(args) => tail::run(globals, args).await,
         Command::Fault(cmd) => fault::run(globals, cmd).await,

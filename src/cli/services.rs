@@ -141,6 +141,20 @@ pub(crate) async fn cascade(globals: Globals, _args: CascadeArgs) -> ExitCode {
     .await
 }
 
+/// `regionguard notifier`.
+#[derive(Debug, Args)]
+pub(crate) struct NotifierArgs {}
+
+pub(crate) async fn notifier(globals: Globals, _args: NotifierArgs) -> ExitCode {
+    rg_bus::service::main(
+        "notifier",
+        || globals.load(Vec::new()),
+        |c| c.notifier.metrics_listen,
+        |c, shutdown| rg_notifier::run(c.notifier, c.nats, shutdown),
+    )
+    .await
+}
+
 /// `regionguard gateway`.
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {

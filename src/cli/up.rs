@@ -83,13 +83,13 @@ async fn start_all(
     // 1. NATS.
     let nats_url = match reachable_server(config).await {
         Some(url) => {
-            println!("[1/7] NATS: using the server at {url}");
+            println!("[1/8] NATS: using the server at {url}");
             url
         }
         None => {
             let url = start_nats(config, &args.state_dir, components).await?;
             println!(
-                "[1/7] NATS: started nats-server -js at {url} (state in {})",
+                "[1/8] NATS: started nats-server -js at {url} (state in {})",
                 args.state_dir.join("nats").display()
             );
             url
@@ -108,7 +108,7 @@ async fn start_all(
     components.push(spawn("simulator", sim)?);
     wait_dns_ready(dns, args.ready_timeout, components).await?;
     println!(
-        "[2/7] simulator: answering DNS on {dns} for {} regions x {} services",
+        "[2/8] simulator: answering DNS on {dns} for {} regions x {} services",
         config.simulator.regions.len(),
         config.simulator.services.len()
     );
@@ -133,7 +133,7 @@ async fn start_all(
         components.push(spawn(&format!("prober-{region}"), prober)?);
         match tokio::time::timeout(args.ready_timeout, sub.next()).await {
             Ok(Some(_)) => println!(
-                "[3/7] prober {region}: publishing health events on {}",
+                "[3/8] prober {region}: publishing health events on {}",
                 subjects.health_region(region)
             ),
             _ => bail!(
@@ -155,7 +155,7 @@ async fn start_all(
         None => config.detector.durable.clone(),
     };
     wait_for_consumer(&js, &health, &durable, args.ready_timeout, components).await?;
-    println!("[4/7] detector: alerts on {}", subjects.alerts_all());
+    println!("[4/8] detector: alerts on {}", subjects.alerts_all());
 
     // 5. The cascade service: ready once its consumer exists.
     let mut cascade = Command::new(&exe);
@@ -170,7 +170,7 @@ async fn start_all(
     )
     .await?;
     println!(
-        "[5/7] cascade: outage alerts on {}, failover requests on {}",
+        "[5/8] cascade: outage alerts on {}, failover requests on {}",
         subjects.alert("cascade", "*"),
         subjects.failover("requested")
     );
@@ -188,7 +188,7 @@ async fn start_all(
     wait_for_snapshot(http, args.ready_timeout, components).await?;
     let url = format!("http://{http}/");
     println!(
-        "[6/7] gateway: dashboard on {url}, gRPC on {}",
+        "[6/8] gateway: dashboard on {url}, gRPC on {}",
         config.gateway.grpc_listen
     );
     if !dashboard_dir.join("index.html").is_file() {
@@ -219,7 +219,7 @@ async fn start_all(
     )
     .await?;
     println!(
-        "[7/7] failover: {} mode, plans on {}{}",
+        "[7/8] failover: {} mode, plans on {}{}",
         format!("{:?}", config.failover.mode).to_lowercase(),
         subjects.failover("planned"),
         args.aws_endpoint
@@ -227,6 +227,30 @@ async fn start_all(
             .map(|u| format!(", AWS at {u}"))
             .unwrap_or_default()
     );
+    // 8. The notifier, when sinks are configured: ready once its consumer
+    //    exists.
+    if config.notifier.sinks.is_empty() {
+        println!("[8/8] notifier: not started (no [[notifier.sinks]] in the config)");
+    } else {
+        let mut notifier = Command::new(&exe);
+        notifier.arg("notifier").args(&common);
+        components.push(spawn("notifier", notifier)?);
+        wait_for_consumer(
+            &js,
+            &subjects.stream(rg_bus::Stream::Alerts),
+            &config.notifier.durable,
+            args.ready_timeout,
+            components,
+        )
+        .await?;
+        let sinks: Vec<String> = config
+            .notifier
+            .sinks
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
+            .collect();
+        println!("[8/8] notifier: sending to {}", sinks.join(", "));
+    }
     println!();
     println!("  dashboard:      {url}");
     println!(

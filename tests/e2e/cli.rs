@@ -318,7 +318,7 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         text.contains(&format!("dashboard on http://127.0.0.1:{http_port}/")),
         "{text}"
     );
-    assert!(text.contains("[7/7] failover: plan mode"), "{text}");
+    assert!(text.contains("[7/8] failover: plan mode"), "{text}");
     // The dashboard's API answers with both regions' endpoints.
     let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     let snapshot = rg_testkit::http::get(http, "/api/snapshot")

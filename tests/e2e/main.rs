@@ -10,3 +10,4 @@ mod detection;
 mod failover;
 mod gateway;
 mod harness;
+mod notifier;

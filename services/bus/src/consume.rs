@@ -248,6 +248,15 @@ impl Pending {
         }
     }
 
+    /// Tells JetStream the message is still being worked on, which resets
+    /// its ack wait (a receiver that holds messages longer than the ack
+    /// wait sends this periodically).
+    pub async fn progress(&self) {
+        if let Err(e) = self.message.ack_with(AckKind::Progress).await {
+            tracing::debug!(subject = %self.message.subject, error = %e, "in-progress ack failed");
+        }
+    }
+
     /// Asks for redelivery after `delay`.
     pub async fn nak(self, delay: Duration) {
         if let Err(e) = self.message.ack_with(AckKind::Nak(Some(delay))).await {

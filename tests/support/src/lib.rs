@@ -7,6 +7,8 @@
 //! - [`Unbound`]: Debian's unbound serving a small local zone: a DNS server
 //!   regionguard did not write.
 //! - [`Moto`]: moto's server, the AWS API on loopback.
+//! - [`Alertmanager`]: Prometheus Alertmanager (Debian's package), alone.
+//! - [`Receiver`]: an HTTP endpoint recording what is posted to it.
 //! - [`wait_until`]: poll a condition with a deadline; panics with the last
 //!   observed state.
 //! - [`init_logging`]: test logs on demand (`TEST_LOG=1`).
@@ -15,14 +17,18 @@
 // paused clock does not apply: std's Instant is the right clock here.
 #![allow(clippy::disallowed_types)]
 
+mod alertmanager;
 mod moto;
 mod nats;
+mod receiver;
 mod unbound;
 mod wait;
 
 pub mod http;
+pub use alertmanager::Alertmanager;
 pub use moto::Moto;
 pub use nats::NatsServer;
+pub use receiver::{Received, Receiver};
 pub use unbound::Unbound;
 pub use wait::{init_logging, wait_until, Waited};
 

@@ -1,0 +1,352 @@
+//! The `[notifier]` section: where alerts and failover phases go.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rg_bus::{Problems, Validate};
+use serde::Deserialize;
+
+/// The `[notifier]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Durable consumer of `<p>.alerts.>`. Default `notifier`.
+    pub durable: String,
+    /// Durable consumer of `<p>.decisions.failover.>`. Default
+    /// `notifier-decisions`.
+    pub decisions_durable: String,
+    /// Failover phases sent to the sinks (as notices with source
+    /// `failover`). Default `["planned", "completed", "failed",
+    /// "rolled_back"]`; empty: none.
+    pub failover_phases: Vec<String>,
+    /// The dashboard's address, linked from every notice. Default
+    /// `http://127.0.0.1:8080/`.
+    pub dashboard_url: String,
+    /// Key-value bucket of what was delivered (so a restart sends nothing
+    /// twice) and of the alerts firing in Alertmanager. Default
+    /// `RG_NOTIFIER`.
+    pub state_bucket: String,
+    /// `[[notifier.sinks]]`: where notices go. Without any, the notifier
+    /// consumes and acks, sending nothing (logged at start).
+    pub sinks: Vec<SinkConfig>,
+    /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
+    pub metrics_listen: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            durable: "notifier".into(),
+            decisions_durable: "notifier-decisions".into(),
+            failover_phases: ["planned", "completed", "failed", "rolled_back"]
+                .map(String::from)
+                .to_vec(),
+            dashboard_url: "http://127.0.0.1:8080/".into(),
+            state_bucket: "RG_NOTIFIER".into(),
+            sinks: Vec::new(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// What a sink speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Prometheus Alertmanager, API v2: `url` is its base address
+    /// (`http://alertmanager:9093`); alerts go to `/api/v2/alerts`.
+    Alertmanager,
+    /// Any HTTP endpoint taking regionguard's JSON notice.
+    Webhook,
+    /// A Slack-compatible incoming webhook (`{"text": ...}`).
+    Slack,
+    /// PagerDuty Events API v2 (`url` defaults to
+    /// `https://events.pagerduty.com/v2/enqueue`; needs a routing key).
+    Pagerduty,
+}
+
+impl SinkKind {
+    /// Its name in config and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alertmanager => "alertmanager",
+            Self::Webhook => "webhook",
+            Self::Slack => "slack",
+            Self::Pagerduty => "pagerduty",
+        }
+    }
+}
+
+/// `[[notifier.sinks]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// A name of your choice, unique: used in logs, metrics and state.
+    pub name: String,
+    /// `alertmanager`, `webhook`, `slack` or `pagerduty`.
+    pub kind: SinkKind,
+    /// The address. Webhook URLs are often secrets: prefer `url_env`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of an environment variable holding the address.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// PagerDuty routing (integration) key. A secret: prefer
+    /// `routing_key_env`.
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// Name of an environment variable holding the routing key.
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+    /// Least severity sent: `info`, `low`, `medium`, `high` or `critical`.
+    /// Default `info` (everything).
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+    /// Sources sent: `threshold`, `anomaly`, `cascade`, `failover`.
+    /// Default: all.
+    #[serde(default = "default_sources")]
+    pub sources: Vec<String>,
+    /// A notice not taken within this long is given up (counted and
+    /// published on `<p>.alerts.notify.failed`). Default `15m`.
+    #[serde(default = "default_give_up_after", with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// First retry delay; doubles up to `max_backoff`. Default `500ms`.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest retry delay. Default `30s`.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// One HTTP request's deadline. Default `10s`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Notices waiting for this sink at most; a full queue holds back the
+    /// stream (nothing is dropped). Default `1000`.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Alertmanager only: how often firing alerts are sent again (it
+    /// resolves an alert it has not heard of for its `resolve_timeout`).
+    /// Default `1m`.
+    #[serde(default = "default_resend", with = "humantime_serde")]
+    pub resend_interval: Duration,
+}
+
+fn default_min_severity() -> String {
+    "info".into()
+}
+fn default_sources() -> Vec<String> {
+    SOURCES.map(String::from).to_vec()
+}
+const fn default_give_up_after() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+const fn default_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+const fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+const fn default_queue() -> usize {
+    1000
+}
+const fn default_resend() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The sources a sink may take.
+pub const SOURCES: [&str; 4] = ["threshold", "anomaly", "cascade", "failover"];
+/// Severities, least first.
+pub const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
+const PHASES: [&str; 7] = [
+    "requested",
+    "planned",
+    "approved",
+    "step",
+    "completed",
+    "failed",
+    "rolled_back",
+];
+
+/// PagerDuty's Events API v2 address.
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+impl SinkConfig {
+    /// The address, from `url`, `url_env` or (PagerDuty) the default.
+    pub fn resolved_url(&self) -> Result<String, String> {
+        if let Some(var) = &self.url_env {
+            return std::env::var(var)
+                .map_err(|_| format!("environment variable {var} (url_env) is not set"));
+        }
+        match (&self.url, self.kind) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, SinkKind::Pagerduty) => Ok(PAGERDUTY_URL.into()),
+            (None, _) => Err("needs url or url_env".into()),
+        }
+    }
+
+    /// The PagerDuty routing key, from `routing_key` or `routing_key_env`.
+    pub fn resolved_routing_key(&self) -> Result<Option<String>, String> {
+        if let Some(var) = &self.routing_key_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("environment variable {var} (routing_key_env) is not set"));
+        }
+        Ok(self.routing_key.clone())
+    }
+
+    /// Rank of `min_severity` in [`SEVERITIES`].
+    pub fn min_rank(&self) -> usize {
+        SEVERITIES
+            .iter()
+            .position(|s| *s == self.min_severity)
+            .unwrap_or(0)
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, p: &mut Problems) {
+        if self.durable.is_empty() || self.decisions_durable.is_empty() {
+            p.push("durable", "durable and decisions_durable must not be empty");
+        }
+        if self.durable == self.decisions_durable {
+            p.push("decisions_durable", "must differ from durable");
+        }
+        if self.state_bucket.is_empty() {
+            p.push("state_bucket", "must not be empty");
+        }
+        for phase in &self.failover_phases {
+            if !PHASES.contains(&phase.as_str()) {
+                p.push(
+                    "failover_phases",
+                    format!("{phase:?} is not one of {}", PHASES.join(", ")),
+                );
+            }
+        }
+        if !(self.dashboard_url.starts_with("http://")
+            || self.dashboard_url.starts_with("https://"))
+        {
+            p.push("dashboard_url", "must be an http(s) URL");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            let key = |k: &str| format!("sinks[{i}].{k}");
+            let valid_name = !s.name.is_empty()
+                && s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                p.push(key("name"), "must be letters, digits, - or _");
+            }
+            if !names.insert(s.name.clone()) {
+                p.push(key("name"), format!("{:?} is used twice", s.name));
+            }
+            if s.url.is_some() && s.url_env.is_some() {
+                p.push(key("url"), "give url or url_env, not both");
+            }
+            match s.resolved_url() {
+                // The value is not echoed: webhook URLs are secrets.
+                Ok(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    p.push(key("url"), "is not an http(s) URL")
+                }
+                Ok(_) => {}
+                Err(e) => p.push(key("url"), e),
+            }
+            match (s.kind, s.resolved_routing_key()) {
+                (SinkKind::Pagerduty, Ok(None)) => p.push(
+                    key("routing_key"),
+                    "PagerDuty needs routing_key or routing_key_env",
+                ),
+                (SinkKind::Pagerduty, Err(e)) => p.push(key("routing_key"), e),
+                (_, Ok(Some(_))) => p.push(key("routing_key"), "only for kind = \"pagerduty\""),
+                _ => {}
+            }
+            if !SEVERITIES.contains(&s.min_severity.as_str()) {
+                p.push(
+                    key("min_severity"),
+                    format!("is not one of {}", SEVERITIES.join(", ")),
+                );
+            }
+            for source in &s.sources {
+                if !SOURCES.contains(&source.as_str()) {
+                    p.push(
+                        key("sources"),
+                        format!("{source:?} is not one of {}", SOURCES.join(", ")),
+                    );
+                }
+            }
+            if s.queue == 0 {
+                p.push(key("queue"), "must be at least 1");
+            }
+            if s.backoff.is_zero() || s.max_backoff < s.backoff {
+                p.push(key("backoff"), "must be > 0 and at most max_backoff");
+            }
+            if s.timeout.is_zero() || s.resend_interval.is_zero() {
+                p.push(key("timeout"), "timeout and resend_interval must be > 0");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(toml_text: &str) -> Vec<String> {
+        let c: Config = toml::from_str(toml_text).unwrap();
+        let mut p = Problems::default();
+        c.validate(&mut p);
+        p.list()
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_sink_needs_an_address_and_pagerduty_a_key_and_secrets_are_not_echoed() {
+        let p = problems(
+            r#"
+[[sinks]]
+name = "team"
+kind = "slack"
+[[sinks]]
+name = "pd"
+kind = "pagerduty"
+min_severity = "urgent"
+[[sinks]]
+name = "hook"
+kind = "webhook"
+url = "ftp://secret-token@example.invalid"
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "sinks[0].url: needs url or url_env",
+                "sinks[1].routing_key: PagerDuty needs routing_key or routing_key_env",
+                "sinks[1].min_severity: is not one of info, low, medium, high, critical",
+                "sinks[2].url: is not an http(s) URL",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_send_every_source() {
+        let c: Config = toml::from_str(
+            r#"
+[[sinks]]
+name = "am"
+kind = "alertmanager"
+url = "http://127.0.0.1:9093"
+"#,
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        c.validate(&mut p);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.sinks[0].sources, SOURCES);
+        assert_eq!(c.sinks[0].min_rank(), 0);
+        assert_eq!(c.sinks[0].give_up_after, Duration::from_secs(900));
+    }
+}
