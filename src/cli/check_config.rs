@@ -52,5 +52,33 @@ pub(crate) fn run(globals: Globals) -> ExitCode {
         "  gateway:   http {}, grpc {}, snapshot every {:?}, {access}",
         g.listen, g.grpc_listen, g.interval
     );
+    let f = &config.failover;
+    println!(
+        "  failover:  {} mode, regions with resources {:?}",
+        format!("{:?}", f.mode).to_lowercase(),
+        f.declared_regions()
+    );
+    let sinks: Vec<String> = config
+        .notifier
+        .sinks
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({}, {}+, {})",
+                s.name,
+                s.kind.as_str(),
+                s.min_severity,
+                s.sources.join("/")
+            )
+        })
+        .collect();
+    println!(
+        "  notifier:  {}",
+        if sinks.is_empty() {
+            "no sinks (alerts are not sent anywhere)".to_owned()
+        } else {
+            sinks.join(", ")
+        }
+    );
     ExitCode::SUCCESS
 }

@@ -245,21 +245,35 @@ impl Validate for Config {
             if s.url.is_some() && s.url_env.is_some() {
                 p.push(key("url"), "give url or url_env, not both");
             }
-            match s.resolved_url() {
-                // The value is not echoed: webhook URLs are secrets.
-                Ok(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                    p.push(key("url"), "is not an http(s) URL")
+            // An environment variable may be set only where the notifier
+            // runs (every service reads the same file): its absence is an
+            // error when the notifier starts, not here.
+            let url = match (&s.url, &s.url_env) {
+                (Some(u), _) => Some(u.clone()),
+                (None, Some(var)) if var.is_empty() => {
+                    p.push(key("url_env"), "must name an environment variable");
+                    None
                 }
-                Ok(_) => {}
-                Err(e) => p.push(key("url"), e),
+                (None, Some(var)) => std::env::var(var).ok(),
+                (None, None) if s.kind == SinkKind::Pagerduty => None,
+                (None, None) => {
+                    p.push(key("url"), "needs url or url_env");
+                    None
+                }
+            };
+            // The value is not echoed: webhook URLs are secrets.
+            if url.is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                p.push(key("url"), "is not an http(s) URL");
             }
-            match (s.kind, s.resolved_routing_key()) {
-                (SinkKind::Pagerduty, Ok(None)) => p.push(
+            let has_key = s.routing_key.as_ref().is_some_and(|k| !k.is_empty())
+                || s.routing_key_env.as_ref().is_some_and(|k| !k.is_empty());
+            match s.kind {
+                SinkKind::Pagerduty if !has_key => p.push(
                     key("routing_key"),
                     "PagerDuty needs routing_key or routing_key_env",
                 ),
-                (SinkKind::Pagerduty, Err(e)) => p.push(key("routing_key"), e),
-                (_, Ok(Some(_))) => p.push(key("routing_key"), "only for kind = \"pagerduty\""),
+                SinkKind::Pagerduty => {}
+                _ if has_key => p.push(key("routing_key"), "only for kind = \"pagerduty\""),
                 _ => {}
             }
             if !SEVERITIES.contains(&s.min_severity.as_str()) {
@@ -328,6 +342,31 @@ url = "ftp://secret-token@example.invalid"
                 "sinks[1].min_severity: is not one of info, low, medium, high, critical",
                 "sinks[2].url: is not an http(s) URL",
             ]
+        );
+    }
+
+    #[test]
+    fn a_secret_from_an_unset_variable_is_not_a_config_error_where_the_notifier_does_not_run() {
+        let p = problems(
+            r#"
+[[sinks]]
+name = "pd"
+kind = "pagerduty"
+routing_key_env = "RG_TEST_UNSET_PAGERDUTY_KEY"
+[[sinks]]
+name = "slack"
+kind = "slack"
+url_env = "RG_TEST_UNSET_SLACK_URL"
+"#,
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let c: Config = toml::from_str(
+            "[[sinks]]\nname = \"slack\"\nkind = \"slack\"\nurl_env = \"RG_TEST_UNSET_SLACK_URL\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks[0].resolved_url().unwrap_err(),
+            "environment variable RG_TEST_UNSET_SLACK_URL (url_env) is not set"
         );
     }
 
