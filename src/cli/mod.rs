@@ -9,6 +9,8 @@ mod fault;
 mod http;
 mod replay;
 mod services;
+mod status;
+mod supervise;
 mod tail;
 mod up;
 
@@ -101,6 +103,13 @@ enum Command {
     /// Load and validate the configuration, print a summary, and exit
     /// (0 when valid, 2 when not).
     CheckConfig,
+    /// Report each component's health from NATS and the gateway (exit 1
+    /// when one is down); `--healthz ADDR` checks one service's endpoint.
+    Status(status::StatusArgs),
+    /// Run a program so that it stops with its parent (used by `up` for
+    /// nats-server).
+    #[command(hide = true)]
+    Supervise(supervise::SuperviseArgs),
 }
 
 /// Global options every command receives.
@@ -165,6 +174,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => up::run(globals, args).await,
         Command::Bench(cmd) => bench::run(globals, cmd).await,
         Command::CheckConfig => check_config::run(globals),
+        Command::Status(args) => status::run(globals, args).await,
+        Command::Supervise(args) => supervise::run(args).await,
     }
 }
 

@@ -49,6 +49,9 @@ pub(crate) struct UpArgs {
 struct Component {
     name: String,
     child: Child,
+    /// The child's stdin: dropped (closed) when `up` exits however it
+    /// exits, which stops the child (`RG_STOP_WITH_PARENT`, `supervise`).
+    _lifeline: Option<tokio::process::ChildStdin>,
 }
 
 pub(crate) async fn run(globals: Globals, args: UpArgs) -> ExitCode {
@@ -327,8 +330,12 @@ async fn start_nats(
     )?;
     let store = state_dir.join("nats");
     std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
-    let mut cmd = Command::new(bin);
-    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+    // Through `supervise`, so that nats-server stops with `up` even when
+    // `up` is killed outright.
+    let exe = std::env::current_exe().context("locating the regionguard binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["supervise", "--signal", "INT", "--", bin])
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(&store);
     components.push(spawn("nats", cmd)?);
     let url = format!("nats://127.0.0.1:{port}");
@@ -348,7 +355,8 @@ async fn start_nats(
 fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<Component> {
     // Each child gets its own process group: a Ctrl-C in the terminal
     // reaches only `up`, which then stops the services before NATS.
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
+        .env(rg_bus::service::STOP_WITH_PARENT, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -375,9 +383,11 @@ fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<Component> {
             }
         });
     }
+    let lifeline = child.stdin.take();
     Ok(Component {
         name: name.to_owned(),
         child,
+        _lifeline: lifeline,
     })
 }
 

@@ -347,6 +347,108 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         regions.insert(e.region);
     }
     drop(sub);
+
+    // `regionguard status` sees every component.
+    let status = regionguard()
+        .args(["status", "--config"])
+        .arg(&config)
+        .env_remove("RG_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for component in [
+        "nats",
+        "prober",
+        "detector",
+        "cascade",
+        "failover",
+        "gateway",
+        "simulator",
+    ] {
+        assert!(
+            said.lines()
+                .any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == [component, "OK"]),
+            "{component} not OK:\n{said}"
+        );
+    }
+    assert!(
+        said.contains("us-east-1: 1 vantage(s), eu-west-1: 1 vantage(s)"),
+        "{said}"
+    );
+
+    // The October 2025 failure through the whole system: a critical
+    // cascade alert, a failover plan, then recovery.
+    let mut critical = client
+        .subscribe("rg.alerts.cascade.critical")
+        .await
+        .unwrap();
+    let mut planned = client
+        .subscribe("rg.decisions.failover.planned")
+        .await
+        .unwrap();
+    let fault = regionguard()
+        .args([
+            "fault",
+            "inject",
+            "--region",
+            "us-east-1",
+            "--service",
+            "dynamodb",
+            "--kind",
+            "empty-answer",
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("RG_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        fault.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fault.stderr)
+    );
+    let m = next_message(&mut critical)
+        .await
+        .expect("a critical cascade alert within 30s");
+    let alert = <rg_proto::v1::Alert as prost::Message>::decode(m.payload.as_ref()).unwrap();
+    assert_eq!(alert.region, "us-east-1");
+    assert_eq!(alert.state(), rg_proto::v1::AlertState::Firing);
+    let m = next_message(&mut planned)
+        .await
+        .expect("a failover plan within 30s");
+    let plan =
+        <rg_proto::v1::FailoverDecision as prost::Message>::decode(m.payload.as_ref()).unwrap();
+    assert_eq!(
+        (plan.from_region.as_str(), plan.to_region.as_str()),
+        ("us-east-1", "eu-west-1"),
+        "{plan:?}"
+    );
+    let clear = regionguard()
+        .args(["fault", "clear", "--all", "--config"])
+        .arg(&config)
+        .env_remove("RG_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        clear.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clear.stderr)
+    );
+    let m = next_message(&mut critical)
+        .await
+        .expect("the cascade alert resolved within 30s");
+    let resolved = <rg_proto::v1::Alert as prost::Message>::decode(m.payload.as_ref()).unwrap();
+    assert_eq!(
+        resolved.state(),
+        rg_proto::v1::AlertState::Resolved,
+        "{resolved:?}"
+    );
+    assert_eq!(resolved.id, alert.id);
     drop(client);
 
     // SIGTERM stops every service, then NATS, and up exits 0.
@@ -389,6 +491,24 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         std::net::UdpSocket::bind(("127.0.0.1", dns_port)).is_ok(),
         "the simulator still holds its port"
     );
+    // No process it started is left: each got this test's config path.
+    let mine = config.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&mine) && !c.contains(" status "))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:#?}");
+}
+
+/// The next message of `sub` within 30 s.
+async fn next_message(sub: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
+    tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(sub))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// One HTTP/1.0 GET on loopback; returns the body.

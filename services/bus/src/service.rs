@@ -5,7 +5,10 @@
 //! 2. config is loaded and validated *before anything binds*; a bad key
 //!    exits with code 2 and names the key;
 //! 3. `/metrics` is bound and its real address logged;
-//! 4. SIGINT/SIGTERM cancel the service's token; a second signal exits at once;
+//! 4. SIGINT/SIGTERM cancel the service's token; a second signal exits at
+//!    once; with `RG_STOP_WITH_PARENT=1` (set by `regionguard up`), the end
+//!    of stdin cancels it too: the parent holds the other end of the pipe,
+//!    so a parent killed with SIGKILL leaves no service behind;
 //! 5. `run` is awaited; after cancellation it gets a grace period to drain,
 //!    with a warning when it runs over;
 //! 6. the result becomes the exit code (0 ok, 1 failed, 2 bad config).
@@ -60,6 +63,9 @@ where
     ::metrics::gauge!("regionguard_up", "service" => name).set(1.0);
 
     spawn_signal_handler(name, shutdown.clone());
+    if std::env::var_os(STOP_WITH_PARENT).is_some_and(|v| v == "1") {
+        spawn_parent_watch(name, shutdown.clone());
+    }
 
     let service = run(config, shutdown.clone());
     tokio::pin!(service);
@@ -89,6 +95,50 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// The environment variable that makes a service stop when its stdin
+/// closes (its parent is gone).
+pub const STOP_WITH_PARENT: &str = "RG_STOP_WITH_PARENT";
+
+/// Cancels `shutdown` when stdin reaches its end or fails: the parent that
+/// held the pipe's other end exited, however it died.
+pub fn spawn_parent_watch(name: &'static str, shutdown: CancellationToken) {
+    let closed = stdin_closed();
+    tokio::spawn(async move {
+        if closed.await.is_err() {
+            return; // the watch thread could not start
+        }
+        if !shutdown.is_cancelled() {
+            // Cancel first: the parent held stdout and stderr too, so the
+            // log line below may have nowhere to go.
+            shutdown.cancel();
+            tracing::warn!(
+                service = name,
+                "parent process gone (stdin closed); shutting down"
+            );
+        }
+    });
+}
+
+/// Resolves when stdin reaches its end or fails. The read runs on a plain
+/// thread, not tokio's blocking pool: a runtime shutting down waits for
+/// its blocking reads, and this one may never end while the parent lives.
+pub fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _told = tx.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch stdin for the parent's exit");
+    }
+    rx
 }
 
 /// SIGINT or SIGTERM cancels `shutdown`; a second one exits at once.

@@ -156,15 +156,36 @@ impl<T> RoundBook<T> {
         Added::Held
     }
 
+    /// When the round after `round` of `region` began arriving, if it has.
+    /// Measured from the next round, not the newest: with a probe interval
+    /// shorter than `settle`, a newer round begins before the last one
+    /// settles, and measuring from the newest would never settle.
+    fn next_round_since(&self, region: &str, round: u64) -> Option<Instant> {
+        let from = (region.to_owned(), round.saturating_add(1));
+        let to = (region.to_owned(), u64::MAX);
+        self.rounds
+            .range(from..=to)
+            .next()
+            .map(|(_, r)| r.first_seen)
+            .or_else(|| {
+                // The next round is not held (its events all came late):
+                // the newest round seen stands in for it.
+                self.newest
+                    .get(region)
+                    .filter(|(newest, _)| *newest > round)
+                    .map(|(_, since)| *since)
+            })
+    }
+
     /// When the next round completes (for the caller's timer).
     pub fn next_due(&self) -> Option<Instant> {
         self.rounds
             .iter()
             .map(|((region, round), r)| {
                 let by_timeout = r.first_seen + self.round_timeout;
-                match self.newest.get(region) {
-                    Some((newest, since)) if newest > round => by_timeout.min(*since + self.settle),
-                    _ => by_timeout,
+                match self.next_round_since(region, *round) {
+                    Some(since) => by_timeout.min(since + self.settle),
+                    None => by_timeout,
                 }
             })
             .min()
@@ -178,9 +199,9 @@ impl<T> RoundBook<T> {
             .rounds
             .iter()
             .filter(|((region, round), r)| {
-                let later_settled = self.newest.get(region).is_some_and(|(newest, since)| {
-                    newest > round && now.saturating_duration_since(*since) >= self.settle
-                });
+                let later_settled = self
+                    .next_round_since(region, *round)
+                    .is_some_and(|since| now.saturating_duration_since(since) >= self.settle);
                 later_settled || now.saturating_duration_since(r.first_seen) >= self.round_timeout
             })
             .map(|(k, _)| k.clone())
@@ -286,5 +307,22 @@ mod tests {
             ["eu-west-1"]
         );
         assert_eq!(book.held(), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_settle_when_the_probe_interval_is_shorter_than_settle() {
+        // Interval 1 s, settle 2 s: a new round begins every second, so
+        // the newest round never stays newest for 2 s.
+        let mut book = RoundBook::new(Duration::from_secs(2), Duration::from_secs(60));
+        let t0 = Instant::now();
+        let mut decided = Vec::new();
+        for i in 0..6u64 {
+            let t = t0 + Duration::from_secs(i);
+            book.add(obs("us-east-1", "a", 100 + i, Status::Healthy), i, t);
+            decided.extend(book.take_due(t).into_iter().map(|r| r.round));
+        }
+        // Round 100 is due 2 s after round 101 began (t0 + 3 s), and so on.
+        assert_eq!(decided, [100, 101, 102]);
+        assert_eq!(book.next_due(), Some(t0 + Duration::from_secs(6)));
     }
 }
