@@ -4,7 +4,9 @@
 # regionguard did not write, for tests), prometheus-alertmanager (the
 # notifier's first sink, for tests), dnsperf (the benchmark's peer),
 # Node.js with npm (to build the dashboard) and chromium (the dashboard's
-# browser test); from PyPI scikit-learn (the anomaly model's reference);
+# browser test); from PyPI scikit-learn (the anomaly model's reference),
+# moto's server (the AWS API for the failover tests) and PyYAML (the
+# compose check);
 # from npm the dashboard's packages (`npm ci`), then builds the dashboard
 # into dashboard/dist, which the gateway serves.
 # Safe to run again: it installs only what is missing.
@@ -43,6 +45,12 @@ fi
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "install-deps: installing moto[server] with pip"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'moto[server]'
+fi
+
+# PyYAML: scripts/check_compose.py reads the compose files with it.
+if ! python3 -c "import yaml" >/dev/null 2>&1; then
+  echo "install-deps: installing PyYAML with pip"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml
 fi
 
 # The dashboard: its npm packages (exactly as locked), then the build.

@@ -17,3 +17,6 @@ cargo test --workspace --locked
 
 echo "== Isolation Forest against scikit-learn (ROC AUC within 0.02)"
 python3 scripts/compare_sklearn.py --bin target/debug/regionguard
+
+echo "== docker compose files, Dockerfile and NATS cluster config (no Docker engine needed)"
+python3 scripts/check_compose.py --bin target/debug/regionguard
