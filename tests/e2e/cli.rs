@@ -254,59 +254,11 @@ fn fault_cli_without_a_simulator_says_what_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_system_and_stops_everything_it_started() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     init_logging();
-    let nats_port = rg_testkit::free_port();
-    let dns_port = rg_testkit::free_port();
-    let (http_port, grpc_port) = (rg_testkit::free_port(), rg_testkit::free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("regionguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nservers = [\"nats://127.0.0.1:{nats_port}\"]\n\
-             [prober]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
-             [simulator]\nlisten = \"127.0.0.1:{dns_port}\"\n\
-             [gateway]\nlisten = \"127.0.0.1:{http_port}\"\ngrpc_listen = \"127.0.0.1:{grpc_port}\"\ninterval = \"1s\"\n"
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("up.log");
-    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
-        .arg("up")
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env_remove("RG_CONFIG")
-        .env_remove("RG_NATS_URL")
-        .env("RG_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(90), async {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            let done = line.contains("regionguard is up");
-            printed.push(line);
-            if done {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(
-        matches!(ready, Ok(true)),
-        "up did not come up:\n{}\n--- stderr ---\n{}",
-        printed.join("\n"),
-        rg_testkit::tail(&log, 40)
-    );
-    let text = printed.join("\n");
+    let (mut up, ports) = Up::start(&["us-east-1", "eu-west-1"], "", &[]).await;
+    let (nats_port, dns_port, http_port) = (ports.nats, ports.dns, ports.http);
+    let config = up.config.clone();
+    let text = up.printed.clone();
     assert!(text.contains("started nats-server -js"), "{text}");
     assert!(
         text.contains("prober us-east-1: publishing")
@@ -391,27 +343,16 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         .subscribe("rg.decisions.failover.planned")
         .await
         .unwrap();
-    let fault = regionguard()
-        .args([
-            "fault",
-            "inject",
-            "--region",
-            "us-east-1",
-            "--service",
-            "dynamodb",
-            "--kind",
-            "empty-answer",
-            "--config",
-        ])
-        .arg(&config)
-        .env_remove("RG_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        fault.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fault.stderr)
-    );
+    up.cli(&[
+        "fault",
+        "inject",
+        "--region",
+        "us-east-1",
+        "--service",
+        "dynamodb",
+        "--kind",
+        "empty-answer",
+    ]);
     let m = next_message(&mut critical)
         .await
         .expect("a critical cascade alert within 30s");
@@ -428,17 +369,7 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         ("us-east-1", "eu-west-1"),
         "{plan:?}"
     );
-    let clear = regionguard()
-        .args(["fault", "clear", "--all", "--config"])
-        .arg(&config)
-        .env_remove("RG_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        clear.status.success(),
-        "{}",
-        String::from_utf8_lossy(&clear.stderr)
-    );
+    up.cli(&["fault", "clear", "--all"]);
     let m = next_message(&mut critical)
         .await
         .expect("the cascade alert resolved within 30s");
@@ -452,21 +383,7 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
     drop(client);
 
     // SIGTERM stops every service, then NATS, and up exits 0.
-    let pid = up.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(40), up.wait())
-        .await
-        .expect("up stops within 40s")
-        .unwrap();
-    let mut rest = Vec::new();
-    while let Ok(Some(line)) = stdout.next_line().await {
-        rest.push(line);
-    }
-    let rest = rest.join("\n");
+    let (status, rest) = up.stop().await;
     assert!(status.success(), "{status}: {rest}");
     for name in [
         "simulator",

@@ -799,3 +799,77 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
         done.aws_calls
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_an_aws_endpoint_fails_over_a_seeded_account_once_approved_from_the_cli() {
+    init_logging();
+    let account = Account::seed();
+    let resources = account.toml(rg_testkit::free_port());
+    let (mut up, ports) = Up::start(
+        &["us-east-1", "us-west-2", "eu-west-1"],
+        &resources,
+        &["--aws-endpoint", &account.moto.url()],
+    )
+    .await;
+    let said = format!(
+        "[7/8] failover: approve mode, plans on rg.decisions.failover.planned, AWS at {}",
+        account.moto.url()
+    );
+    assert!(up.printed.contains(&said), "{}", up.printed);
+    let client = async_nats::connect(format!("nats://127.0.0.1:{}", ports.nats))
+        .await
+        .unwrap();
+    let mut phases = client.subscribe("rg.decisions.failover.>").await.unwrap();
+    client.flush().await.unwrap();
+    // Every region has a health score first.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    up.cli(&[
+        "fault",
+        "inject",
+        "--region",
+        "us-east-1",
+        "--service",
+        "dynamodb",
+        "--kind",
+        "empty-answer",
+    ]);
+
+    let planned = next_phase(&mut phases, FailoverPhase::Planned).await;
+    assert_eq!(planned.to_region, "us-west-2", "{planned:#?}");
+    assert_eq!(
+        account.read(),
+        seeded_state(),
+        "approve mode waits for approval"
+    );
+
+    let said = up.cli(&["failover", "approve", &planned.id]);
+    assert!(said.contains("approved failover"), "{said}");
+    next_phase(&mut phases, FailoverPhase::Completed).await;
+    let after = account.read();
+    assert_eq!(
+        after["records"],
+        json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]})
+    );
+    assert_eq!(after["origin"], json!({"app": "usw2.origin.example.test"}));
+    assert_eq!(after["origin_group"], json!(["usw2", "use1"]));
+
+    let (status, rest) = up.stop().await;
+    assert!(status.success(), "{status}: {rest}");
+    assert!(rest.contains("stopped failover (exit status: 0)"), "{rest}");
+}
+
+/// The next decision of phase `want` on `phases` (a failed one fails the
+/// test with its reason).
+async fn next_phase(phases: &mut async_nats::Subscriber, want: FailoverPhase) -> FailoverDecision {
+    loop {
+        let m = tokio::time::timeout(WAIT, futures::StreamExt::next(phases))
+            .await
+            .unwrap_or_else(|_| panic!("no {want:?} phase within {WAIT:?}"))
+            .expect("subscription open");
+        let d = FailoverDecision::decode(m.payload.as_ref()).expect("a FailoverDecision");
+        if d.phase() == want {
+            return d;
+        }
+        assert_ne!(d.phase(), FailoverPhase::Failed, "{d:#?}");
+    }
+}

@@ -433,3 +433,136 @@ pub(crate) fn num(v: &serde_json::Value) -> f64 {
         other => panic!("not a number: {other}"),
     }
 }
+
+/// `regionguard up` as a user runs it, in a directory of its own.
+pub(crate) struct Up {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// What it printed until it said it is up.
+    pub(crate) printed: String,
+    pub(crate) config: std::path::PathBuf,
+    /// Holds the config and state until the test ends.
+    pub(crate) _dir: tempfile::TempDir,
+}
+
+/// Ports and a config for a local `up`: its own NATS (started by `up`),
+/// simulator and gateway ports, a 1 s probe interval; `extra` is appended.
+pub(crate) struct UpPorts {
+    pub(crate) nats: u16,
+    pub(crate) dns: u16,
+    pub(crate) http: u16,
+}
+
+impl Up {
+    /// Writes the config, starts `up` with `args`, and waits (90 s at most)
+    /// until it says it is up.
+    pub(crate) async fn start(regions: &[&str], extra: &str, args: &[&str]) -> (Self, UpPorts) {
+        use tokio::io::AsyncBufReadExt;
+        let ports = UpPorts {
+            nats: rg_testkit::free_port(),
+            dns: rg_testkit::free_port(),
+            http: rg_testkit::free_port(),
+        };
+        let grpc = rg_testkit::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("regionguard.toml");
+        let regions = regions
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            &config,
+            format!(
+                "[nats]\nservers = [\"nats://127.0.0.1:{}\"]\n\
+                 [prober]\nregions = [{regions}]\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+                 [simulator]\nlisten = \"127.0.0.1:{}\"\n\
+                 [gateway]\nlisten = \"127.0.0.1:{}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\ninterval = \"1s\"\n{extra}",
+                ports.nats, ports.dns, ports.http
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("up.log");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+            .arg("up")
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(args)
+            .env_remove("RG_CONFIG")
+            .env_remove("RG_NATS_URL")
+            .env("RG_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut printed = Vec::new();
+        let ready = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                let done = line.contains("regionguard is up");
+                printed.push(line);
+                if done {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(ready, Ok(true)),
+            "up did not come up:\n{}\n--- stderr ---\n{}",
+            printed.join("\n"),
+            rg_testkit::tail(&log, 40)
+        );
+        let up = Self {
+            child,
+            stdout,
+            printed: printed.join("\n"),
+            config,
+            _dir: dir,
+        };
+        (up, ports)
+    }
+
+    /// Runs `regionguard <args> --config <its config>`; its stdout.
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RG_CONFIG")
+            .env("USER", "tester")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "regionguard {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGTERM; waits (40 s at most) and returns the exit status and what
+    /// it printed while stopping.
+    pub(crate) async fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = tokio::time::timeout(Duration::from_secs(40), self.child.wait())
+            .await
+            .expect("up stops within 40s")
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = self.stdout.next_line().await {
+            rest.push(line);
+        }
+        (status, rest.join("\n"))
+    }
+}
