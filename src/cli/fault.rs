@@ -59,6 +59,10 @@ pub(crate) struct InjectArgs {
     /// Share of queries affected, 0 to 1 (default 1: all).
     #[arg(long)]
     probability: Option<f64>,
+    /// Affect only the next N matching queries, then end (e.g. 1: exactly
+    /// one lost answer).
+    #[arg(long, value_name = "N")]
+    times: Option<u32>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -131,6 +135,7 @@ fn build(command: FaultCommand) -> Result<(FaultRequest, bool), String> {
                 jitter_ms: ms(a.jitter) as u32,
                 duration_ms: ms(a.duration),
                 probability: a.probability.unwrap_or(0.0),
+                times: a.times.unwrap_or(0),
                 ..Default::default()
             };
             (
@@ -235,6 +240,9 @@ fn describe(f: &FaultSpec) -> String {
     }
     if f.probability > 0.0 && f.probability < 1.0 {
         s.push_str(&format!(" p={}", f.probability));
+    }
+    if f.times > 0 {
+        s.push_str(&format!(" x{} left", f.times));
     }
     if f.expires_at_unix_ms > 0 {
         let now = std::time::SystemTime::now()

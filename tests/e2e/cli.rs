@@ -283,6 +283,27 @@ async fn up_runs_the_system_and_stops_everything_it_started() {
         "{}",
         snapshot.body
     );
+    // ... and, within a few rounds, every endpoint healthy (2 regions x 7).
+    rg_testkit::wait_until(
+        "every endpoint healthy",
+        Duration::from_secs(30),
+        || async {
+            let Some(r) = rg_testkit::http::get(http, "/api/snapshot").await else {
+                return rg_testkit::Waited::NotYet("no answer".into());
+            };
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            let (healthy, total) = (
+                num(&v["summary"]["healthy"]),
+                num(&v["summary"]["total_endpoints"]),
+            );
+            if total == 14.0 && healthy == total {
+                rg_testkit::Waited::Done(())
+            } else {
+                rg_testkit::Waited::NotYet(format!("{healthy}/{total} healthy"))
+            }
+        },
+    )
+    .await;
 
     // Health events of both regions are flowing through the NATS it started.
     let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))

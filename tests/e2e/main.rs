@@ -5,6 +5,7 @@
 mod backbone;
 mod cascade;
 mod cli;
+mod confirm;
 mod dashboard;
 mod detection;
 mod failover;

@@ -128,6 +128,12 @@ impl Subjects {
         format!("{}.snapshots.dashboard", self.prefix)
     }
 
+    /// `<p>.confirm.<region>`: a prober asks the region's other vantage
+    /// points to re-probe an endpoint now (core NATS, not stored).
+    pub fn confirm(&self, region: &str) -> String {
+        format!("{}.confirm.{region}", self.prefix)
+    }
+
     /// `<p>.sim.faults`: simulator fault control (core request/reply).
     pub fn sim_faults(&self) -> String {
         format!("{}.sim.faults", self.prefix)

@@ -67,9 +67,39 @@ pub struct Config {
     pub priorities: BTreeMap<String, Priority>,
     /// Latency thresholds per priority.
     pub thresholds: ThresholdsConfig,
+    /// `[prober.confirm]`: re-probing at once what looks wrong.
+    pub confirm: ConfirmConfig,
     /// Address of `/metrics` and `/healthz`. Port 0 picks a free port (the
     /// bound address is logged). Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
+}
+
+/// `[prober.confirm]`: when a lookup fails or crosses a threshold, the
+/// prober looks the endpoint up again `count` times, `spacing` apart, and
+/// (with `ask_peers`) asks the region's other vantage points to do the
+/// same, instead of waiting for the next round. Those events are marked
+/// `confirmation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfirmConfig {
+    /// Re-probes per burst; 0 turns confirmation off. Default `3`.
+    pub count: u32,
+    /// Time between re-probes. Default `200ms`.
+    #[serde(with = "humantime_serde")]
+    pub spacing: Duration,
+    /// Ask the other vantage points of the region
+    /// (`<p>.confirm.<region>`). Default `true`.
+    pub ask_peers: bool,
+}
+
+impl Default for ConfirmConfig {
+    fn default() -> Self {
+        Self {
+            count: 3,
+            spacing: Duration::from_millis(200),
+            ask_peers: true,
+        }
+    }
 }
 
 /// An explicit endpoint of `[[prober.endpoints]]`.
@@ -144,6 +174,7 @@ impl Default for Config {
             buffer_capacity: 100_000,
             priorities: BTreeMap::from([("dynamodb".to_owned(), Priority::Critical)]),
             thresholds: ThresholdsConfig::default(),
+            confirm: ConfirmConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
@@ -201,6 +232,8 @@ pub struct Plan {
     pub buffer_capacity: usize,
     /// Thresholds per priority.
     pub thresholds: ThresholdsByPriority,
+    /// Confirmation bursts.
+    pub confirm: ConfirmConfig,
 }
 
 /// The configuration cannot produce a plan for this instance.
@@ -298,6 +331,7 @@ impl Config {
                     self.thresholds.critical.warning_max,
                 ),
             },
+            confirm: self.confirm.clone(),
         })
     }
 
@@ -469,6 +503,12 @@ impl Validate for Config {
                     ),
                 );
             }
+        }
+        if self.confirm.count > 0 && self.confirm.spacing.is_zero() {
+            p.push("confirm.spacing", "must be greater than zero");
+        }
+        if self.confirm.count > 20 {
+            p.push("confirm.count", "at most 20 re-probes per burst");
         }
     }
 }

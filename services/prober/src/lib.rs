@@ -7,7 +7,12 @@
 //! rules, and publishes one `HealthEvent` per endpoint per resolver per
 //! round.
 //!
-//! - Consumes: nothing from the bus; it asks DNS resolvers.
+//! - Consumes: `<p>.confirm.<region>` (core NATS): other vantage points'
+//!   requests to re-probe an endpoint now.
+//! - Confirms: a lookup that fails or crosses a threshold is repeated
+//!   `confirm.count` times `confirm.spacing` apart (events marked
+//!   `confirmation`), and the region's other vantage points are asked to do
+//!   the same.
 //! - Publishes: `<p>.health.<region>.<service>` (stream RG_HEALTH), message
 //!   id `<vantage>:<sequence>`.
 //! - Guarantees: rounds keep their wall-clock schedule and never pile up;
@@ -26,6 +31,8 @@
 //! - [`round`] — one round, lookups to events.
 //! - [`schedule`] — when rounds run.
 //! - [`publish`] — the bounded buffer and the JetStream publisher.
+//! - [`confirm`] — confirmation requests to and from the region's other
+//!   vantage points.
 //! - [`bench`] — a load generator over the same code (`regionguard bench probe`).
 //! - [`telemetry`] — metrics and notable occurrences.
 #![warn(missing_docs)]
@@ -33,6 +40,7 @@
 pub mod bench;
 pub mod classify;
 pub mod config;
+pub mod confirm;
 pub mod endpoints;
 pub mod lookup;
 pub mod publish;
@@ -83,12 +91,22 @@ pub async fn run(
     let drain = CancellationToken::new();
     let mut publisher = tokio::spawn(publish::run(
         buffer.clone(),
-        nats,
+        nats.clone(),
         format!("regionguard-prober-{}", plan.vantage),
         shutdown.clone(),
         drain.clone(),
         DRAIN_FOR,
     ));
+    if plan.confirm.count > 0 && plan.confirm.ask_peers {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        prober.set_peers(tx);
+        tokio::spawn(confirm::run(
+            prober.clone(),
+            nats.clone(),
+            rx,
+            shutdown.clone(),
+        ));
+    }
     let rounds_stop = shutdown.child_token();
     let mut rounds = tokio::spawn(schedule::run(prober.clone(), rounds_stop.clone()));
     tokio::select! {

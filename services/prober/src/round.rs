@@ -1,7 +1,7 @@
 //! One probe round: every endpoint through every resolver, each result
 //! classified and turned into a `HealthEvent` for the publisher.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +49,12 @@ pub struct Prober {
     buffer: Arc<EventBuffer>,
     sequence: AtomicU64,
     last_status: Mutex<HashMap<(usize, usize), Status>>,
+    /// Bursts under way, by (target, path): one at a time each.
+    bursting: Mutex<HashSet<(usize, usize)>>,
+    /// The round each target last asked the peers about.
+    asked: Mutex<HashMap<usize, u64>>,
+    /// Where requests to the region's other vantage points go.
+    peers: std::sync::OnceLock<tokio::sync::mpsc::Sender<v1::ConfirmRequest>>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -122,6 +128,9 @@ impl Prober {
             // `<vantage>:<sequence>` stays a unique message id.
             sequence: AtomicU64::new(start_us),
             last_status: Mutex::new(HashMap::new()),
+            bursting: Mutex::new(HashSet::new()),
+            asked: Mutex::new(HashMap::new()),
+            peers: std::sync::OnceLock::new(),
         })
     }
 
@@ -151,8 +160,13 @@ impl Prober {
             .for_each_concurrent(self.plan.concurrency, |(t, p)| {
                 let critical = &critical;
                 async move {
-                    if self.probe(t, p, round_id).await == Status::Critical {
+                    let status = self.probe(t, p, round_id).await;
+                    if status == Status::Critical {
                         critical.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if status != Status::Healthy && self.plan.confirm.count > 0 {
+                        self.ask_peers(t, round_id, status);
+                        self.burst(t, p, round_id).await;
                     }
                 }
             })
@@ -185,7 +199,82 @@ impl Prober {
         let (target, path) = (&self.targets[t], &self.paths[p]);
         let outcome = path.engine.lookup(&target.query, self.plan.timeout).await;
         let (error, took) = (outcome.error, outcome.response_time);
-        (self.record(t, p, round_id, outcome), error, took)
+        (self.record(t, p, round_id, outcome, false), error, took)
+    }
+
+    /// Sends requests to the region's other vantage points to `tx`
+    /// (`lib.rs` publishes them on `<p>.confirm.<region>`).
+    pub fn set_peers(&self, tx: tokio::sync::mpsc::Sender<v1::ConfirmRequest>) {
+        let _first = self.peers.set(tx);
+    }
+
+    /// Asks the peers to confirm target `t`, once per round.
+    fn ask_peers(&self, t: usize, round_id: u64, status: Status) {
+        let Some(tx) = self.peers.get() else { return };
+        {
+            let mut asked = self
+                .asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if asked.insert(t, round_id) == Some(round_id) {
+                return;
+            }
+        }
+        let request = v1::ConfirmRequest {
+            region: self.plan.region.to_string(),
+            endpoint: self.targets[t].endpoint.name.clone(),
+            round_id,
+            vantage: self.plan.vantage.clone(),
+            status: v1::Status::from(status) as i32,
+        };
+        if tx.try_send(request).is_err() {
+            telemetry::confirm_request_dropped();
+        }
+    }
+
+    /// A confirmation burst: target `t` through path `p`, `confirm.count`
+    /// times `confirm.spacing` apart, each event marked `confirmation`.
+    /// One burst at a time per (target, path); a second is skipped.
+    pub async fn burst(&self, t: usize, p: usize, round_id: u64) {
+        {
+            let mut bursting = self
+                .bursting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !bursting.insert((t, p)) {
+                return;
+            }
+        }
+        telemetry::burst();
+        for _ in 0..self.plan.confirm.count {
+            tokio::time::sleep(self.plan.confirm.spacing).await;
+            let outcome = self.paths[p]
+                .engine
+                .lookup(&self.targets[t].query, self.plan.timeout)
+                .await;
+            self.record(t, p, round_id, outcome, true);
+        }
+        self.bursting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(t, p));
+    }
+
+    /// Bursts for an endpoint another vantage point asks about, through
+    /// every resolver at once. False when this prober does not probe it.
+    pub async fn confirm_for_peer(&self, request: &v1::ConfirmRequest) -> bool {
+        let Some(t) = self
+            .targets
+            .iter()
+            .position(|x| x.endpoint.name == request.endpoint)
+        else {
+            return false;
+        };
+        futures::future::join_all(
+            (0..self.paths.len()).map(|p| self.burst(t, p, request.round_id)),
+        )
+        .await;
+        true
     }
 
     /// Number of targets and paths (for load generators).
@@ -193,7 +282,14 @@ impl Prober {
         (self.targets.len(), self.paths.len())
     }
 
-    fn record(&self, t: usize, p: usize, round_id: u64, outcome: LookupOutcome) -> Status {
+    fn record(
+        &self,
+        t: usize,
+        p: usize,
+        round_id: u64,
+        outcome: LookupOutcome,
+        confirmation: bool,
+    ) -> Status {
         let (target, path) = (&self.targets[t], &self.paths[p]);
         let e = &target.endpoint;
         let status =
@@ -226,7 +322,7 @@ impl Prober {
             status: v1::Status::from(status) as i32,
             priority: v1::Priority::from(e.priority) as i32,
             probe_kind: v1::ProbeKind::Dns as i32,
-            confirmation: false,
+            confirmation,
             answers: outcome.answers,
             sequence,
             baseline_us: 0,

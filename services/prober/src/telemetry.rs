@@ -27,8 +27,26 @@ pub const EVENTS_DROPPED: &str = "regionguard_prober_events_dropped_total";
 /// Datagrams that matched no lookup in flight (late, or not ours).
 pub const STRAY_ANSWERS: &str = "regionguard_prober_stray_answers_total";
 
+/// Confirmation bursts run (own failures and peers' requests).
+pub const BURSTS: &str = "regionguard_prober_confirmation_bursts_total";
+/// Requests to peers dropped (the confirm channel was full or closed).
+pub const CONFIRM_DROPPED: &str = "regionguard_prober_confirm_requests_dropped_total";
+/// Requests from peers handled.
+pub const CONFIRM_FROM_PEERS: &str = "regionguard_prober_confirm_requests_received_total";
+
 /// Registers descriptions (idempotent).
 pub fn describe() {
+    describe_counter!(BURSTS, Unit::Count, "confirmation bursts run");
+    describe_counter!(
+        CONFIRM_DROPPED,
+        Unit::Count,
+        "confirmation requests to peers dropped (not connected, or too many)"
+    );
+    describe_counter!(
+        CONFIRM_FROM_PEERS,
+        Unit::Count,
+        "confirmation requests from the region's other vantage points"
+    );
     describe_counter!(
         LOOKUPS,
         Unit::Count,
@@ -92,6 +110,21 @@ pub(crate) fn lookup(
 /// A datagram nobody waited for.
 pub(crate) fn stray_answer(reason: &'static str) {
     counter!(STRAY_ANSWERS, "reason" => reason).increment(1);
+}
+
+/// A confirmation burst started.
+pub(crate) fn burst() {
+    counter!(BURSTS).increment(1);
+}
+
+/// A request to the peers could not be queued.
+pub(crate) fn confirm_request_dropped() {
+    counter!(CONFIRM_DROPPED).increment(1);
+}
+
+/// A peer asked for confirmation.
+pub(crate) fn confirm_from_peer() {
+    counter!(CONFIRM_FROM_PEERS).increment(1);
 }
 
 /// A round finished.

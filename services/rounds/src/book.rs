@@ -59,11 +59,7 @@ impl<T> Round<T> {
             .into_iter()
             .filter_map(|(endpoint, events)| {
                 let first = *events.first()?;
-                let mut votes: BTreeMap<String, Status> = BTreeMap::new();
-                for e in &events {
-                    let v = votes.entry(e.vantage.clone()).or_insert(e.status);
-                    *v = (*v).max(e.status);
-                }
+                let votes = vantage_votes(&events);
                 let priority = if events.iter().any(|e| e.priority == Priority::Critical) {
                     Priority::Critical
                 } else {
@@ -81,6 +77,46 @@ impl<T> Round<T> {
             })
             .collect()
     }
+}
+
+/// Each vantage's vote on one endpoint in one round. Without a
+/// confirmation burst: the worst status it saw. With one: what most of the
+/// burst's re-probes saw (a tie goes to the worse), so one lost answer
+/// that the re-probes do not repeat is not a failure, and a failure they
+/// repeat is.
+pub fn vantage_votes(events: &[&Observation]) -> BTreeMap<String, Status> {
+    let mut regular: BTreeMap<&str, Status> = BTreeMap::new();
+    let mut confirmed: BTreeMap<&str, Vec<Status>> = BTreeMap::new();
+    for e in events {
+        if e.confirmation {
+            confirmed
+                .entry(e.vantage.as_str())
+                .or_default()
+                .push(e.status);
+        } else {
+            let v = regular.entry(e.vantage.as_str()).or_insert(e.status);
+            *v = (*v).max(e.status);
+        }
+    }
+    let mut votes: BTreeMap<String, Status> = regular
+        .into_iter()
+        .map(|(v, s)| (v.to_owned(), s))
+        .collect();
+    for (vantage, statuses) in confirmed {
+        let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
+        for s in statuses {
+            *counts.entry(s).or_default() += 1;
+        }
+        // Most seen; among equals the worse (BTreeMap order: worst last).
+        let most = counts
+            .iter()
+            .max_by_key(|(s, n)| (**n, **s))
+            .map(|(s, _)| *s);
+        if let Some(s) = most {
+            votes.insert(vantage.to_owned(), s);
+        }
+    }
+    votes
 }
 
 /// What [`RoundBook::add`] did with an observation.
@@ -324,5 +360,39 @@ mod tests {
         // Round 100 is due 2 s after round 101 began (t0 + 3 s), and so on.
         assert_eq!(decided, [100, 101, 102]);
         assert_eq!(book.next_due(), Some(t0 + Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn a_vantage_votes_what_its_confirmation_burst_saw() {
+        let mut lost = obs("us-east-1", "a", 5, Status::Critical);
+        lost.endpoint = "x".into();
+        let confirm = |status| {
+            let mut o = obs("us-east-1", "a", 5, status);
+            o.endpoint = "x".into();
+            o.confirmation = true;
+            o
+        };
+        // One lost answer, three good re-probes: healthy.
+        let (c1, c2, c3) = (
+            confirm(Status::Healthy),
+            confirm(Status::Healthy),
+            confirm(Status::Healthy),
+        );
+        let votes = vantage_votes(&[&lost, &c1, &c2, &c3]);
+        assert_eq!(votes["a"], Status::Healthy);
+        // A failure the re-probes repeat: critical.
+        let (d1, d2, d3) = (
+            confirm(Status::Critical),
+            confirm(Status::Critical),
+            confirm(Status::Healthy),
+        );
+        assert_eq!(
+            vantage_votes(&[&lost, &d1, &d2, &d3])["a"],
+            Status::Critical
+        );
+        // A tie goes to the worse; no burst: the worst regular status.
+        assert_eq!(vantage_votes(&[&lost, &c1, &d1])["a"], Status::Critical);
+        let ok = obs("us-east-1", "a", 5, Status::Healthy);
+        assert_eq!(vantage_votes(&[&ok, &lost])["a"], Status::Critical);
     }
 }

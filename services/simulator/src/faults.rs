@@ -135,8 +135,43 @@ pub struct Fault {
     pub probability: f64,
     /// When it ends, unix ms.
     pub expires_at_unix_ms: Option<i64>,
+    /// Queries it may still affect (`None` = no limit).
+    pub remaining: Option<Budget>,
     /// Injection order (newer wins ties).
     order: u64,
+}
+
+/// How many more queries a fault may affect, shared by its copies and
+/// spent under the table's read lock.
+#[derive(Debug, Clone)]
+pub struct Budget(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Budget {
+    fn new(n: u32) -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU32::new(n)))
+    }
+
+    /// What is left.
+    pub fn left(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes one; false when none is left.
+    fn spend(&self) -> bool {
+        self.0
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    }
+}
+
+impl PartialEq for Budget {
+    fn eq(&self, other: &Self) -> bool {
+        self.left() == other.left()
+    }
 }
 
 impl Fault {
@@ -188,6 +223,7 @@ impl Fault {
             effect,
             probability,
             expires_at_unix_ms,
+            remaining: (spec.times > 0).then(|| Budget::new(spec.times)),
             order,
         })
     }
@@ -225,6 +261,7 @@ impl Fault {
             probability: self.probability,
             id: self.id.clone(),
             expires_at_unix_ms: self.expires_at_unix_ms.unwrap_or(0),
+            times: self.remaining.as_ref().map_or(0, Budget::left),
         }
     }
 
@@ -250,6 +287,7 @@ impl Fault {
 
     fn expired(&self, now_unix_ms: i64) -> bool {
         self.expires_at_unix_ms.is_some_and(|t| t <= now_unix_ms)
+            || self.remaining.as_ref().is_some_and(|b| b.left() == 0)
     }
 
     /// One line for logs: `f3 us-east-1/dynamodb empty_answer`.
@@ -380,7 +418,15 @@ impl FaultTable {
             .filter_map(|f| f.specificity(name, located).map(|s| (s, f.order, f)))
             .max_by_key(|(s, order, _)| (*s, *order))
             .map(|(_, _, f)| f)?;
-        (roll < chosen.probability).then_some((chosen.effect, chosen.id.as_str()))
+        if roll >= chosen.probability {
+            return None;
+        }
+        if let Some(budget) = &chosen.remaining {
+            if !budget.spend() {
+                return None; // spent by a concurrent query
+            }
+        }
+        Some((chosen.effect, chosen.id.as_str()))
     }
 
     /// Number of active faults.
@@ -518,6 +564,27 @@ mod tests {
         let located = zone().locate(name);
         assert!(t.effect_for(name, located.as_ref(), 0, 0.29).is_some());
         assert!(t.effect_for(name, located.as_ref(), 0, 0.31).is_none());
+    }
+
+    #[test]
+    fn a_fault_with_times_affects_exactly_that_many_queries_then_ends() {
+        let mut t = FaultTable::default();
+        t.inject(
+            &FaultSpec {
+                times: 2,
+                ..spec("", "dynamodb", FaultKind::Timeout)
+            },
+            0,
+        )
+        .unwrap();
+        let name = "dynamodb.us-east-1.amazonaws.com";
+        let located = zone().locate(name);
+        assert_eq!(t.active(0)[0].to_spec().times, 2);
+        assert!(t.effect_for(name, located.as_ref(), 0, 0.0).is_some());
+        assert!(t.effect_for(name, located.as_ref(), 0, 0.0).is_some());
+        assert!(t.effect_for(name, located.as_ref(), 0, 0.0).is_none());
+        assert!(t.active(0).is_empty(), "spent: no longer listed");
+        assert_eq!(t.expire(0).len(), 1, "and swept");
     }
 
     #[test]
