@@ -222,7 +222,17 @@ async fn flapping_makes_at_most_one_request_per_cooldown() {
         "the flapping was not seen: {:#?}",
         w.alerts.seen
     );
-    assert_eq!(w.requests.seen.len(), 1, "{:#?}", w.requests.seen);
+    assert_eq!(
+        w.requests.seen.len(),
+        1,
+        "requests: {:#?}\nalerts: {:#?}",
+        w.requests.seen,
+        w.alerts
+            .seen
+            .iter()
+            .map(|(s, a)| format!("{s} {}", a.summary))
+            .collect::<Vec<_>>()
+    );
     w.stop().await;
 }
 

@@ -152,3 +152,78 @@ async fn with_one_vantage_the_burst_outvotes_a_lost_answer() {
     prober.stop().await;
     simulator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_dynamodb_failure_is_an_alert_and_a_request_within_two_seconds_at_a_10s_interval(
+) {
+    // Without confirmation the round holding the failure is decided when
+    // the next one has settled: more than 10 s after the failed lookup.
+    const SLOW: Duration = Duration::from_secs(10);
+    init_logging();
+    let server = NatsServer::start();
+    let nats = nats_config(&server.url());
+    let (dns, simulator) = start_simulator(&nats).await;
+    let probers: Vec<Running> = rg_proto::domain::DEFAULT_REGIONS
+        .iter()
+        .map(|r| {
+            let mut c = prober_config(r, dns, SLOW);
+            c.timeout = Duration::from_secs(1);
+            start_prober(c, &nats)
+        })
+        .collect();
+    let detector = start_detector(detector_config(), &nats);
+    let cascade = start_cascade(cascade_config(), &nats);
+    let mut alerts = AlertFeed::open(&server.url()).await;
+    let mut requests = Feed::<rg_proto::v1::FailoverDecision>::subscribe(
+        &server.url(),
+        "rg.decisions.failover.requested",
+    )
+    .await;
+    let mut events =
+        Feed::<HealthEvent>::subscribe(&server.url(), "rg.health.us-east-1.dynamodb").await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    // One full round decided first (it tells who the vantages are): wait
+    // for events of two rounds.
+    let (_, first) = events
+        .wait_for("a first round", SLOW * 2, |_, _| true)
+        .await;
+    events
+        .wait_for("a second round", SLOW * 2, |_, e| {
+            e.round_id > first.round_id
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
+    let (_, failed) = events
+        .wait_for("the first failed lookup", SLOW * 2, |_, e| {
+            e.error_kind == ErrorKind::EmptyAnswer as i32 && !e.confirmation
+        })
+        .await;
+    let (_, alert) = alerts
+        .wait_for("the threshold alert", SLOW, |s, a| {
+            s == "rg.alerts.threshold.critical" && a.endpoint == ENDPOINT
+        })
+        .await;
+    let (_, request) = requests
+        .wait_for("the failover request", SLOW, |_, d| {
+            d.from_region == "us-east-1"
+        })
+        .await;
+    let to_alert = alert.emitted_at_unix_ms - failed.observed_at_unix_ms;
+    let to_request = request.at_unix_ms - failed.observed_at_unix_ms;
+    eprintln!(
+        "confirmed failure: alert {to_alert} ms, request {to_request} ms after the failed lookup"
+    );
+    assert!(
+        to_alert < 2_000 && to_request < 2_000,
+        "alert {to_alert} ms, request {to_request} ms after the failed lookup"
+    );
+
+    cascade.stop().await;
+    detector.stop().await;
+    for p in probers {
+        p.stop().await;
+    }
+    simulator.stop().await;
+}

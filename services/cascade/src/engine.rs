@@ -180,13 +180,25 @@ impl<T> Engine<T> {
 
     /// Decides the complete rounds, then the failover requests.
     pub fn step(&mut self, now: Instant, now_ms: i64) -> Vec<Step<T>> {
-        let mut steps: Vec<Step<T>> = self
-            .book
-            .take_due(now)
-            .into_iter()
-            .map(|r| self.decide(r, now_ms))
-            .collect();
-        steps.extend(self.failover_pass(now_ms));
+        // Round by round across regions, with the failover pass after each:
+        // several rounds can come due at once (a healthy round that is
+        // complete hands out the failing one before it), and a request
+        // judged only after the next, healthy round would never be made.
+        let mut rounds = self.book.take_due(now);
+        rounds.sort_by_key(|r| r.round);
+        let mut steps = Vec::new();
+        let mut rounds = rounds.into_iter().peekable();
+        while let Some(first) = rounds.next() {
+            let id = first.round;
+            steps.push(self.decide(first, now_ms));
+            while let Some(r) = rounds.next_if(|r| r.round == id) {
+                steps.push(self.decide(r, now_ms));
+            }
+            steps.extend(self.failover_pass(now_ms));
+        }
+        if steps.is_empty() {
+            steps.extend(self.failover_pass(now_ms));
+        }
         steps
     }
 
@@ -383,6 +395,7 @@ impl<T> Engine<T> {
                 .iter()
                 .any(|(_, o)| fresh(o) && o.last_round < state.last_round);
             if behind && now_ms - state.decided_at_ms < self.round_timeout.as_millis() as i64 {
+                tracing::debug!(region = %name, round = state.last_round, "failover request waits for regions still collecting this round");
                 continue;
             }
             let mut candidates: Vec<(String, f64)> = others

@@ -224,7 +224,15 @@ impl<T> Engine<T> {
                 .models
                 .entry(region.clone())
                 .or_insert_with(|| AnomalyDetector::new(config.clone()));
-            let checks: Vec<Check> = data.events.iter().map(check_of).collect();
+            // One row per regular lookup: a confirmation burst repeats a
+            // lookup, and would weigh one endpoint several times.
+            let regular: Vec<_> = data
+                .events
+                .iter()
+                .filter(|e| !e.confirmation)
+                .cloned()
+                .collect();
+            let checks: Vec<Check> = regular.iter().map(check_of).collect();
             let v = model.assess(&checks);
             tracing::debug!(
                 %region, round, basis = ?v.basis, rows = checks.len(), flagged = v.flagged.len(),
@@ -240,7 +248,7 @@ impl<T> Engine<T> {
                 round_ms,
                 self.config.renotify,
                 self.config.anomaly_resolve_after,
-                &data.events,
+                &regular,
                 now_ms,
             ) {
                 saved.push(Saved::Anomaly(region.clone(), episode.clone()));

@@ -150,8 +150,10 @@ impl Prober {
     }
 
     /// Runs one round: every endpoint through every resolver, at most
-    /// `concurrency` lookups at once; each result is published.
-    pub async fn round(&self, round_id: u64) -> RoundSummary {
+    /// `concurrency` lookups at once; each result is published. A lookup
+    /// that is not healthy starts a confirmation burst (in the background)
+    /// and asks the peers.
+    pub async fn round(self: &Arc<Self>, round_id: u64) -> RoundSummary {
         let started = Instant::now();
         let critical = AtomicUsize::new(0);
         let pairs =
@@ -166,7 +168,10 @@ impl Prober {
                     }
                     if status != Status::Healthy && self.plan.confirm.count > 0 {
                         self.ask_peers(t, round_id, status);
-                        self.burst(t, p, round_id).await;
+                        // In the background: a burst of slow lookups must
+                        // not hold the round past its slot.
+                        let me = Arc::clone(self);
+                        tokio::spawn(async move { me.burst(t, p, round_id).await });
                     }
                 }
             })

@@ -132,6 +132,15 @@ struct Held<T> {
     first_seen: Instant,
     events: Vec<Observation>,
     acks: Vec<T>,
+    /// Per endpoint, per vantage: (re-probes not healthy, re-probes).
+    confirmations: HashMap<String, HashMap<String, (u32, u32)>>,
+    /// A strict majority of the region's vantages confirmed a failure of
+    /// some endpoint: the round is decided now, not when it settles.
+    confirmed: bool,
+    /// Regular (not confirmation) events held.
+    regular: usize,
+    /// Some regular event was not healthy (its confirmations may follow).
+    unhealthy: bool,
 }
 
 /// Rounds being collected.
@@ -143,7 +152,15 @@ pub struct RoundBook<T> {
     newest: HashMap<String, (u64, Instant)>,
     /// Per region: the newest round handed out.
     done: HashMap<String, u64>,
+    /// Per region: vantages that reported in the last round decided in
+    /// full (the electorate of an early decision).
+    vantages: HashMap<String, usize>,
+    /// Per region: regular events of the last round decided in full.
+    full_size: HashMap<String, usize>,
 }
+
+/// Failed re-probes with which a vantage confirms a failure.
+const CONFIRMING: u32 = 2;
 
 impl<T> RoundBook<T> {
     /// A book that completes a round `settle` after the next one starts
@@ -155,6 +172,8 @@ impl<T> RoundBook<T> {
             rounds: BTreeMap::new(),
             newest: HashMap::new(),
             done: HashMap::new(),
+            vantages: HashMap::new(),
+            full_size: HashMap::new(),
         }
     }
 
@@ -179,6 +198,7 @@ impl<T> RoundBook<T> {
         if obs.round_id > newest.0 {
             *newest = (obs.round_id, now);
         }
+        let expected = self.vantages.get(&region).copied();
         let held = self
             .rounds
             .entry((region, obs.round_id))
@@ -186,7 +206,33 @@ impl<T> RoundBook<T> {
                 first_seen: now,
                 events: Vec::new(),
                 acks: Vec::new(),
+                confirmations: HashMap::new(),
+                confirmed: false,
+                regular: 0,
+                unhealthy: false,
             });
+        if !obs.confirmation {
+            held.regular += 1;
+            held.unhealthy |= obs.status != Status::Healthy;
+        }
+        if obs.confirmation && !held.confirmed {
+            let tally = held.confirmations.entry(obs.endpoint.clone()).or_default();
+            let (bad, all) = tally.entry(obs.vantage.clone()).or_default();
+            *all += 1;
+            if obs.status != Status::Healthy {
+                *bad += 1;
+            }
+            // A vantage confirms a failure with two failed re-probes out of
+            // at most three; the decision cannot change once a strict
+            // majority of the vantages of the region's last round did.
+            let confirming = tally
+                .values()
+                .filter(|(bad, all)| *bad >= CONFIRMING && *bad * 2 > *all)
+                .count();
+            if expected.is_some_and(|n| confirming * 2 > n) {
+                held.confirmed = true;
+            }
+        }
         held.events.push(obs);
         held.acks.push(ack);
         Added::Held
@@ -213,12 +259,27 @@ impl<T> RoundBook<T> {
             })
     }
 
+    /// Every lookup of the round arrived (as many regular events as the
+    /// last full round had) and every one was healthy: nothing can come
+    /// that changes it, so it is decided at once. A round with a failure
+    /// waits for its confirmations (or their majority, above).
+    fn complete_and_healthy(&self, region: &str, r: &Held<T>) -> bool {
+        !r.unhealthy
+            && self
+                .full_size
+                .get(region)
+                .is_some_and(|n| *n > 0 && r.regular >= *n)
+    }
+
     /// When the next round completes (for the caller's timer).
     pub fn next_due(&self) -> Option<Instant> {
         self.rounds
             .iter()
             .map(|((region, round), r)| {
                 let by_timeout = r.first_seen + self.round_timeout;
+                if r.confirmed || self.complete_and_healthy(region, r) {
+                    return r.first_seen;
+                }
                 match self.next_round_since(region, *round) {
                     Some(since) => by_timeout.min(since + self.settle),
                     None => by_timeout,
@@ -238,7 +299,10 @@ impl<T> RoundBook<T> {
                 let later_settled = self
                     .next_round_since(region, *round)
                     .is_some_and(|since| now.saturating_duration_since(since) >= self.settle);
-                later_settled || now.saturating_duration_since(r.first_seen) >= self.round_timeout
+                r.confirmed
+                    || self.complete_and_healthy(region, r)
+                    || later_settled
+                    || now.saturating_duration_since(r.first_seen) >= self.round_timeout
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -270,6 +334,17 @@ impl<T> RoundBook<T> {
     fn hand_out(&mut self, (region, round): (String, u64), held: Held<T>) -> Round<T> {
         let done = self.done.entry(region.clone()).or_insert(round);
         *done = (*done).max(round);
+        if held.confirmed {
+            tracing::debug!(%region, round, "round decided early: a majority of vantages confirmed a failure");
+        }
+        let vantages: std::collections::HashSet<&str> =
+            held.events.iter().map(|e| e.vantage.as_str()).collect();
+        // A round decided early may lack some vantages' events: it does
+        // not change the electorate.
+        if !vantages.is_empty() && !held.confirmed {
+            self.vantages.insert(region.clone(), vantages.len());
+            self.full_size.insert(region.clone(), held.regular);
+        }
         Round {
             region,
             round,
@@ -354,7 +429,9 @@ mod tests {
         let mut decided = Vec::new();
         for i in 0..6u64 {
             let t = t0 + Duration::from_secs(i);
-            book.add(obs("us-east-1", "a", 100 + i, Status::Healthy), i, t);
+            // Not healthy: a complete healthy round would be decided at
+            // once (tested below); this one waits to settle.
+            book.add(obs("us-east-1", "a", 100 + i, Status::Warning), i, t);
             decided.extend(book.take_due(t).into_iter().map(|r| r.round));
         }
         // Round 100 is due 2 s after round 101 began (t0 + 3 s), and so on.
@@ -394,5 +471,67 @@ mod tests {
         assert_eq!(vantage_votes(&[&lost, &c1, &d1])["a"], Status::Critical);
         let ok = obs("us-east-1", "a", 5, Status::Healthy);
         assert_eq!(vantage_votes(&[&ok, &lost])["a"], Status::Critical);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_confirmed_by_a_majority_decides_the_round_at_once() {
+        let mut book = RoundBook::new(Duration::from_secs(2), Duration::from_secs(60));
+        let t0 = Instant::now();
+        // Round 1, decided in full: three vantages report.
+        for v in ["a", "b", "c"] {
+            book.add(obs("us-east-1", v, 1, Status::Healthy), 0, t0);
+        }
+        let t1 = t0 + Duration::from_secs(10);
+        book.add(obs("us-east-1", "a", 2, Status::Critical), 1, t1);
+        assert_eq!(book.take_due(t1 + Duration::from_secs(2)).len(), 1);
+        let confirm = |v: &str, round, status| {
+            let mut o = obs("us-east-1", v, round, status);
+            o.confirmation = true;
+            o
+        };
+        // a confirms (2 of 2 failed); one vantage of three is not enough.
+        book.add(confirm("a", 2, Status::Critical), 2, t1);
+        book.add(confirm("a", 2, Status::Critical), 3, t1);
+        assert!(book.take_due(t1 + Duration::from_secs(3)).is_empty());
+        // b's single failed re-probe does not confirm yet; its second does.
+        book.add(confirm("b", 2, Status::Critical), 4, t1);
+        assert!(book.take_due(t1 + Duration::from_secs(3)).is_empty());
+        book.add(confirm("b", 2, Status::Critical), 5, t1);
+        let early = book.take_due(t1 + Duration::from_secs(3));
+        assert_eq!(early.len(), 1, "2 of 3 confirmed: decided now");
+        assert_eq!(early[0].round, 2);
+        // A lost answer whose re-probes are healthy decides nothing early.
+        let t2 = t1 + Duration::from_secs(10);
+        book.add(obs("us-east-1", "a", 3, Status::Critical), 6, t2);
+        for v in ["a", "b", "c"] {
+            book.add(confirm(v, 3, Status::Healthy), 7, t2);
+            book.add(confirm(v, 3, Status::Healthy), 8, t2);
+        }
+        assert!(book.take_due(t2 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_healthy_round_is_decided_at_once_and_one_with_a_failure_waits() {
+        let mut book = RoundBook::new(Duration::from_secs(2), Duration::from_secs(60));
+        let t0 = Instant::now();
+        for v in ["a", "b"] {
+            book.add(obs("us-east-1", v, 1, Status::Healthy), 0, t0);
+        }
+        // The first round has nothing to compare with: it settles.
+        assert!(book.take_due(t0).is_empty());
+        let t1 = t0 + Duration::from_secs(10);
+        book.add(obs("us-east-1", "a", 2, Status::Healthy), 1, t1);
+        assert_eq!(book.take_due(t1 + Duration::from_secs(2)).len(), 1);
+        // Round 2 has 1 of its 2 lookups: not complete.
+        assert!(book.take_due(t1).is_empty());
+        book.add(obs("us-east-1", "b", 2, Status::Healthy), 2, t1);
+        assert_eq!(book.next_due(), Some(t1));
+        let now = book.take_due(t1);
+        assert_eq!(now.len(), 1, "complete and healthy: decided at once");
+        // A complete round with a failure waits for confirmations.
+        let t2 = t1 + Duration::from_secs(10);
+        book.add(obs("us-east-1", "a", 3, Status::Healthy), 3, t2);
+        book.add(obs("us-east-1", "b", 3, Status::Critical), 4, t2);
+        assert!(book.take_due(t2).is_empty());
     }
 }
