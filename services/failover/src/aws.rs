@@ -222,16 +222,9 @@ impl Aws {
         distribution_id: &str,
         origin_id: &str,
     ) -> Result<Option<String>, AwsError> {
-        self.call();
-        let out = self
-            .cloudfront
-            .get_distribution_config()
-            .id(distribution_id)
-            .send()
-            .await
-            .map_err(err("cloudfront:GetDistributionConfig"))?;
-        Ok(out
-            .distribution_config()
+        let (_, config) = self.distribution(distribution_id).await?;
+        Ok(config
+            .as_ref()
             .and_then(|d| d.origins())
             .and_then(|o| o.items().iter().find(|o| o.id() == origin_id))
             .map(|o| o.domain_name().to_owned()))
@@ -244,16 +237,9 @@ impl Aws {
         distribution_id: &str,
         group_id: &str,
     ) -> Result<Option<Vec<String>>, AwsError> {
-        self.call();
-        let out = self
-            .cloudfront
-            .get_distribution_config()
-            .id(distribution_id)
-            .send()
-            .await
-            .map_err(err("cloudfront:GetDistributionConfig"))?;
-        Ok(out
-            .distribution_config()
+        let (_, config) = self.distribution(distribution_id).await?;
+        Ok(config
+            .as_ref()
             .and_then(|d| d.origin_groups())
             .and_then(|g| g.items().iter().find(|g| g.id() == group_id))
             .and_then(|g| g.members())
@@ -499,14 +485,11 @@ impl Aws {
         }
     }
 
-    /// Reads a distribution's config with its ETag, lets `edit` change it,
-    /// and writes it back with `IfMatch`: a config changed by someone else
-    /// in between is refused by CloudFront rather than overwritten.
-    async fn edit_distribution(
+    /// A distribution's config (None: it has none) and its ETag.
+    async fn distribution(
         &self,
         distribution_id: &str,
-        edit: impl FnOnce(&mut DistributionConfig) -> Result<(), String>,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(String, Option<DistributionConfig>), AwsError> {
         self.call();
         let out = self
             .cloudfront
@@ -515,8 +498,22 @@ impl Aws {
             .send()
             .await
             .map_err(err("cloudfront:GetDistributionConfig"))?;
-        let etag = out.e_tag().unwrap_or_default().to_owned();
-        let Some(mut dc) = out.distribution_config().cloned() else {
+        Ok((
+            out.e_tag().unwrap_or_default().to_owned(),
+            out.distribution_config().cloned(),
+        ))
+    }
+
+    /// Reads a distribution's config with its ETag, lets `edit` change it,
+    /// and writes it back with `IfMatch`: a config changed by someone else
+    /// in between is refused by CloudFront rather than overwritten.
+    async fn edit_distribution(
+        &self,
+        distribution_id: &str,
+        edit: impl FnOnce(&mut DistributionConfig) -> Result<(), String>,
+    ) -> Result<(), AwsError> {
+        let (etag, config) = self.distribution(distribution_id).await?;
+        let Some(mut dc) = config else {
             return Err(AwsError {
                 call: "cloudfront:GetDistributionConfig",
                 message: format!("distribution {distribution_id} has no config"),
