@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use rg_proto::domain::{LookupError, Priority, Status};
 
+use crate::baseline::Judgement;
+
 /// One priority's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
@@ -63,6 +65,25 @@ impl ThresholdsByPriority {
             Status::Warning
         } else {
             Status::Critical
+        }
+    }
+
+    /// The status of one lookup with adaptive warnings: failures and
+    /// lookups above the fixed `warning_max` stay critical; below that, once
+    /// the endpoint has a history (`judgement.baseline`), the history
+    /// decides between healthy and warning instead of `healthy_max`.
+    pub fn classify_adaptive(
+        &self,
+        priority: Priority,
+        error: Option<LookupError>,
+        response_time: Duration,
+        judgement: Judgement,
+    ) -> Status {
+        let fixed = self.classify(priority, error, response_time);
+        match (fixed, judgement.baseline) {
+            (Status::Critical, _) | (_, None) => fixed,
+            (_, Some(_)) if judgement.above => Status::Warning,
+            (_, Some(_)) => Status::Healthy,
         }
     }
 }
@@ -128,6 +149,50 @@ mod tests {
                 assert_eq!(t.classify(p, Some(e), US), Status::Critical, "{e} at {p:?}");
             }
         }
+    }
+
+    #[test]
+    fn adaptive_history_decides_below_the_fixed_critical_threshold_only() {
+        let t = ThresholdsByPriority::default();
+        let known = |above| Judgement {
+            baseline: Some(ms(3)),
+            above,
+        };
+        let unknown = Judgement {
+            baseline: None,
+            above: false,
+        };
+        let c = |p, e, d, j| t.classify_adaptive(p, e, d, j);
+        // A 3 ms endpoint at 60 ms: healthy by the fixed rule, a warning by
+        // its own history.
+        assert_eq!(
+            c(Priority::Default, None, ms(60), known(true)),
+            Status::Warning
+        );
+        // A normally-90 ms DynamoDB answer: healthy by its history.
+        assert_eq!(
+            c(Priority::Critical, None, ms(90), known(false)),
+            Status::Healthy
+        );
+        // Without a history yet, the fixed rule.
+        assert_eq!(
+            c(Priority::Critical, None, ms(90), unknown),
+            Status::Warning
+        );
+        // Above warning_max or failed: critical whatever the history says.
+        assert_eq!(
+            c(Priority::Critical, None, ms(101), known(false)),
+            Status::Critical
+        );
+        assert_eq!(
+            c(
+                Priority::Default,
+                Some(LookupError::EmptyAnswer),
+                ms(1),
+                known(false)
+            ),
+            Status::Critical
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use rg_bus::{Problems, Validate};
 use rg_proto::domain::{Priority, Region, ServiceName};
 use serde::Deserialize;
 
+pub use crate::baseline::AdaptiveConfig;
 use crate::classify::{Thresholds, ThresholdsByPriority};
 use crate::endpoints::{self, Endpoint};
 use crate::lookup::QueryKind;
@@ -69,6 +70,9 @@ pub struct Config {
     pub thresholds: ThresholdsConfig,
     /// `[prober.confirm]`: re-probing at once what looks wrong.
     pub confirm: ConfirmConfig,
+    /// `[prober.adaptive]`: warnings from each endpoint's own recent
+    /// latency (off by default).
+    pub adaptive: AdaptiveConfig,
     /// Address of `/metrics` and `/healthz`. Port 0 picks a free port (the
     /// bound address is logged). Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
@@ -175,6 +179,7 @@ impl Default for Config {
             priorities: BTreeMap::from([("dynamodb".to_owned(), Priority::Critical)]),
             thresholds: ThresholdsConfig::default(),
             confirm: ConfirmConfig::default(),
+            adaptive: AdaptiveConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
@@ -234,6 +239,8 @@ pub struct Plan {
     pub thresholds: ThresholdsByPriority,
     /// Confirmation bursts.
     pub confirm: ConfirmConfig,
+    /// Adaptive warnings.
+    pub adaptive: AdaptiveConfig,
 }
 
 /// The configuration cannot produce a plan for this instance.
@@ -332,6 +339,7 @@ impl Config {
                 ),
             },
             confirm: self.confirm.clone(),
+            adaptive: self.adaptive.clone(),
         })
     }
 
@@ -509,6 +517,9 @@ impl Validate for Config {
         }
         if self.confirm.count > 20 {
             p.push("confirm.count", "at most 20 re-probes per burst");
+        }
+        for (key, message) in self.adaptive.problems(self.interval) {
+            p.push(key, message);
         }
     }
 }

@@ -13,6 +13,7 @@ use rg_proto::domain::{LookupError, Status};
 use rg_proto::v1;
 use tokio::time::Instant;
 
+use crate::baseline::{Baselines, Judgement};
 use crate::config::{Plan, Resolver};
 use crate::endpoints::Endpoint;
 use crate::lookup::{LookupEngine, LookupOutcome, PreparedQuery};
@@ -55,6 +56,8 @@ pub struct Prober {
     asked: Mutex<HashMap<usize, u64>>,
     /// Where requests to the region's other vantage points go.
     peers: std::sync::OnceLock<tokio::sync::mpsc::Sender<v1::ConfirmRequest>>,
+    /// Each (target, path)'s latency history, with adaptive warnings on.
+    baselines: Option<Baselines>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -118,7 +121,12 @@ impl Prober {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(1);
+        let baselines = plan
+            .adaptive
+            .enabled
+            .then(|| Baselines::new(plan.adaptive.clone(), targets.len() * paths.len()));
         Ok(Self {
+            baselines,
             plan,
             targets,
             paths,
@@ -297,10 +305,35 @@ impl Prober {
     ) -> Status {
         let (target, path) = (&self.targets[t], &self.paths[p]);
         let e = &target.endpoint;
-        let status =
-            self.plan
-                .thresholds
-                .classify(e.priority, outcome.error, outcome.response_time);
+        let thresholds = &self.plan.thresholds;
+        let (status, baseline) = match &self.baselines {
+            None => (
+                thresholds.classify(e.priority, outcome.error, outcome.response_time),
+                None,
+            ),
+            Some(baselines) => {
+                let i = t * self.paths.len() + p;
+                let judgement = if outcome.error.is_none() {
+                    baselines.observe(i, outcome.sent_at_unix_ms, outcome.response_time)
+                } else {
+                    Judgement {
+                        baseline: baselines.baseline(i, outcome.sent_at_unix_ms),
+                        above: false,
+                    }
+                };
+                let fixed = thresholds.classify(e.priority, outcome.error, outcome.response_time);
+                let status = thresholds.classify_adaptive(
+                    e.priority,
+                    outcome.error,
+                    outcome.response_time,
+                    judgement,
+                );
+                if status != fixed {
+                    telemetry::adaptive_override(&e.region, &e.service, fixed, status);
+                }
+                (status, judgement.baseline)
+            }
+        };
         telemetry::lookup(
             &e.region,
             &e.service,
@@ -330,7 +363,7 @@ impl Prober {
             confirmation,
             answers: outcome.answers,
             sequence,
-            baseline_us: 0,
+            baseline_us: baseline.map_or(0, |d| d.as_micros() as u64),
         };
         self.buffer.push(Outgoing {
             subject: target.subject.clone(),

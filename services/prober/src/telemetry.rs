@@ -34,8 +34,18 @@ pub const CONFIRM_DROPPED: &str = "regionguard_prober_confirm_requests_dropped_t
 /// Requests from peers handled.
 pub const CONFIRM_FROM_PEERS: &str = "regionguard_prober_confirm_requests_received_total";
 
+/// Lookups whose status the adaptive rule changed from the fixed rule's,
+/// by region, service and change (`warned`: fixed said healthy; `cleared`:
+/// fixed said warning).
+pub const ADAPTIVE_OVERRIDES: &str = "regionguard_prober_adaptive_overrides_total";
+
 /// Registers descriptions (idempotent).
 pub fn describe() {
+    describe_counter!(
+        ADAPTIVE_OVERRIDES,
+        Unit::Count,
+        "lookups the endpoint's own latency history classified differently from the fixed thresholds"
+    );
     describe_counter!(BURSTS, Unit::Count, "confirmation bursts run");
     describe_counter!(
         CONFIRM_DROPPED,
@@ -167,4 +177,16 @@ pub(crate) fn dropped(n: usize, reason: &'static str) {
     if n > 0 {
         counter!(EVENTS_DROPPED, "reason" => reason).increment(n as u64);
     }
+}
+
+/// The adaptive rule classified a lookup `to` where the fixed thresholds
+/// said `from`.
+pub fn adaptive_override(region: &Region, service: &ServiceName, from: Status, to: Status) {
+    let change = if to == Status::Warning {
+        "warned"
+    } else {
+        "cleared"
+    };
+    tracing::trace!(%region, %service, %from, %to, "adaptive warning rule applied");
+    counter!(ADAPTIVE_OVERRIDES, "region" => region.to_string(), "service" => service.to_string(), "change" => change).increment(1);
 }
