@@ -7,6 +7,8 @@ use rg_bus::{Problems, Validate};
 use rg_proto::domain::{Region, ServiceName, DEFAULT_REGIONS, DEFAULT_SERVICES};
 use serde::Deserialize;
 
+pub use crate::noise::NoiseConfig;
+
 /// The `[simulator]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -28,6 +30,9 @@ pub struct Config {
     /// Accept fault requests on `<prefix>.sim.faults` (`regionguard
     /// fault`). Default `true`.
     pub control: bool,
+    /// `[simulator.noise]`: heavy-tailed delay, lost answers and SERVFAIL
+    /// on every answer no fault affects (soak tests). Default: none.
+    pub noise: NoiseConfig,
     /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
 }
@@ -42,6 +47,7 @@ impl Default for Config {
             ttl: 60,
             scenario: None,
             control: true,
+            noise: NoiseConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
@@ -72,6 +78,9 @@ impl Validate for Config {
                 .any(|l| l.is_empty() || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
             p.push("domain", format!("{:?} is not a DNS name", self.domain));
+        }
+        for (key, message) in self.noise.problems() {
+            p.push(key, message);
         }
         if let Some(path) = &self.scenario {
             if let Err(e) = crate::scenario::Scenario::load(path) {

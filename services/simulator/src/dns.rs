@@ -102,8 +102,7 @@ impl Handler {
         let asked = query.name().to_ascii();
         let name = asked.trim_end_matches('.').to_ascii_lowercase();
         let located = self.state.zone.locate(&name);
-        let effect = self.state.effect_for(&name, located.as_ref());
-        let fault = effect.as_ref().map_or("none", Effect::as_str);
+        let (effect, fault) = self.state.effect_for(&name, located.as_ref());
         match effect {
             Some(Effect::Nxdomain) => return (Answer::Code(ResponseCode::NXDomain), fault),
             Some(Effect::Servfail) => return (Answer::Code(ResponseCode::ServFail), fault),

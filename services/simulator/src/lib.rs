@@ -19,6 +19,8 @@
 //! - [`config`] — the `[simulator]` section.
 //! - [`zone`] — which names exist and their addresses.
 //! - [`faults`] — fault matching and the fault table.
+//! - [`noise`] — background noise for soak tests (heavy-tailed delay, lost
+//!   answers, SERVFAIL).
 //! - [`scenario`] — scenario files.
 //! - [`dns`] — the request handler.
 //! - `state`, `control` (private) — shared state; NATS requests, scenario playback, expiry.
@@ -28,6 +30,7 @@ pub mod config;
 mod control;
 pub mod dns;
 pub mod faults;
+pub mod noise;
 pub mod scenario;
 mod state;
 pub mod zone;
@@ -42,6 +45,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use noise::NoiseConfig;
 pub use state::{FAULTS_ACTIVE, FAULT_CHANGES};
 
 /// Idle TCP connections are closed after this long.
@@ -82,7 +86,12 @@ impl Simulator {
             udp,
             tcp,
             addr,
-            state: Arc::new(state::State::new(zone, domain, config.ttl)),
+            state: Arc::new(state::State::new(
+                zone,
+                domain,
+                config.ttl,
+                config.noise.clone(),
+            )),
             scenario,
             control: config.control,
         })

@@ -21,17 +21,24 @@ pub(crate) struct State {
     pub(crate) zone: Zone,
     pub(crate) domain: String,
     pub(crate) ttl: u32,
+    pub(crate) noise: crate::noise::NoiseConfig,
     // std RwLock: every query reads it, changes are rare, and it is never
     // held across an await.
     faults: RwLock<FaultTable>,
 }
 
 impl State {
-    pub(crate) fn new(zone: Zone, domain: String, ttl: u32) -> Self {
+    pub(crate) fn new(
+        zone: Zone,
+        domain: String,
+        ttl: u32,
+        noise: crate::noise::NoiseConfig,
+    ) -> Self {
         Self {
             zone,
             domain,
             ttl,
+            noise,
             faults: RwLock::new(FaultTable::default()),
         }
     }
@@ -48,15 +55,33 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The effect on a query for `name`, if a fault applies.
-    pub(crate) fn effect_for(&self, name: &str, located: Option<&Located>) -> Option<Effect> {
-        let table = self.read();
-        if table.is_empty() {
-            return None;
+    /// The effect on a query for `name`, if a fault applies, and its label
+    /// for metrics; else the noise's, labelled `noise`.
+    pub(crate) fn effect_for(
+        &self,
+        name: &str,
+        located: Option<&Located>,
+    ) -> (Option<Effect>, &'static str) {
+        let fault = {
+            let table = self.read();
+            if table.is_empty() {
+                None
+            } else {
+                table
+                    .effect_for(name, located, rg_bus::unix_now_ms(), rand::random::<f64>())
+                    .map(|(e, _)| e)
+            }
+        };
+        if let Some(e) = fault {
+            return (Some(e), e.as_str());
         }
-        table
-            .effect_for(name, located, rg_bus::unix_now_ms(), rand::random::<f64>())
-            .map(|(e, _)| e)
+        if self.noise.is_off() {
+            return (None, "none");
+        }
+        let noise = self
+            .noise
+            .effect(rand::random::<f64>(), rand::random::<f64>());
+        (noise, if noise.is_some() { "noise" } else { "none" })
     }
 
     /// Applies a request and builds the reply. `origin` says where it came
