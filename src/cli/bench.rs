@@ -28,6 +28,12 @@ pub(crate) enum BenchCommand {
     /// Hold many WebSocket clients on a running gateway and report what
     /// each received (see scripts/bench_gateway.sh).
     Ws(super::bench_gateway::WsArgs),
+    /// Against a running system (`regionguard up`): inject a fault again
+    /// and again and time the critical health event, the threshold alert,
+    /// the cascade alert and the failover request; count lost health
+    /// events; each service's CPU and peak memory; raw JetStream beside it
+    /// (see scripts/bench_pipeline.sh).
+    Pipeline(super::bench_pipeline::PipelineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +93,7 @@ pub(crate) async fn run(globals: Globals, command: BenchCommand) -> ExitCode {
         BenchCommand::Forest(args) => return forest(args),
         BenchCommand::Snapshot(args) => return super::bench_gateway::snapshot(args),
         BenchCommand::Ws(args) => return super::bench_gateway::ws(args).await,
+        BenchCommand::Pipeline(args) => return super::bench_pipeline::run(globals, args).await,
     };
     let config = match globals.load(Vec::new()) {
         Ok(c) => c,

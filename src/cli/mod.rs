@@ -3,6 +3,7 @@
 mod approve;
 mod bench;
 mod bench_gateway;
+mod bench_pipeline;
 mod check_config;
 mod config;
 mod fault;
