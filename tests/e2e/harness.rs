@@ -566,3 +566,184 @@ impl Up {
         (status, rest.join("\n"))
     }
 }
+
+/// The system as processes of the real binary (each with its own log and
+/// metrics port), for tests that `kill -9` a service, restart NATS under
+/// it, or start it before NATS: the simulator, a prober per default region,
+/// the detector, the cascade service, the failover manager (plan mode) and
+/// the gateway; and the notifier when the config gives it sinks.
+pub(crate) struct Processes {
+    pub(crate) config: std::path::PathBuf,
+    pub(crate) http: SocketAddr,
+    metrics: std::collections::BTreeMap<String, SocketAddr>,
+    procs: std::collections::BTreeMap<String, rg_testkit::ServiceProcess>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+/// Service names of [`Processes`] and the config section of each.
+pub(crate) const SERVICES: [(&str, &str); 8] = [
+    ("simulator", "SIMULATOR"),
+    ("prober-us-east-1", "PROBER"),
+    ("prober-us-west-2", "PROBER"),
+    ("prober-eu-west-1", "PROBER"),
+    ("detector", "DETECTOR"),
+    ("cascade", "CASCADE"),
+    ("failover", "FAILOVER"),
+    ("gateway", "GATEWAY"),
+];
+
+impl Processes {
+    /// Writes the config (NATS at `nats_url`, 1 s rounds, quick round
+    /// decisions, then `extra` TOML) and starts every service of
+    /// [`SERVICES`] plus those of `more` (e.g. `("notifier", "NOTIFIER")`).
+    /// Returns at once: NATS may not be there yet.
+    pub(crate) fn start(nats_url: &str, extra: &str, more: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dns = rg_testkit::free_port();
+        let http = SocketAddr::from(([127, 0, 0, 1], rg_testkit::free_port()));
+        let grpc = rg_testkit::free_port();
+        let config = dir.path().join("regionguard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[nats]\nservers = [\"{nats_url}\"]\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\n\
+                 [simulator]\nlisten = \"127.0.0.1:{dns}\"\n\
+                 [prober]\ninterval = \"1s\"\ntimeout = \"400ms\"\nresolvers = [\"127.0.0.1:{dns}\"]\n\
+                 [detector]\nsettle = \"150ms\"\nround_timeout = \"3s\"\n\
+                 [cascade]\nsettle = \"150ms\"\nround_timeout = \"3s\"\n\
+                 [gateway]\nlisten = \"{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\ninterval = \"1s\"\n\
+                 [failover]\nmode = \"plan\"\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        let mut me = Self {
+            config,
+            http,
+            metrics: Default::default(),
+            procs: Default::default(),
+            dir,
+        };
+        for (name, section) in SERVICES.iter().chain(more) {
+            me.spawn(name, section);
+        }
+        me
+    }
+
+    fn spawn(&mut self, name: &str, section: &str) {
+        let metrics = SocketAddr::from(([127, 0, 0, 1], rg_testkit::free_port()));
+        let config = self.config.display().to_string();
+        let mut args = vec![name.split('-').next().unwrap_or(name), "--config", &config];
+        let vantage;
+        if let Some(region) = name.strip_prefix("prober-") {
+            vantage = format!("{region}-p");
+            args.extend(["--region", region, "--vantage", &vantage]);
+        }
+        let key = format!("RG_{section}__METRICS_LISTEN");
+        let value = metrics.to_string();
+        let process = rg_testkit::ServiceProcess::start(
+            name,
+            std::path::Path::new(env!("CARGO_BIN_EXE_regionguard")),
+            &args,
+            &[(&key, &value), ("RG_LOG", "info")],
+            self.dir.path(),
+        );
+        self.metrics.insert(name.to_owned(), metrics);
+        self.procs.insert(name.to_owned(), process);
+    }
+
+    /// One of the services.
+    pub(crate) fn get(&mut self, name: &str) -> &mut rg_testkit::ServiceProcess {
+        self.procs
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// Every service, by name.
+    pub(crate) fn all(
+        &mut self,
+    ) -> impl Iterator<Item = (&String, &mut rg_testkit::ServiceProcess)> {
+        self.procs.iter_mut()
+    }
+
+    /// A service's `/metrics` text ("" when it does not answer).
+    pub(crate) async fn metrics(&self, name: &str) -> String {
+        let addr = self.metrics[name];
+        rg_testkit::http::get(addr, "/metrics")
+            .await
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+
+    /// Waits (60 s at most) until the gateway shows every endpoint of the
+    /// three regions healthy.
+    pub(crate) async fn wait_all_healthy(&self) {
+        let http = self.http;
+        rg_testkit::wait_until(
+            "every endpoint healthy",
+            Duration::from_secs(60),
+            || async move {
+                let Some(s) = snapshot(http).await else {
+                    return rg_testkit::Waited::NotYet("no snapshot".into());
+                };
+                let summary = &s["summary"];
+                let (total, healthy) = (num(&summary["total_endpoints"]), num(&summary["healthy"]));
+                if total == 21.0 && healthy == 21.0 {
+                    rg_testkit::Waited::Done(())
+                } else {
+                    rg_testkit::Waited::NotYet(format!("{summary}"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// The sum of a counter's samples in Prometheus text, over the label sets
+/// that contain every one of `labels` (e.g. `consumer="detector"`).
+pub(crate) fn counter(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Every message of `stream` (matching `filter`) stored since `since`,
+/// decoded, with its subject, read with an ordered consumer.
+pub(crate) async fn read_stream<M>(
+    url: &str,
+    stream: rg_bus::Stream,
+    filter: &str,
+    since: std::time::SystemTime,
+) -> Vec<(String, M)>
+where
+    M: Message + Default + Send + 'static,
+{
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let subjects = rg_bus::Subjects::new("rg");
+    let stop = CancellationToken::new();
+    let mut rx = rg_bus::tail::spawn::<M>(
+        js,
+        subjects.stream(stream),
+        filter.to_owned(),
+        rg_bus::tail::From::Time(since),
+        "e2e",
+        stop.clone(),
+    );
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(rg_bus::tail::Event::Message(m))) if m.history => {
+                out.push((m.subject, m.message))
+            }
+            Ok(Some(rg_bus::tail::Event::Message(_))) => {}
+            Ok(Some(rg_bus::tail::Event::CaughtUp)) => break,
+            Ok(None) => panic!("the tail of {filter} ended"),
+            Err(_) => panic!("reading {filter} back took over 30 s"),
+        }
+    }
+    stop.cancel();
+    out
+}

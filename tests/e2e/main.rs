@@ -12,3 +12,5 @@ mod failover;
 mod gateway;
 mod harness;
 mod notifier;
+mod precision;
+mod resilience;

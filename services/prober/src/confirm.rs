@@ -56,7 +56,8 @@ pub async fn run(
             }
             Some(m) = requests.next() => {
                 let Ok(request) = ConfirmRequest::decode(m.payload.as_ref()) else {
-                    tracing::warn!(%subject, "undecodable confirmation request ignored");
+                    rg_bus::metrics::decode_failed("prober-confirm");
+                    tracing::warn!(%subject, bytes = m.payload.len(), "undecodable confirmation request ignored");
                     continue;
                 };
                 if request.vantage == vantage || request.region != region {

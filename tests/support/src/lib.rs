@@ -9,6 +9,8 @@
 //! - [`Moto`]: moto's server, the AWS API on loopback.
 //! - [`Alertmanager`]: Prometheus Alertmanager (Debian's package), alone.
 //! - [`Receiver`]: an HTTP endpoint recording what is posted to it.
+//! - [`ServiceProcess`]: a `regionguard` service as a process of its own,
+//!   for `kill -9` and restarts.
 //! - [`wait_until`]: poll a condition with a deadline; panics with the last
 //!   observed state.
 //! - [`init_logging`]: test logs on demand (`TEST_LOG=1`).
@@ -20,6 +22,7 @@
 mod alertmanager;
 mod moto;
 mod nats;
+mod process;
 mod receiver;
 mod unbound;
 mod wait;
@@ -28,6 +31,7 @@ pub mod http;
 pub use alertmanager::Alertmanager;
 pub use moto::Moto;
 pub use nats::NatsServer;
+pub use process::ServiceProcess;
 pub use receiver::{Received, Receiver};
 pub use unbound::Unbound;
 pub use wait::{init_logging, wait_until, Waited};

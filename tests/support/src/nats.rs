@@ -11,6 +11,8 @@ use crate::{find_program, tail};
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
+    /// The HTTP monitoring port (`/connz`, `/varz`), chosen at first start.
+    monitor_port: u16,
     dir: TempDir,
     extra_config: Option<String>,
 }
@@ -29,18 +31,35 @@ impl NatsServer {
     }
 
     fn start_inner(extra_config: Option<String>) -> Self {
+        let mut server = Self::unstarted(0, extra_config);
+        server.spawn();
+        server
+    }
+
+    fn unstarted(port: u16, extra_config: Option<String>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rg-nats-")
             .tempdir()
             .expect("tempdir for nats-server");
-        let mut server = Self {
+        Self {
             child: None,
-            port: 0,
+            port,
+            monitor_port: crate::free_port(),
             dir,
             extra_config,
-        };
-        server.spawn();
-        server
+        }
+    }
+
+    /// A server that is not running yet, on a port chosen now: its URL can
+    /// be given to services before it exists; [`NatsServer::start_again`]
+    /// starts it.
+    pub fn not_started() -> Self {
+        Self::unstarted(crate::free_port(), None)
+    }
+
+    /// As [`NatsServer::not_started`], with extra configuration.
+    pub fn not_started_with_config(extra: &str) -> Self {
+        Self::unstarted(crate::free_port(), Some(extra.to_owned()))
     }
 
     fn log_path(&self) -> PathBuf {
@@ -60,8 +79,9 @@ impl NatsServer {
         };
         let conf = self.dir.path().join("nats.conf");
         let body = format!(
-            "jetstream {{ store_dir: {:?} }}\n{}\n",
+            "jetstream {{ store_dir: {:?} }}\nhttp: \"127.0.0.1:{}\"\n{}\n",
             store.display().to_string(),
+            self.monitor_port,
             self.extra_config.clone().unwrap_or_default()
         );
         std::fs::write(&conf, body).expect("write nats.conf");
@@ -120,6 +140,22 @@ impl NatsServer {
     /// The client port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The HTTP monitoring address (`/connz` lists the connections by
+    /// name, `/varz` the server's counters).
+    pub fn monitor_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.monitor_port))
+    }
+
+    /// True while the server process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The server's configuration file (written at each start).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("nats.conf")
     }
 
     /// The store directory (survives `stop`/`start`).
