@@ -14,7 +14,11 @@ without a Docker engine:
   resolver, and the NATS URL agree with the config; all configs share one
   subject prefix;
 - every path the Dockerfile copies exists;
-- nats-server accepts the cluster config (nats-server -t).
+- nats-server accepts the cluster config (nats-server -t);
+- compose.auth.yaml: every service runs as a user of deploy/nats/auth.conf
+  meant for it, the NATS server is given every password auth.conf reads,
+  nats-server accepts server-auth.conf with them, and `regionguard
+  provision` exists.
 
 Usage: scripts/check_compose.py --bin target/debug/regionguard
 """
@@ -221,6 +225,40 @@ def check_overrides(binary, services):
             ok("nats-server accepts deploy/nats/cluster.conf for nats, nats-2 and nats-3; routes name the nodes")
 
 
+def check_auth(binary, services):
+    print("== deploy/compose.auth.yaml")
+    over = yaml.safe_load((DEPLOY / "compose.auth.yaml").read_text())
+    auth = (DEPLOY / "nats" / "auth.conf").read_text()
+    users = set(re.findall(r"\{\s*user:\s*([a-z]+)", auth))
+    variables = set(re.findall(r"\$(RG_[A-Z]+_PASSWORD)", auth))
+    extra = set(over.get("services", {})) - set(services) - {"provision"}
+    if extra:
+        fail(f"compose.auth.yaml: overrides unknown services {sorted(extra)}")
+    for name in sorted(set(services) - {"nats"}):
+        env = (over.get("services", {}).get(name) or {}).get("environment") or {}
+        user = env.get("RG_NATS__USER")
+        role = name.split("-")[0]
+        if user != role or user not in users:
+            fail(f"compose.auth.yaml: {name} runs as {user!r}, not as its own user of auth.conf ({role})")
+    ok(f"compose.auth.yaml: every service runs as its own user of auth.conf ({', '.join(sorted(users))})")
+    nats_env = (over["services"].get("nats") or {}).get("environment") or {}
+    if variables - set(nats_env):
+        fail(f"compose.auth.yaml: nats is not given {sorted(variables - set(nats_env))}")
+    conf = DEPLOY / "nats" / "server-auth.conf"
+    r = subprocess.run(["nats-server", "-t", "-c", str(conf)], capture_output=True, text=True,
+                       env={**os.environ, **{v: "x" for v in variables}})
+    if r.returncode != 0:
+        fail(f"nats-server rejects {conf.relative_to(ROOT)}: {r.stderr or r.stdout}")
+    else:
+        ok(f"nats-server accepts {conf.relative_to(ROOT)} with the {len(variables)} passwords")
+    provision = over["services"].get("provision") or {}
+    r = subprocess.run([binary, *provision.get("command", []), "--help"], capture_output=True, text=True)
+    if provision.get("command") != ["provision"] or r.returncode != 0:
+        fail(f"provision: `regionguard {provision.get('command')}` is not a command: {r.stderr}")
+    else:
+        ok("provision: `regionguard provision` exists and runs as admin")
+
+
 def check_dockerfile():
     print("== deploy/Dockerfile")
     text = (DEPLOY / "Dockerfile").read_text()
@@ -245,6 +283,7 @@ def main():
     binary = os.path.abspath(ap.parse_args().bin)
     services = check_compose(binary)
     check_overrides(binary, services)
+    check_auth(binary, services)
     check_dockerfile()
     if failures:
         print(f"check_compose: {len(failures)} problem(s)")

@@ -8,6 +8,7 @@ mod check_config;
 mod config;
 mod fault;
 mod http;
+mod provision;
 mod replay;
 mod services;
 mod status;
@@ -104,6 +105,11 @@ enum Command {
     /// Load and validate the configuration, print a summary, and exit
     /// (0 when valid, 2 when not).
     CheckConfig,
+    /// Create (or bring in line with the configuration) every stream and
+    /// key-value bucket the services use, then exit. Needed once, as an
+    /// administrator, when the services' NATS users may not create streams
+    /// (deploy/nats/auth.conf).
+    Provision,
     /// Report each component's health from NATS and the gateway (exit 1
     /// when one is down); `--healthz ADDR` checks one service's endpoint.
     Status(status::StatusArgs),
@@ -175,6 +181,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => up::run(globals, args).await,
         Command::Bench(cmd) => bench::run(globals, cmd).await,
         Command::CheckConfig => check_config::run(globals),
+        Command::Provision => provision::run(globals).await,
         Command::Status(args) => status::run(globals, args).await,
         Command::Supervise(args) => supervise::run(args).await,
     }

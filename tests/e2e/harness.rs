@@ -302,12 +302,31 @@ impl AlertFeed {
     pub(crate) async fn open(url: &str) -> Self {
         Self::subscribe(url, "rg.alerts.>").await
     }
+
+    /// As [`AlertFeed::open`], as a NATS user.
+    pub(crate) async fn open_as(url: &str, user: &str, password: &str) -> Self {
+        Self::subscribe_as(url, "rg.alerts.>", user, password).await
+    }
 }
 
 impl<M: Message + Default + Clone + std::fmt::Debug> Feed<M> {
     /// Subscribes to `subject`.
     pub(crate) async fn subscribe(url: &str, subject: &str) -> Self {
         let client = async_nats::connect(url).await.expect("connect");
+        Self::on(client, subject).await
+    }
+
+    /// Subscribes to `subject` as a NATS user.
+    pub(crate) async fn subscribe_as(url: &str, subject: &str, user: &str, password: &str) -> Self {
+        let client =
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+                .connect(url)
+                .await
+                .expect("connect");
+        Self::on(client, subject).await
+    }
+
+    async fn on(client: async_nats::Client, subject: &str) -> Self {
         let sub = client
             .subscribe(subject.to_owned())
             .await
@@ -577,8 +596,13 @@ pub(crate) struct Processes {
     pub(crate) http: SocketAddr,
     metrics: std::collections::BTreeMap<String, SocketAddr>,
     procs: std::collections::BTreeMap<String, rg_testkit::ServiceProcess>,
+    /// Extra environment of each service, by name.
+    env_for: Box<EnvFor>,
     pub(crate) dir: tempfile::TempDir,
 }
+
+/// Extra environment variables of a service, given its name.
+type EnvFor = dyn Fn(&str) -> Vec<(String, String)>;
 
 /// Service names of [`Processes`] and the config section of each.
 pub(crate) const SERVICES: [(&str, &str); 8] = [
@@ -598,6 +622,17 @@ impl Processes {
     /// [`SERVICES`] plus those of `more` (e.g. `("notifier", "NOTIFIER")`).
     /// Returns at once: NATS may not be there yet.
     pub(crate) fn start(nats_url: &str, extra: &str, more: &[(&str, &str)]) -> Self {
+        Self::start_with(nats_url, extra, more, |_| Vec::new())
+    }
+
+    /// As [`Processes::start`], with `env_for(name)` added to each
+    /// service's environment (e.g. its own NATS user).
+    pub(crate) fn start_with(
+        nats_url: &str,
+        extra: &str,
+        more: &[(&str, &str)],
+        env_for: impl Fn(&str) -> Vec<(String, String)> + 'static,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let dns = rg_testkit::free_port();
         let http = SocketAddr::from(([127, 0, 0, 1], rg_testkit::free_port()));
@@ -621,6 +656,7 @@ impl Processes {
             http,
             metrics: Default::default(),
             procs: Default::default(),
+            env_for: Box::new(env_for),
             dir,
         };
         for (name, section) in SERVICES.iter().chain(more) {
@@ -638,13 +674,17 @@ impl Processes {
             vantage = format!("{region}-p");
             args.extend(["--region", region, "--vantage", &vantage]);
         }
-        let key = format!("RG_{section}__METRICS_LISTEN");
-        let value = metrics.to_string();
+        let mut env = vec![
+            (format!("RG_{section}__METRICS_LISTEN"), metrics.to_string()),
+            ("RG_LOG".to_owned(), "info".to_owned()),
+        ];
+        env.extend((self.env_for)(name));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let process = rg_testkit::ServiceProcess::start(
             name,
             std::path::Path::new(env!("CARGO_BIN_EXE_regionguard")),
             &args,
-            &[(&key, &value), ("RG_LOG", "info")],
+            &env,
             self.dir.path(),
         );
         self.metrics.insert(name.to_owned(), metrics);

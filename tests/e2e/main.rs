@@ -2,6 +2,7 @@
 //! test: `nats-server -js` (its own port and store), the project's DNS
 //! simulator, and Debian's unbound. One test binary (one link on CI).
 
+mod access;
 mod backbone;
 mod cascade;
 mod cli;
