@@ -49,3 +49,6 @@ pub mod v1 {
 pub use v1::{
     Alert, DashboardSnapshot, FailoverDecision, FaultReply, FaultRequest, FaultSpec, HealthEvent,
 };
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -204,6 +204,14 @@ where
         match parsed {
             Ok(config) => {
                 for key in unknown {
+                    // The empty TOML key (`"" = 1` at the top level) has an
+                    // empty path, which would name no key: show it quoted.
+                    // (Found by fuzz_tests.)
+                    let key = if key.is_empty() {
+                        "\"\"".to_owned()
+                    } else {
+                        key
+                    };
                     problems.push(key, "unknown key");
                 }
                 break Some(config);
@@ -497,3 +505,6 @@ mod tests {
         assert!(err.to_string().contains("prober.enabled"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -199,7 +199,13 @@ fn replay_checks<R: Read, W: Write>(
         };
         let key = match options.batching {
             Batching::All => 0,
-            Batching::Window(w) => check.timestamp_ms.div_euclid(w.as_millis().max(1) as i64),
+            Batching::Window(w) => {
+                // Milliseconds beyond i64 saturate: `as i64` truncated them
+                // (2^64 ms became 0, a division by zero; Duration::MAX
+                // became -1). Found by fuzz_tests.
+                let w = i64::try_from(w.as_millis()).unwrap_or(i64::MAX).max(1);
+                check.timestamp_ms.div_euclid(w)
+            }
         };
         if batch_key.is_some_and(|k| k != key) {
             flush(&mut detector, &mut batch, writer, &mut summary)?;
@@ -505,3 +511,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

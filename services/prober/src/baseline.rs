@@ -80,7 +80,11 @@ impl AdaptiveConfig {
     /// The slowest lookup time that is not a warning for an endpoint whose
     /// history's quantile is `q`.
     pub fn limit(&self, q: Duration) -> Duration {
-        q.mul_f64(self.factor).max(q + self.margin)
+        // Saturating: a huge factor or margin means "never a warning", not
+        // a panic on every lookup.
+        Duration::try_from_secs_f64(q.as_secs_f64() * self.factor)
+            .unwrap_or(Duration::MAX)
+            .max(q.saturating_add(self.margin))
     }
 
     /// Problems with the values, as (key, message) under `adaptive.`.
@@ -95,8 +99,11 @@ impl AdaptiveConfig {
                 format!("{} is outside (0, 1)", self.quantile),
             ));
         }
-        if !(self.factor >= 1.0 && self.factor.is_finite()) {
-            p.push(("adaptive.factor", format!("{} is below 1", self.factor)));
+        if !(1.0..=1000.0).contains(&self.factor) {
+            p.push((
+                "adaptive.factor",
+                format!("{} is outside 1..=1000", self.factor),
+            ));
         }
         if self.min_samples == 0 {
             p.push(("adaptive.min_samples", "must be at least 1".into()));
@@ -403,6 +410,19 @@ mod tests {
             }
         );
         assert_eq!(b.baseline(7, 0), None);
+    }
+
+    #[test]
+    fn huge_factors_and_margins_saturate() {
+        let c = AdaptiveConfig {
+            factor: 1e300,
+            margin: Duration::MAX,
+            ..on()
+        };
+        assert_eq!(c.limit(ms(5.0)), Duration::MAX);
+        let b = Baselines::new(c, 1);
+        let (j, _) = feed(&b, 0, 40, |_| ms(5.0));
+        assert!(j.iter().all(|j| !j.above));
     }
 
     #[test]

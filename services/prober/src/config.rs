@@ -424,6 +424,27 @@ impl Validate for Config {
         }
         if self.extra_endpoints_per_service > 100_000 {
             p.push("extra_endpoints_per_service", "at most 100000");
+        } else if endpoints::check_name(&self.domain).is_ok() {
+            // The longest generated name must still be a DNS name: a long
+            // domain would otherwise make every lookup fail at run time.
+            let prefix = match self.extra_endpoints_per_service {
+                0 => String::new(),
+                n => format!("e{n}."),
+            };
+            let regions = self.regions.iter().chain(self.region.as_ref());
+            let longest = regions
+                .flat_map(|r| self.services.iter().map(move |s| (s, r)))
+                .map(|(s, r)| format!("{prefix}{s}.{r}.{}", self.domain.trim_end_matches('.')))
+                .max_by_key(String::len);
+            if let Some(name) = longest.filter(|n| n.len() > 253) {
+                p.push(
+                    "domain",
+                    format!(
+                        "too long for the generated names: {name:?} has {} characters, DNS allows 253",
+                        name.len()
+                    ),
+                );
+            }
         }
         for (i, e) in self.endpoints.iter().enumerate() {
             if let Err(message) = endpoints::check_name(&e.name) {
@@ -614,6 +635,18 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_too_long_for_the_generated_names_is_named() {
+        let domain =
+            |labels: usize| format!("{}example", format!("{}.", "a".repeat(55)).repeat(labels));
+        // 231 characters: a DNS name, but not with
+        // "elasticloadbalancing.us-east-1." in front of it.
+        let e = load(&format!("[prober]\ndomain = \"{}\"\n", domain(4))).unwrap_err();
+        assert_eq!(keys(&e), ["prober.domain"], "{e}");
+        assert!(e.to_string().contains("too long"), "{e}");
+        assert!(load(&format!("[prober]\ndomain = \"{}\"\n", domain(3))).is_ok());
+    }
+
+    #[test]
     fn bare_resolver_ips_use_port_53() {
         assert_eq!(
             parse_resolver_addr("127.0.0.2"),
@@ -624,5 +657,339 @@ mod tests {
             Some("[::1]:5353".parse().unwrap())
         );
         assert_eq!(parse_resolver_addr("localhost:53"), None);
+    }
+}
+
+/// Bad-input fuzzing of the `[prober]` section (proptest): arbitrary text,
+/// documents of the real keys with wrong, extreme and odd values, and
+/// `RG_PROBER__*` overrides. Whatever the input, loading gives a config that
+/// validates and plans, or errors that name their keys: never a panic, never
+/// a hang (each case runs under a deadline on its own thread). For a longer
+/// run than CI's: `PROPTEST_CASES=100000 cargo test -p rg-prober fuzz`.
+#[cfg(test)]
+mod fuzz_tests {
+
+    use proptest::prelude::*;
+    use rg_testkit::fuzz::{config as fuzz_config, within};
+
+    use super::*;
+
+    /// How long one case may take on a loaded CI machine in a debug build.
+    /// Cases take about a millisecond: this only catches hangs.
+    const CASE_LIMIT: Duration = Duration::from_secs(1);
+
+    /// Runs `f` on a thread of its own and fails when it takes longer than
+    /// [`CASE_LIMIT`]; a panic in `f` is passed on as it is.
+    fn within_limit<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        within(CASE_LIMIT, f)
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Root {
+        prober: Config,
+    }
+
+    impl Validate for Root {
+        fn validate(&self, p: &mut Problems) {
+            p.section("prober", &self.prober);
+        }
+    }
+
+    /// Loads, and checks the outcome: a config that validates again and
+    /// plans (or names the key it cannot plan from), or errors that each
+    /// name a key.
+    fn load_and_check(text: String, env: Vec<(String, String)>) {
+        within_limit(move || check_outcome(&text, env));
+    }
+
+    fn check_outcome(text: &str, env: Vec<(String, String)>) {
+        match rg_bus::config::load_str::<Root>(text, "t.toml", env) {
+            Ok(root) => {
+                let c = &root.prober;
+                let mut again = Problems::default();
+                root.validate(&mut again);
+                assert!(again.is_empty(), "a loaded config is valid: {again:?}");
+                for s in &c.services {
+                    c.priority_of(s);
+                }
+                // Planning builds every generated name: keep it small.
+                let generated = c.services.len() as u64 * u64::from(c.extra_endpoints_per_service);
+                if generated <= 10_000 {
+                    check_plan(c);
+                    // As `--region` would.
+                    check_plan(&Config {
+                        region: Some("us-east-1".into()),
+                        ..c.clone()
+                    });
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.starts_with("t.toml"), "{text}");
+                for p in e.problems() {
+                    assert!(!p.key.is_empty(), "a problem without a key: {text}");
+                    assert!(!p.message.is_empty(), "a problem without a message: {text}");
+                }
+            }
+        }
+    }
+
+    /// A plan, or the key it cannot be made from.
+    fn check_plan(c: &Config) {
+        match c.plan(|| vec![SocketAddr::from(([127, 0, 0, 53], 53))]) {
+            Ok(plan) => {
+                assert!(!plan.endpoints.is_empty());
+                assert!(!plan.resolvers.is_empty());
+                assert!(plan.timeout < plan.interval);
+                assert!(!plan.vantage.is_empty());
+            }
+            Err(e) => {
+                assert!(e.key.starts_with("prober."), "{e}");
+                assert!(!e.message.is_empty(), "{e}");
+            }
+        }
+    }
+
+    const SECTIONS: &[&str] = &[
+        "[prober]",
+        "[prober.thresholds.default]",
+        "[prober.thresholds.critical]",
+        "[prober.confirm]",
+        "[prober.adaptive]",
+        "[prober.priorities]",
+        "[[prober.endpoints]]",
+        "[prober.bogus]",
+        "[[prober]]",
+        "[prober.thresholds]",
+        "[nats]",
+    ];
+
+    const KEYS: &[&str] = &[
+        "regions",
+        "region",
+        "vantage",
+        "services",
+        "domain",
+        "extra_endpoints_per_service",
+        "resolvers",
+        "query_type",
+        "interval",
+        "timeout",
+        "concurrency",
+        "sockets_per_resolver",
+        "buffer_capacity",
+        "metrics_listen",
+        "priorities",
+        "thresholds",
+        "confirm",
+        "adaptive",
+        "endpoints",
+        "healthy_max",
+        "warning_max",
+        "count",
+        "spacing",
+        "ask_peers",
+        "enabled",
+        "window",
+        "quantile",
+        "factor",
+        "margin",
+        "min_samples",
+        "name",
+        "service",
+        "priority",
+        "dynamodb",
+        "thresholds.default.healthy_max",
+        "confirm.count",
+        "adaptive.enabled",
+        "priorities.ec2",
+        "bogus",
+    ];
+
+    /// TOML values that fit `key`, right and wrong (so that some documents
+    /// load and plan).
+    fn plausible(key: &'static str) -> Vec<String> {
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let values: &[&str] = match last {
+            "regions" => &[
+                r#"["us-east-1"]"#,
+                r#"["us-east-1", "eu-west-1"]"#,
+                "[]",
+                r#"["US"]"#,
+            ],
+            "region" => &[r#""us-east-1""#, r#""eu-west-1""#, r#""bad.region""#],
+            "vantage" => &[r#""v-1""#, r#""""#, r#""a b""#],
+            "services" => &[r#"["dynamodb", "ec2"]"#, "[]", r#"["Dynamo DB"]"#],
+            "domain" => &[
+                r#""amazonaws.com""#,
+                r#""example.""#,
+                r#""a..b""#,
+                r#""_x-y.z""#,
+                // Valid by itself; too long once service and region are added.
+                concat!(
+                    "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.",
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.",
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.",
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+                ),
+            ],
+            "extra_endpoints_per_service" => &["0", "2", "100000", "100001"],
+            "resolvers" => &[
+                r#"["system"]"#,
+                r#"["127.0.0.1:53", "::1"]"#,
+                r#"["localhost:53"]"#,
+                "[]",
+            ],
+            "query_type" => &[r#""a""#, r#""AAAA""#, r#""cname""#, r#""mx""#],
+            "concurrency" | "sockets_per_resolver" | "buffer_capacity" => {
+                &["0", "1", "64", "65536", "65537"]
+            }
+            "metrics_listen" => &[r#""127.0.0.1:0""#, r#""[::1]:9000""#, r#""nope""#],
+            "priorities" => &[
+                r#"{ dynamodb = "critical" }"#,
+                r#"{ ec2 = "default", "Bad Name" = "critical" }"#,
+            ],
+            "dynamodb" | "ec2" | "priority" => &[r#""critical""#, r#""default""#, r#""urgent""#],
+            "count" | "min_samples" => &["0", "3", "20", "21", "4294967295"],
+            "ask_peers" | "enabled" => &["true", "false"],
+            "quantile" => &["0.99", "0.5", "0.0", "1.0", "nan"],
+            "factor" => &["2.0", "1.0", "0.5", "inf", "1e300"],
+            "name" => &[
+                r#""dynamodb.us-east-1.amazonaws.com""#,
+                r#""bad name""#,
+                r#""""#,
+            ],
+            "service" => &[r#""dynamodb""#, r#""s3""#, r#""S3""#],
+            "endpoints" => &[
+                r#"[{ name = "x.example", service = "s3" }]"#,
+                r#"[{ name = "x.example" }]"#,
+            ],
+            _ => &[
+                r#""10s""#,
+                r#""2s""#,
+                r#""200ms""#,
+                r#""1h""#,
+                r#""0s""#,
+                r#""6ms""#,
+            ],
+        };
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    /// Any TOML value: every type, extreme numbers, durations right and wrong.
+    fn toml_value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| toml::Value::Float(v).to_string()),
+            any::<bool>().prop_map(|v| v.to_string()),
+            prop::sample::select(vec![
+                "\"-1s\"",
+                "\"584942417355y\"",
+                "\"18446744073709551615s\"",
+                "\"1 day\"",
+                "\"\"",
+                "18446744073709551616",
+                "1979-05-27T07:32:00Z",
+            ])
+            .prop_map(str::to_owned),
+            any::<String>().prop_map(|s| toml::Value::String(s).to_string()),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..4).prop_map(|kv| {
+                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                    format!("{{ {} }}", body.join(", "))
+                }),
+            ]
+        })
+    }
+
+    fn key_value() -> impl Strategy<Value = (&'static str, String)> {
+        prop::sample::select(KEYS).prop_flat_map(|key| {
+            (
+                Just(key),
+                prop_oneof![2 => prop::sample::select(plausible(key)), 1 => toml_value()],
+            )
+        })
+    }
+
+    /// Sections with distinct keys (TOML that parses, so that typed
+    /// parsing, validation and planning are reached), or free lines.
+    fn document() -> impl Strategy<Value = String> {
+        let header = prop_oneof![
+            4 => prop::sample::select(&SECTIONS[..7]),
+            1 => prop::sample::select(SECTIONS),
+        ];
+        let section =
+            (header, prop::collection::vec(key_value(), 0..8)).prop_map(|(header, kvs)| {
+                let kvs: BTreeMap<_, _> = kvs.into_iter().collect();
+                let mut text = format!("{header}\n");
+                for (k, v) in kvs {
+                    text.push_str(&format!("{k} = {v}\n"));
+                }
+                text
+            });
+        let line = prop_oneof![
+            2 => prop::sample::select(SECTIONS).prop_map(str::to_owned),
+            6 => key_value().prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => "[ -~]{0,20}",
+        ];
+        prop_oneof![
+            3 => prop::collection::vec(section, 0..4).prop_map(|mut sections| {
+                // A table defined twice is a syntax error: keep the first.
+                let mut seen = std::collections::BTreeSet::new();
+                sections.retain(|s| {
+                    !s.starts_with("[prober") || s.starts_with("[[")
+                        || seen.insert(s.lines().next().map(str::to_owned))
+                });
+                sections.concat()
+            }),
+            1 => prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n")),
+        ]
+    }
+
+    /// `RG_PROBER__*` overrides of real keys, with values right and wrong.
+    fn env_pair() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            3 => key_value().prop_map(|(k, v)| (
+                format!("RG_PROBER__{}", k.replace('.', "__").to_uppercase()),
+                v.trim_matches('"').to_owned(),
+            )),
+            1 => (
+                prop::sample::select(vec![
+                    "RG_PROBER__THRESHOLDS__DEFAULT__HEALTHY_MAX",
+                    "RG_PROBER__ADAPTIVE__FACTOR",
+                    "RG_PROBER__CONFIRM__COUNT__X",
+                    "RG_PROBER",
+                    "RG_PROBER__",
+                    "RG_PROBER__REGIONS__0",
+                ]),
+                any::<String>(),
+            )
+                .prop_map(|(k, v)| (k.to_owned(), v)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_config(384))]
+
+        /// Text that is mostly not TOML at all.
+        #[test]
+        fn arbitrary_text_loads_or_names_the_problem(text in any::<String>()) {
+            load_and_check(text, Vec::new());
+        }
+
+        /// Documents of real and bogus keys: a config that validates and
+        /// plans, or an error naming every bad key.
+        #[test]
+        fn prober_documents_load_and_plan_or_name_every_bad_key(
+            text in document(),
+            env in prop::collection::vec(env_pair(), 0..4),
+        ) {
+            load_and_check(text, env);
+        }
     }
 }

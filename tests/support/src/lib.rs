@@ -14,6 +14,7 @@
 //! - [`wait_until`]: poll a condition with a deadline; panics with the last
 //!   observed state.
 //! - [`init_logging`]: test logs on demand (`TEST_LOG=1`).
+//! - [`fuzz`]: case counts and per-case deadlines for proptest fuzzing.
 
 // The fixtures wait on real processes from synchronous code, where tokio's
 // paused clock does not apply: std's Instant is the right clock here.
@@ -27,6 +28,7 @@ mod receiver;
 mod unbound;
 mod wait;
 
+pub mod fuzz;
 pub mod http;
 pub use alertmanager::Alertmanager;
 pub use moto::Moto;
