@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::ConnectOptions;
-use rg_proto::v1::{AlertState, FailoverDecision, FaultKind};
+use rg_proto::v1::FailoverDecision;
 use rg_testkit::{init_logging, wait_until, NatsServer, Waited};
 
 use crate::harness::*;
@@ -139,7 +139,8 @@ async fn the_sample_nats_users_run_the_pipeline_and_keep_each_service_to_its_sub
             env.push(("RG_GATEWAY__TOKEN".to_owned(), TOKEN.to_owned()));
         }
         env
-    });
+    })
+    .observed_as("admin", &password("admin"));
     system.wait_all_healthy().await;
     let (admin, _) = client_as(&url, "admin").await;
     let mut alerts = AlertFeed::open_as(&url, "admin", &password("admin")).await;
@@ -150,40 +151,9 @@ async fn the_sample_nats_users_run_the_pipeline_and_keep_each_service_to_its_sub
         &password("admin"),
     )
     .await;
-    inject(&admin, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
-    alerts
-        .wait_for("the threshold alert", Duration::from_secs(20), |s, a| {
-            s == "rg.alerts.threshold.critical" && a.state() == AlertState::Firing
-        })
-        .await;
-    alerts
-        .wait_for("the cascade alert", Duration::from_secs(20), |s, _| {
-            s == "rg.alerts.cascade.critical"
-        })
-        .await;
-    decisions
-        .wait_for("the plan", Duration::from_secs(20), |s, _| {
-            s == "rg.decisions.failover.planned"
-        })
-        .await;
-    let r = &receiver;
-    wait_until(
-        "the webhook got the alert",
-        Duration::from_secs(20),
-        || async move {
-            let n = r
-                .taken()
-                .iter()
-                .filter(|t| t.body.contains("dynamodb"))
-                .count();
-            if n > 0 {
-                Waited::Done(())
-            } else {
-                Waited::NotYet(format!("{} notices", r.taken().len()))
-            }
-        },
-    )
-    .await;
+    dynamodb_outage(&admin, &mut alerts).await;
+    wait_plan(&mut decisions).await;
+    wait_notice(&receiver, "dynamodb").await;
     let log = server.log_tail(400);
     assert!(
         !log.contains("Violation"),
@@ -308,8 +278,5 @@ async fn the_sample_nats_users_run_the_pipeline_and_keep_each_service_to_its_sub
         }
     }
 
-    for (name, p) in system.all() {
-        let status = p.terminate(Duration::from_secs(15));
-        assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}");
-    }
+    system.stop_all();
 }

@@ -592,6 +592,9 @@ impl Up {
 /// the detector, the cascade service, the failover manager (plan mode) and
 /// the gateway; and the notifier when the config gives it sinks.
 pub(crate) struct Processes {
+    nats_url: String,
+    /// The NATS user the test's checks connect as, when the server has users.
+    observer: Option<(String, String)>,
     pub(crate) config: std::path::PathBuf,
     pub(crate) http: SocketAddr,
     metrics: std::collections::BTreeMap<String, SocketAddr>,
@@ -652,6 +655,8 @@ impl Processes {
         )
         .unwrap();
         let mut me = Self {
+            nats_url: nats_url.to_owned(),
+            observer: None,
             config,
             http,
             metrics: Default::default(),
@@ -691,6 +696,12 @@ impl Processes {
         self.procs.insert(name.to_owned(), process);
     }
 
+    /// The checks of [`Processes::wait_all_healthy`] connect as this user.
+    pub(crate) fn observed_as(mut self, user: &str, password: &str) -> Self {
+        self.observer = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
     /// One of the services.
     pub(crate) fn get(&mut self, name: &str) -> &mut rg_testkit::ServiceProcess {
         self.procs
@@ -715,7 +726,9 @@ impl Processes {
     }
 
     /// Waits (60 s at most) until the gateway shows every endpoint of the
-    /// three regions healthy.
+    /// three regions healthy and every durable consumer of the services
+    /// started exists (the failover manager's and the notifier's consume
+    /// only what is published after they first start).
     pub(crate) async fn wait_all_healthy(&self) {
         let http = self.http;
         rg_testkit::wait_until(
@@ -735,7 +748,125 @@ impl Processes {
             },
         )
         .await;
+        let mut wanted = vec![
+            ("RG_HEALTH", "detector"),
+            ("RG_HEALTH", "cascade"),
+            ("RG_DECISIONS", "failover"),
+            ("RG_DECISIONS", "failover-approvals"),
+        ];
+        if self.procs.contains_key("notifier") {
+            wanted.extend([
+                ("RG_ALERTS", "notifier"),
+                ("RG_DECISIONS", "notifier-decisions"),
+            ]);
+        }
+        let (url, observer) = (&self.nats_url, &self.observer);
+        let wanted = &wanted;
+        rg_testkit::wait_until(
+            "every durable consumer",
+            Duration::from_secs(60),
+            || async move {
+                let options = match observer {
+                    Some((user, password)) => async_nats::ConnectOptions::with_user_and_password(
+                        user.clone(),
+                        password.clone(),
+                    ),
+                    None => async_nats::ConnectOptions::new(),
+                };
+                let client = match options.connect(url.as_str()).await {
+                    Ok(c) => c,
+                    Err(e) => return rg_testkit::Waited::NotYet(format!("no NATS: {e}")),
+                };
+                let js = async_nats::jetstream::new(client);
+                let mut missing = Vec::new();
+                for (stream, durable) in wanted {
+                    let found = match js.get_stream(*stream).await {
+                        Ok(s) => s
+                            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    };
+                    if !found {
+                        missing.push(*durable);
+                    }
+                }
+                if missing.is_empty() {
+                    rg_testkit::Waited::Done(())
+                } else {
+                    rg_testkit::Waited::NotYet(format!("missing {missing:?}"))
+                }
+            },
+        )
+        .await;
     }
+}
+
+impl Processes {
+    /// Stops every service still running with SIGTERM and checks that each
+    /// exits with 0 within 15 s (a clean drain).
+    pub(crate) fn stop_all(&mut self) {
+        for (name, p) in self.all() {
+            if p.is_running() {
+                let status = p.terminate(Duration::from_secs(15));
+                assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}");
+            }
+        }
+    }
+}
+
+/// What a DynamoDB outage in us-east-1 raises: the threshold alert and the
+/// cascade alert, both firing.
+pub(crate) struct Outage {
+    pub(crate) threshold: rg_proto::v1::Alert,
+    pub(crate) cascade: rg_proto::v1::Alert,
+}
+
+/// Injects a DynamoDB empty answer in us-east-1 and waits (20 s each) for
+/// the critical threshold alert and the critical cascade alert.
+pub(crate) async fn dynamodb_outage(client: &async_nats::Client, alerts: &mut AlertFeed) -> Outage {
+    use rg_proto::v1::AlertState;
+    inject(client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
+    let (_, threshold) = alerts
+        .wait_for("the threshold alert", Duration::from_secs(20), |s, a| {
+            s == "rg.alerts.threshold.critical" && a.state() == AlertState::Firing
+        })
+        .await;
+    let (_, cascade) = alerts
+        .wait_for("the cascade alert", Duration::from_secs(20), |s, a| {
+            s == "rg.alerts.cascade.critical" && a.state() == AlertState::Firing
+        })
+        .await;
+    Outage { threshold, cascade }
+}
+
+/// Waits (20 s) for the failover plan on `decisions`.
+pub(crate) async fn wait_plan(
+    decisions: &mut Feed<rg_proto::v1::FailoverDecision>,
+) -> rg_proto::v1::FailoverDecision {
+    decisions
+        .wait_for("the plan", Duration::from_secs(20), |s, _| {
+            s == "rg.decisions.failover.planned"
+        })
+        .await
+        .1
+}
+
+/// Waits (20 s) until `receiver` took a notice mentioning `text`.
+pub(crate) async fn wait_notice(receiver: &rg_testkit::Receiver, text: &str) {
+    rg_testkit::wait_until(
+        "a notice at the webhook",
+        Duration::from_secs(20),
+        || async move {
+            let taken = receiver.taken();
+            if taken.iter().any(|t| t.body.contains(text)) {
+                rg_testkit::Waited::Done(())
+            } else {
+                rg_testkit::Waited::NotYet(format!("{} notices", taken.len()))
+            }
+        },
+    )
+    .await;
 }
 
 /// The sum of a counter's samples in Prometheus text, over the label sets

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-use rg_proto::v1::{Alert, AlertState, FailoverDecision, FaultKind, HealthEvent};
+use rg_proto::v1::{Alert, AlertState, FailoverDecision, HealthEvent};
 use rg_testkit::{init_logging, wait_until, NatsServer, Waited};
 
 use crate::harness::*;
@@ -101,17 +101,7 @@ async fn a_nats_restart_loses_no_health_event_and_sends_no_alert_twice() {
     system.wait_all_healthy().await;
     let client = async_nats::connect(&url).await.unwrap();
     let mut alerts = AlertFeed::open(&url).await;
-    inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
-    let (_, threshold) = alerts
-        .wait_for("the threshold alert", Duration::from_secs(20), |s, a| {
-            s == "rg.alerts.threshold.critical" && a.state() == AlertState::Firing
-        })
-        .await;
-    let (_, cascade) = alerts
-        .wait_for("the cascade alert", Duration::from_secs(20), |s, a| {
-            s == "rg.alerts.cascade.critical" && a.state() == AlertState::Firing
-        })
-        .await;
+    let outage = dynamodb_outage(&client, &mut alerts).await;
     let before = connection_names(&server).await;
     // Every service's connections: the simulator's, two per prober (events
     // and confirmations), detector, cascade, failover, gateway.
@@ -167,16 +157,7 @@ async fn a_nats_restart_loses_no_health_event_and_sends_no_alert_twice() {
     )
     .await;
     clear_all(&client).await;
-    for open in [&threshold, &cascade] {
-        let id = open.id.clone();
-        alerts
-            .wait_for(
-                &format!("{id} resolved"),
-                Duration::from_secs(20),
-                |_, a| a.id == id && a.state() == AlertState::Resolved,
-            )
-            .await;
-    }
+    wait_resolved(&mut alerts, &outage).await;
 
     // The probers drain on SIGTERM; then every event they made is counted.
     let mut skipped = BTreeMap::new();
@@ -237,11 +218,20 @@ async fn a_nats_restart_loses_no_health_event_and_sends_no_alert_twice() {
             .await;
     let twice = twice_stored_decisions(&decisions);
     assert!(twice.is_empty(), "decisions stored twice: {twice:?}");
-    for (name, p) in system.all() {
-        if p.is_running() {
-            let status = p.terminate(Duration::from_secs(15));
-            assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}");
-        }
+    system.stop_all();
+}
+
+/// Waits (30 s) until both alerts of `outage` have resolved.
+async fn wait_resolved(alerts: &mut AlertFeed, outage: &Outage) {
+    for open in [&outage.threshold, &outage.cascade] {
+        let id = open.id.clone();
+        alerts
+            .wait_for(
+                &format!("{id} resolved"),
+                Duration::from_secs(30),
+                |_, a| a.id == id && a.state() == AlertState::Resolved,
+            )
+            .await;
     }
 }
 
@@ -256,22 +246,8 @@ async fn a_consumer_killed_with_sigkill_resumes_where_it_was_and_repeats_nothing
     let client = async_nats::connect(&url).await.unwrap();
     let mut alerts = AlertFeed::open(&url).await;
     let mut decisions = Feed::<FailoverDecision>::subscribe(&url, "rg.decisions.failover.>").await;
-    inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
-    let (_, threshold) = alerts
-        .wait_for("the threshold alert", Duration::from_secs(20), |s, a| {
-            s == "rg.alerts.threshold.critical" && a.state() == AlertState::Firing
-        })
-        .await;
-    let (_, cascade) = alerts
-        .wait_for("the cascade alert", Duration::from_secs(20), |s, a| {
-            s == "rg.alerts.cascade.critical" && a.state() == AlertState::Firing
-        })
-        .await;
-    let (_, planned) = decisions
-        .wait_for("the plan", Duration::from_secs(20), |s, _| {
-            s == "rg.decisions.failover.planned"
-        })
-        .await;
+    let outage = dynamodb_outage(&client, &mut alerts).await;
+    let planned = wait_plan(&mut decisions).await;
     let trend_before = wait_trend(&system, 5).await;
 
     // Every consumer dies at once, with no chance to drain.
@@ -304,16 +280,7 @@ async fn a_consumer_killed_with_sigkill_resumes_where_it_was_and_repeats_nothing
 
     // They resume from their durable consumers: the backlog is decided
     // (both alerts resolve), nothing before it is decided again.
-    for open in [&threshold, &cascade] {
-        let id = open.id.clone();
-        alerts
-            .wait_for(
-                &format!("{id} resolved"),
-                Duration::from_secs(30),
-                |_, a| a.id == id && a.state() == AlertState::Resolved,
-            )
-            .await;
-    }
+    wait_resolved(&mut alerts, &outage).await;
     for (stream, durable) in consumers {
         let info = consumer_info(&js, stream, durable).await;
         assert!(
@@ -370,7 +337,7 @@ async fn a_consumer_killed_with_sigkill_resumes_where_it_was_and_repeats_nothing
             .await;
     let twice = twice_stored_decisions(&stored);
     assert!(twice.is_empty(), "decisions stored twice: {twice:?}");
-    drop(server);
+    system.stop_all();
 }
 
 /// The gateway's trend, once it has `points` points: time → (healthy,
@@ -465,45 +432,17 @@ async fn every_service_waits_for_nats_and_works_once_it_appears() {
     let client = async_nats::connect(&url).await.unwrap();
     let mut alerts = AlertFeed::open(&url).await;
     let mut decisions = Feed::<FailoverDecision>::subscribe(&url, "rg.decisions.failover.>").await;
-    inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
-    alerts
-        .wait_for("the threshold alert", Duration::from_secs(20), |s, _| {
-            s == "rg.alerts.threshold.critical"
-        })
-        .await;
-    alerts
-        .wait_for("the cascade alert", Duration::from_secs(20), |s, _| {
-            s == "rg.alerts.cascade.critical"
-        })
-        .await;
-    decisions
-        .wait_for("the plan", Duration::from_secs(20), |s, _| {
-            s == "rg.decisions.failover.planned"
-        })
-        .await;
-    let r = &receiver;
-    wait_until(
-        "the webhook got the alert",
-        Duration::from_secs(20),
-        || async move {
-            let taken = r.taken();
-            if taken.iter().any(|t| t.body.contains("dynamodb")) {
-                Waited::Done(())
-            } else {
-                Waited::NotYet(format!("{} notices", taken.len()))
-            }
-        },
-    )
-    .await;
+    dynamodb_outage(&client, &mut alerts).await;
+    wait_plan(&mut decisions).await;
+    wait_notice(&receiver, "dynamodb").await;
     for (name, p) in system.all() {
         let backoff = p
             .log()
             .matches("NATS is not reachable yet; retrying")
             .count();
         eprintln!("absent nats: {name} logged the wait {backoff} time(s)");
-        let status = p.terminate(Duration::from_secs(15));
-        assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}");
     }
+    system.stop_all();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,16 +545,8 @@ async fn garbage_on_every_consumed_subject_is_dead_lettered_counted_and_harmless
         assert!(p.is_running(), "{name} died:\n{}", p.log_tail(20));
     }
     let mut alerts = AlertFeed::open(&url).await;
-    inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
-    alerts
-        .wait_for("the cascade alert", Duration::from_secs(20), |s, _| {
-            s == "rg.alerts.cascade.critical"
-        })
-        .await;
-    for (name, p) in system.all() {
-        let status = p.terminate(Duration::from_secs(15));
-        assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}");
-    }
+    dynamodb_outage(&client, &mut alerts).await;
+    system.stop_all();
 }
 
 /// Dead letters stored since `since`, counted by the consumer that wrote
