@@ -189,17 +189,14 @@ async fn a_noisy_half_hour_makes_no_critical_alert_no_cascade_alert_above_low_an
             probers.push(start_prober(c, &nats));
         }
     }
-    // The detector as shipped (its anomaly model's warm-up included), with
-    // the tests' quick round decisions.
-    let detector = start_detector(
-        rg_detector::Config {
-            settle: Duration::from_millis(150),
-            round_timeout: Duration::from_secs(3),
-            ..Default::default()
-        },
-        &nats,
-    );
-    let cascade = start_cascade(cascade_config(), &nats);
+    // The detector and the cascade service as shipped: the anomaly model's
+    // warm-up, and rounds decided once the next has been arriving for 2 s
+    // (`settle`), which leaves a confirmation burst (3 re-probes 200 ms
+    // apart, each up to the 400 ms timeout) the time to finish. With the
+    // other tests' 150 ms, a round with a lost answer could be decided
+    // before the re-probes that outvote it came in.
+    let detector = start_detector(rg_detector::Config::default(), &nats);
+    let cascade = start_cascade(rg_cascade::Config::default(), &nats);
     let mut events = HealthFeed::open(&nats, "soak-count").await;
 
     // Count what the noise did, per kind, until `rounds` rounds are in.

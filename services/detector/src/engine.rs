@@ -232,7 +232,7 @@ impl<T> Engine<T> {
                 .filter(|e| !e.confirmation)
                 .cloned()
                 .collect();
-            let checks: Vec<Check> = regular.iter().map(check_of).collect();
+            let checks = confirmed_checks(&data.events);
             let v = model.assess(&checks);
             tracing::debug!(
                 %region, round, basis = ?v.basis, rows = checks.len(), flagged = v.flagged.len(),
@@ -272,6 +272,41 @@ impl<T> Engine<T> {
             quiet,
         }
     }
+}
+
+/// The rows the anomaly model sees of a round: one per regular lookup;
+/// where the vantage re-probed it (a confirmation burst), the row is what
+/// the burst saw (success when most re-probes succeeded, ties failing; the
+/// median lookup time), as in the vantage's quorum vote. One lost answer or
+/// one slow answer of a heavy-tailed network, which the re-probes do not
+/// repeat, is then not an abnormal row.
+pub fn confirmed_checks(events: &[Observation]) -> Vec<Check> {
+    let mut bursts: HashMap<(&str, &str, &str), Vec<&Observation>> = HashMap::new();
+    for e in events.iter().filter(|e| e.confirmation) {
+        bursts
+            .entry((e.vantage.as_str(), e.resolver.as_str(), e.endpoint.as_str()))
+            .or_default()
+            .push(e);
+    }
+    events
+        .iter()
+        .filter(|e| !e.confirmation)
+        .map(|e| {
+            let mut check = check_of(e);
+            let key = (e.vantage.as_str(), e.resolver.as_str(), e.endpoint.as_str());
+            if let Some(burst) = bursts.get(&key) {
+                let ok = burst.iter().filter(|b| b.error.is_none()).count();
+                check.success = 2 * ok > burst.len();
+                let mut times: Vec<f64> = burst
+                    .iter()
+                    .map(|b| b.response_time.as_secs_f64() * 1000.0)
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                check.response_time_ms = times[times.len() / 2];
+            }
+            check
+        })
+        .collect()
 }
 
 /// The check the anomaly model sees of an observation.
@@ -553,6 +588,55 @@ mod tests {
     use rg_proto::domain::{Priority, Region, ServiceName};
 
     use super::*;
+
+    fn observation(vantage: &str, confirmation: bool, error: bool, ms: u64) -> Observation {
+        Observation {
+            region: Region::parse("us-east-1").unwrap(),
+            service: ServiceName::parse("dynamodb").unwrap(),
+            endpoint: "dynamodb.us-east-1.amazonaws.com".into(),
+            vantage: vantage.into(),
+            round_id: 7,
+            observed_at_unix_ms: 1_000,
+            resolver: "127.0.0.1:53".into(),
+            error: error.then_some(rg_proto::domain::LookupError::Timeout),
+            response_time: Duration::from_millis(ms),
+            status: if error {
+                Status::Critical
+            } else {
+                Status::Healthy
+            },
+            priority: Priority::Critical,
+            confirmation,
+            sequence: 1,
+        }
+    }
+
+    #[test]
+    fn a_lookup_its_burst_did_not_repeat_is_a_normal_row() {
+        let events = [
+            // a: lost its answer, then three healthy re-probes.
+            observation("a", false, true, 400),
+            observation("a", true, false, 3),
+            observation("a", true, false, 5),
+            observation("a", true, false, 4),
+            // b: a slow answer, then two failures of three: confirmed.
+            observation("b", false, false, 90),
+            observation("b", true, true, 400),
+            observation("b", true, false, 2),
+            observation("b", true, true, 400),
+            // c: no burst: its row as it was.
+            observation("c", false, false, 2),
+        ];
+        let rows = confirmed_checks(&events);
+        assert_eq!(rows.len(), 3, "one row per regular lookup");
+        assert!(
+            rows[0].success && (rows[0].response_time_ms - 4.0).abs() < 1e-9,
+            "{:?}",
+            rows[0]
+        );
+        assert!(!rows[1].success, "{:?}", rows[1]);
+        assert!(rows[2].success && (rows[2].response_time_ms - 2.0).abs() < 1e-9);
+    }
 
     fn obs(
         region: &str,
