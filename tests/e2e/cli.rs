@@ -536,3 +536,76 @@ async fn a_prober_process_serves_metrics_and_drains_on_sigterm() {
     assert_eq!(status.code(), Some(0), "{status}");
     simulator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_pipeline_times_every_stage_and_finds_no_event_lost() {
+    // The benchmark of BENCHMARKS.md, small: two injections into a system
+    // started by `up`, its report read as JSON.
+    init_logging();
+    let (mut up, _ports) = Up::start(
+        &["us-east-1", "eu-west-1"],
+        "[cascade.failover]\ncooldown = \"1s\"\n",
+        &[],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a few healthy rounds
+    let pid = up.child.id().unwrap().to_string();
+    let out = up.cli(&[
+        "bench",
+        "pipeline",
+        "--injections",
+        "2",
+        "--raw-messages",
+        "2000",
+        "--stage-timeout",
+        "30s",
+        "--up-pid",
+        &pid,
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("a JSON report");
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4, "{report:#}");
+    for s in stages {
+        assert_eq!(
+            s["seen"], 2,
+            "every injection reached {}: {report:#}",
+            s["name"]
+        );
+        let p50 = s["p50_ms"].as_f64().unwrap();
+        assert!(p50 > 0.0 && p50 < 5_000.0, "{s}");
+    }
+    assert!(report["injections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["recovered"] == true));
+    let loss = &report["loss"];
+    assert_eq!(loss["lost"], 0, "{loss}");
+    assert!(loss["events"].as_u64().unwrap() > 14, "{loss}");
+    let names: Vec<&str> = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for service in [
+        "nats-server",
+        "simulator",
+        "prober us-east-1",
+        "detector",
+        "cascade",
+        "gateway",
+    ] {
+        assert!(
+            names.contains(&service),
+            "{service} not measured: {names:?}"
+        );
+    }
+    assert!(
+        report["raw"]["publish_per_second"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    let (status, _) = up.stop().await;
+    assert!(status.success());
+}
