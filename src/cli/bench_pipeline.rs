@@ -511,7 +511,7 @@ const TICKS: f64 = 100.0;
 fn proc_info(pid: u32) -> Option<(String, f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
@@ -575,7 +575,7 @@ fn descendants(root: u32) -> Vec<u32> {
             };
             let ppid = stat
                 .rfind(')')
-                .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse().ok());
+                .and_then(|i| stat.get(i + 2..)?.split_whitespace().nth(1)?.parse().ok());
             if let Some(ppid) = ppid {
                 parent_of.push((pid, ppid));
             }

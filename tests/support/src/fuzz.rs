@@ -44,3 +44,22 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_that_hangs_fails_and_a_panic_is_passed_on() {
+        let hang = std::panic::catch_unwind(|| {
+            within(Duration::from_millis(20), || {
+                std::thread::sleep(Duration::from_millis(200));
+            });
+        });
+        assert!(hang.is_err());
+        let panicked =
+            std::panic::catch_unwind(|| within(Duration::from_secs(5), || panic!("boom")));
+        assert!(panicked.is_err());
+        assert_eq!(within(Duration::from_secs(5), || 7), 7);
+    }
+}
