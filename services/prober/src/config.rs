@@ -549,17 +549,20 @@ impl Validate for Config {
 mod tests {
     use super::*;
 
+    /// A config file holding only `[prober]` (also for the fuzz tests).
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub(super) struct Root {
+        pub(super) prober: Config,
+    }
+
+    impl Validate for Root {
+        fn validate(&self, p: &mut Problems) {
+            p.section("prober", &self.prober);
+        }
+    }
+
     fn load(text: &str) -> Result<Config, rg_bus::ConfigError> {
-        #[derive(Debug, Default, Deserialize)]
-        #[serde(default)]
-        struct Root {
-            prober: Config,
-        }
-        impl Validate for Root {
-            fn validate(&self, p: &mut Problems) {
-                p.section("prober", &self.prober);
-            }
-        }
         rg_bus::config::load_str::<Root>(text, "t.toml", []).map(|r| r.prober)
     }
 
@@ -684,17 +687,7 @@ mod fuzz_tests {
         within(CASE_LIMIT, f)
     }
 
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(default)]
-    struct Root {
-        prober: Config,
-    }
-
-    impl Validate for Root {
-        fn validate(&self, p: &mut Problems) {
-            p.section("prober", &self.prober);
-        }
-    }
+    use super::tests::Root;
 
     /// Loads, and checks the outcome: a config that validates again and
     /// plans (or names the key it cannot plan from), or errors that each
