@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what regionguard's local run and tests need when it is missing:
 # from Debian's packages nats-server (the bus), unbound (a DNS server
-# regionguard did not write, for tests), prometheus-alertmanager (the
+# regionguard did not write, for tests), dnsdist (in front of unbound: per-name
+# faults and delays for tests), prometheus-alertmanager (the
 # notifier's first sink, for tests), dnsperf (the benchmark's peer),
 # Node.js with npm (to build the dashboard) and chromium (the dashboard's
 # browser test); from PyPI scikit-learn (the anomaly model's reference),
@@ -17,6 +18,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have nats-server || missing+=(nats-server)
 have unbound || missing+=(unbound)
+have dnsdist || missing+=(dnsdist)
 have dnsperf || missing+=(dnsperf)
 have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have node || missing+=(nodejs)
@@ -67,4 +69,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-echo "install-deps: nats-server, unbound, alertmanager, dnsperf, node, chromium, scikit-learn, moto, the dashboard and cargo are ready"
+echo "install-deps: nats-server, unbound, dnsdist, alertmanager, dnsperf, node, chromium, scikit-learn, moto, the dashboard and cargo are ready"

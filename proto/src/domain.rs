@@ -253,6 +253,10 @@ pub struct Observation {
     pub confirmation: bool,
     /// Per-vantage sequence number.
     pub sequence: u64,
+    /// Re-probes to come (see the proto's `burst_size`).
+    pub burst_size: u32,
+    /// Not healthy, and the other vantage points were asked to confirm.
+    pub peers_asked: bool,
 }
 
 impl TryFrom<&v1::HealthEvent> for Observation {
@@ -279,7 +283,111 @@ impl TryFrom<&v1::HealthEvent> for Observation {
             priority: Priority::try_from(e.priority)?,
             confirmation: e.confirmation,
             sequence: e.sequence,
+            burst_size: e.burst_size,
+            peers_asked: e.peers_asked,
         })
+    }
+}
+
+impl Observation {
+    /// A healthy scheduled lookup of `endpoint` (`<service>.<region>.<...>`,
+    /// e.g. `dynamodb.us-east-1.amazonaws.com`): vantage `a`, resolver `r`,
+    /// round 1, 3 ms, priority critical for DynamoDB and default otherwise,
+    /// no confirmation. For tests and tools; change it with the `with_*`
+    /// methods.
+    ///
+    /// ```
+    /// use rg_proto::domain::{LookupError, Observation, Status};
+    /// let o = Observation::example("dynamodb.us-east-1.amazonaws.com")
+    ///     .with_vantage("b")
+    ///     .with_error(LookupError::Timeout);
+    /// assert_eq!((o.region.as_str(), o.status), ("us-east-1", Status::Critical));
+    /// ```
+    ///
+    /// # Panics
+    /// When `endpoint` does not start with a service and a region label.
+    pub fn example(endpoint: &str) -> Self {
+        let mut labels = endpoint.split('.');
+        let service = labels.next().and_then(|s| ServiceName::parse(s).ok());
+        let region = labels.next().and_then(|r| Region::parse(r).ok());
+        let (Some(service), Some(region)) = (service, region) else {
+            panic!("{endpoint:?} is not <service>.<region>.<domain>");
+        };
+        let priority = if service.as_str() == "dynamodb" {
+            Priority::Critical
+        } else {
+            Priority::Default
+        };
+        Self {
+            region,
+            service,
+            endpoint: endpoint.to_owned(),
+            vantage: "a".into(),
+            round_id: 1,
+            observed_at_unix_ms: 1_760_000_000_000,
+            resolver: "r".into(),
+            error: None,
+            response_time: Duration::from_millis(3),
+            status: Status::Healthy,
+            priority,
+            confirmation: false,
+            sequence: 0,
+            burst_size: 0,
+            peers_asked: false,
+        }
+    }
+
+    /// Seen by `vantage`.
+    pub fn with_vantage(mut self, vantage: &str) -> Self {
+        self.vantage = vantage.to_owned();
+        self
+    }
+
+    /// Through `resolver`.
+    pub fn with_resolver(mut self, resolver: &str) -> Self {
+        self.resolver = resolver.to_owned();
+        self
+    }
+
+    /// In round `round` (observed at `round` x 10 s).
+    pub fn with_round(mut self, round: u64) -> Self {
+        self.round_id = round;
+        self.observed_at_unix_ms = (round as i64).saturating_mul(10_000);
+        self
+    }
+
+    /// Failed with `error` (critical).
+    pub fn with_error(mut self, error: LookupError) -> Self {
+        self.error = Some(error);
+        self.status = Status::Critical;
+        self
+    }
+
+    /// Classified `status` (without an error: a slow answer).
+    pub fn with_status(mut self, status: Status) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Took `ms` milliseconds.
+    pub fn with_millis(mut self, ms: u64) -> Self {
+        self.response_time = Duration::from_millis(ms);
+        self
+    }
+
+    /// A re-probe of a confirmation burst of `burst_size`.
+    pub fn as_confirmation(mut self, burst_size: u32) -> Self {
+        self.confirmation = true;
+        self.burst_size = burst_size;
+        self
+    }
+
+    /// A scheduled lookup whose prober runs bursts of `burst_size`, and
+    /// (when not healthy) asked the other vantages (`peers_asked`).
+    pub fn confirming(mut self, burst_size: u32, peers_asked: bool) -> Self {
+        self.burst_size = burst_size;
+        self.peers_asked = peers_asked;
+        self
     }
 }
 

@@ -14,6 +14,7 @@ mod services;
 mod status;
 mod supervise;
 mod tail;
+mod tail_human;
 mod up;
 
 use std::path::PathBuf;

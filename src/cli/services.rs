@@ -122,7 +122,14 @@ pub(crate) async fn detector(globals: Globals, args: DetectorArgs) -> ExitCode {
         "detector",
         || globals.load(overrides),
         |c| c.detector.metrics_listen,
-        |c, shutdown| rg_detector::run(c.detector, c.nats, shutdown),
+        |c, shutdown| {
+            // Threshold alerts predict impact from the cascade's map.
+            let detector = rg_detector::Config {
+                dependencies: c.cascade.services.clone(),
+                ..c.detector
+            };
+            rg_detector::run(detector, c.nats, shutdown)
+        },
     )
     .await
 }

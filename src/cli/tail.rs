@@ -1,9 +1,12 @@
 //! `regionguard tail [SUBJECT]`: subscribe and print each message, decoded
-//! from protobuf by its subject, as one JSON line on stdout.
+//! from protobuf by its subject: on a terminal one line a message for a
+//! person (time, subject, severity or status, what it says), otherwise (or
+//! with `--json`) one JSON line a message for programs.
 //!
 //! This is how an operator subscribes to alert subjects without writing
 //! code: `regionguard tail 'rg.alerts.*.critical'`. A payload that does not
-//! decode is printed as a line with an `error` field; tail keeps going.
+//! decode is printed as such (a line with an `error` field in JSON); tail
+//! keeps going.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,6 +28,16 @@ pub(crate) struct TailArgs {
     /// Exit after this many messages.
     #[arg(long, short = 'n', value_name = "N")]
     count: Option<u64>,
+    /// Print JSON lines (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "human")]
+    json: bool,
+    /// Print lines for a person (the default on a terminal).
+    #[arg(long)]
+    human: bool,
+    /// With the human format: also what an alert predicts and recommends,
+    /// and a plan's steps, indented under its line.
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
@@ -60,6 +73,7 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
         "tailing {subject} on {} (Ctrl-C to stop)",
         config.nats.servers_for_log()
     );
+    let json = args.json || (!args.human && !std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let mut seen = 0u64;
     let stdout = std::io::stdout();
     loop {
@@ -67,7 +81,16 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
             m = sub.next() => match m { Some(m) => m, None => break },
             _ = tokio::signal::ctrl_c() => break,
         };
-        let line = to_json_line(subjects.prefix(), &message.subject, &message.payload);
+        let line = if json {
+            to_json_line(subjects.prefix(), &message.subject, &message.payload)
+        } else {
+            super::tail_human::line(
+                subjects.prefix(),
+                &message.subject,
+                &message.payload,
+                args.verbose,
+            )
+        };
         let mut out = stdout.lock();
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             // stdout closed (e.g. piped into `head`): stop quietly.
@@ -103,6 +126,11 @@ pub(crate) fn to_json_line(prefix: &str, subject: &str, payload: &[u8]) -> Strin
         Some("sim") => decode::<v1::FaultRequest>(payload)
             .map(|v| ("FaultRequest", v))
             .or_else(|_| decode::<v1::FaultReply>(payload).map(|v| ("FaultReply", v))),
+        Some("confirm") => decode::<v1::ConfirmRequest>(payload).map(|v| ("ConfirmRequest", v)),
+        Some("deadletter") => Ok((
+            "DeadLetter",
+            json!({"bytes": payload.len(), "note": "the undecodable payload a consumer set aside; its original subject is in the Rg-Original-Subject header"}),
+        )),
         _ => Err("no regionguard message type is published on this subject".into()),
     };
     let line = match decoded {

@@ -14,4 +14,5 @@ mod gateway;
 mod harness;
 mod notifier;
 mod precision;
+mod real_dns;
 mod resilience;

@@ -31,6 +31,34 @@ impl std::str::FromStr for LogFormat {
 pub const DEFAULT_FILTER: &str =
     "info,async_nats=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn";
 
+/// Libraries kept at `warn` whatever `RG_LOG` says, unless it names them:
+/// `RG_LOG=debug` is about regionguard, not about every DNS query
+/// hickory-server answers (it logs each at `info`).
+const QUIET_LIBRARIES: [&str; 4] = [
+    "async_nats",
+    "hickory_server",
+    "hickory_proto",
+    "hickory_net",
+];
+
+/// `RG_LOG` as given, with [`QUIET_LIBRARIES`] it does not name kept at
+/// `warn`.
+///
+/// ```
+/// use rg_bus::telemetry::filter_spec;
+/// assert_eq!(filter_spec("debug"), "debug,async_nats=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn");
+/// assert!(filter_spec("info,hickory_server=info").ends_with("hickory_server=info,async_nats=warn,hickory_proto=warn,hickory_net=warn"));
+/// ```
+pub fn filter_spec(rg_log: &str) -> String {
+    let mut spec = rg_log.trim().to_owned();
+    for lib in QUIET_LIBRARIES {
+        if !spec.contains(lib) {
+            spec.push_str(&format!(",{lib}=warn"));
+        }
+    }
+    spec
+}
+
 /// Installs the global subscriber, writing to stderr. A second call (tests
 /// running several services in one process) keeps the first subscriber.
 pub fn init(format: LogFormat) {
@@ -40,8 +68,10 @@ pub fn init(format: LogFormat) {
 /// As [`init`], with another filter when `RG_LOG` is not set (command-line
 /// tools use `warn`: their output is what the user asked for, not logs).
 pub fn init_with_default(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_env("RG_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = match std::env::var("RG_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(filter_spec(&spec)),
+        _ => EnvFilter::new(default_filter),
+    };
     // Colours only on a terminal: `regionguard up` pipes its services'
     // output, and log files should not hold escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

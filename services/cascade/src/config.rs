@@ -26,6 +26,13 @@ pub struct Config {
     /// ... or this long after its first event. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub round_timeout: Duration,
+    /// Once a majority of vantages confirmed a failure, wait at most this
+    /// long for lookups and re-probes still on their way before deciding
+    /// the round (a round is decided at once when nothing more is on its
+    /// way). Longer than the probers' `timeout` plus `(confirm.count - 1)
+    /// x confirm.spacing`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub confirmed_wait: Duration,
     /// Rounds older than this (a backlog) update state without alerting.
     /// Default `10m`.
     #[serde(with = "humantime_serde")]
@@ -119,6 +126,7 @@ impl Default for Config {
             quorum: Quorum::Majority,
             settle: Duration::from_secs(2),
             round_timeout: Duration::from_secs(60),
+            confirmed_wait: Duration::from_secs(5),
             quiet_older_than: Duration::from_secs(600),
             start_lookback: Duration::from_secs(60),
             max_pending: 100_000,
@@ -161,6 +169,9 @@ impl Validate for Config {
         }
         if self.round_timeout < self.settle {
             p.push("round_timeout", "must not be shorter than settle");
+        }
+        if self.confirmed_wait.is_zero() {
+            p.push("confirmed_wait", "must be greater than zero");
         }
         if self.max_pending < 1 {
             p.push("max_pending", "must be at least 1");

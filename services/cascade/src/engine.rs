@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rg_proto::domain::{LookupError, Observation, Status};
 use rg_proto::v1;
+use rg_rounds::advice::{self, Failing, Scope};
 use rg_rounds::alerting::{Open, Severity};
 use rg_rounds::{Agreement, Quorum, Round, RoundBook};
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,9 @@ pub struct ServiceTrack {
     pub agreeing: u32,
     /// Vantages reporting in the last round.
     pub reporting: u32,
-    /// A quorum saw a DNS failure (empty answer, NXDOMAIN, SERVFAIL, timeout).
+    /// A quorum saw a DNS failure: any failed lookup but a local I/O error
+    /// ([`LookupError::is_dns_failure`]: NXDOMAIN, SERVFAIL, REFUSED, an
+    /// empty answer, a timeout, another rcode).
     pub dns_failure: bool,
 }
 
@@ -152,7 +155,11 @@ impl<T> Engine<T> {
             failover: config.failover.clone(),
             quiet_older_than: config.quiet_older_than,
             round_timeout: config.round_timeout,
-            book: RoundBook::new(config.settle, config.round_timeout),
+            book: RoundBook::new(rg_rounds::RoundTiming {
+                settle: config.settle,
+                round_timeout: config.round_timeout,
+                confirmed_wait: config.confirmed_wait,
+            }),
             regions: saved.into_iter().collect(),
             evidence: HashMap::new(),
         }
@@ -225,9 +232,9 @@ impl<T> Engine<T> {
                 .votes
                 .keys()
                 .filter(|v| {
-                    e.events
-                        .iter()
-                        .any(|o| &o.vantage == *v && is_dns_failure(o.error))
+                    e.events.iter().any(|o| {
+                        &o.vantage == *v && o.error.is_some_and(LookupError::is_dns_failure)
+                    })
                 })
                 .count();
             let dns = status == Status::Critical && dns_vantages >= required;
@@ -308,12 +315,29 @@ impl<T> Engine<T> {
         );
         if current != severity {
             if let Some(open) = state.open.take() {
-                let resolved = AlertBody {
-                    summary: format!(
-                        "{region}: cascade risk down to {:.2} (was {})",
+                // The old alert ends; say whether the region got worse (the
+                // new, more severe alert follows), better, or is well.
+                let was = open.severity.as_str();
+                let summary = match severity {
+                    Some(now) if now > open.severity => format!(
+                        "{region}: escalated from {was} to {} (cascade risk up to {:.2}); the {} alert replaces this one",
+                        now.as_str(),
                         assessment.score,
-                        open.severity.as_str()
+                        now.as_str()
                     ),
+                    Some(now) => format!(
+                        "{region}: eased from {was} to {} (cascade risk down to {:.2}); the {} alert replaces this one",
+                        now.as_str(),
+                        assessment.score,
+                        now.as_str()
+                    ),
+                    None => format!(
+                        "{region}: cascade risk down to {:.2}, no longer {was}",
+                        assessment.score
+                    ),
+                };
+                let resolved = AlertBody {
+                    summary,
                     ..Default::default()
                 };
                 out.push(alert(
@@ -426,13 +450,21 @@ impl<T> Engine<T> {
             };
             let mut out = Vec::new();
             match candidates.first() {
-                Some((target, target_risk)) => {
+                Some(_) => {
                     let id = format!("fo:{name}:{round}");
+                    // The failover manager chooses the target, from its
+                    // own deep health checks: the request names the regions
+                    // that look able to take the traffic from here, not one.
+                    let able: Vec<String> = candidates
+                        .iter()
+                        .map(|(n, r)| format!("{n} (risk {r:.2})"))
+                        .collect();
                     let reason = format!(
-                        "{name} is critical (cascade risk {risk:.2}{}); {target} can take its traffic (risk {target_risk:.2})",
-                        if state.immediate_failure { ", DNS failure of an immediate service" } else { "" }
+                        "{name} is critical (cascade risk {risk:.2}{}); healthy enough to take its traffic: {}; the failover manager chooses the target",
+                        if state.immediate_failure { ", DNS failure of an immediate service" } else { "" },
+                        able.join(", ")
                     );
-                    tracing::info!(region = %name, %target, risk, "requesting a failover");
+                    tracing::info!(region = %name, candidates = %able.join(", "), risk, "requesting a failover");
                     out.push(Outgoing::Request {
                         msg_id: format!("{id}:requested"),
                         decision: v1::FailoverDecision {
@@ -486,18 +518,6 @@ impl<T> Engine<T> {
         }
         steps
     }
-}
-
-fn is_dns_failure(e: Option<LookupError>) -> bool {
-    matches!(
-        e,
-        Some(
-            LookupError::EmptyAnswer
-                | LookupError::Nxdomain
-                | LookupError::Servfail
-                | LookupError::Timeout
-        )
-    )
 }
 
 /// d(s) per map index (see [`crate::risk`]).
@@ -593,34 +613,17 @@ fn describe(
     if !hurt.is_empty() {
         summary.push_str(&format!("; expected to hurt {}", hurt.join(", ")));
     }
-    let mut actions = Vec::new();
-    if severity >= Some(Severity::High) {
-        actions.push(format!(
-            "move traffic from {region} to the healthiest other region"
-        ));
-    }
-    if severity >= Some(Severity::Medium) {
-        actions.push(format!("pause deployments in {region}"));
-    }
-    let failing_service = |s: &str| {
-        services
-            .get(s)
-            .is_some_and(|t| t.status == Some(Status::Critical))
-    };
-    if failing_service("dynamodb") {
-        actions.push(format!(
-            "switch DynamoDB clients to a global-table replica outside {region}"
-        ));
-    }
-    if failing_service("ec2")
-        || impacts
-            .iter()
-            .any(|i| i.service == "ec2" && i.degradation >= 0.5)
-    {
-        actions.push(format!(
-            "hold instance launches and scaling in {region}: new capacity may not come up"
-        ));
-    }
+    let failing: Vec<Failing<'_>> = services
+        .iter()
+        .filter_map(|(s, t)| {
+            Some(Failing {
+                service: s,
+                status: t.status?,
+                error: None,
+            })
+        })
+        .collect();
+    let actions = advice::actions(region, Scope::Region, &failing, impacts, severity);
     AlertBody {
         summary,
         impacts: impacts
@@ -706,8 +709,6 @@ impl rg_rounds::feed::Judge for Engine<rg_bus::consume::Pending> {
 
 #[cfg(test)]
 mod tests {
-    use rg_proto::domain::{Priority, Region, ServiceName};
-
     use super::*;
 
     fn obs(
@@ -722,25 +723,13 @@ mod tests {
             (None, ms) if ms > 100 => Status::Warning,
             _ => Status::Healthy,
         };
-        Observation {
-            region: Region::parse(region).unwrap(),
-            service: ServiceName::parse(service).unwrap(),
-            endpoint: format!("{service}.{region}.amazonaws.com"),
-            vantage: format!("{region}-a"),
-            round_id: round,
-            observed_at_unix_ms: round as i64 * 10_000,
-            resolver: "r".into(),
-            error,
-            response_time: Duration::from_millis(ms),
-            status,
-            priority: if service == "dynamodb" {
-                Priority::Critical
-            } else {
-                Priority::Default
-            },
-            confirmation: false,
-            sequence: 0,
-        }
+        let mut o = Observation::example(&format!("{service}.{region}.amazonaws.com"))
+            .with_vantage(&format!("{region}-a"))
+            .with_round(round)
+            .with_millis(ms)
+            .with_status(status);
+        o.error = error;
+        o
     }
 
     use rg_proto::domain::{DEFAULT_REGIONS as REGIONS, DEFAULT_SERVICES as SERVICES};

@@ -18,16 +18,16 @@
 //!
 //! # Layout
 //! - [`config`] — the `[cascade]` section.
-//! - [`dependency_map`] — services, dependencies, criticality; the default map.
-//! - [`risk`] — the risk score (formula in its docs).
+//! - [`dependency_map`], [`risk`] — services, dependencies, criticality
+//!   and the risk score (formula in its docs); in `rg-rounds`, since the
+//!   detector's threshold alerts predict impact from the same map.
 //! - [`engine`] — rounds in; alerts, requests and state out (no I/O).
 //! - [`telemetry`] — metrics.
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod dependency_map;
+pub use rg_rounds::{dependency_map, risk};
 pub mod engine;
-pub mod risk;
 pub mod telemetry;
 
 use std::time::Duration;

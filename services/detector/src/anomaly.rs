@@ -88,6 +88,10 @@ pub struct AnomalyConfig {
     /// Baseline mode: a row beyond the history's range of a feature by more
     /// than this many of its standard deviations is flagged as out of range.
     pub beyond_range: f64,
+    /// The practical floor, ms: a row counts towards an alert only when it
+    /// failed or is at least this much slower than its endpoint's median
+    /// (0: every flagged row counts).
+    pub min_effect_ms: f64,
     /// Batches a non-alerting batch waits before it is learned (an alert
     /// meanwhile discards it).
     pub learn_delay: usize,
@@ -113,6 +117,7 @@ impl Default for AnomalyConfig {
             shift_limit: 8.0,
             shift_allowance: 1.0,
             beyond_range: 2.0,
+            min_effect_ms: 50.0,
             learn_delay: 3,
             parallel: true,
         }
@@ -170,6 +175,17 @@ pub struct Verdict {
     pub shift_z: f64,
     /// Baseline mode: the running (CUSUM) sum of those shifts.
     pub shift_sum: f64,
+    /// Rows that failed or are at least `min_effect_ms` slower than their
+    /// endpoint's median (the practically abnormal rows).
+    pub practical: usize,
+    /// The median, over successful rows with a known median, of how much
+    /// slower than its endpoint's median each was, ms (0 when none).
+    pub effect_ms: f64,
+    /// Statistically abnormal, but too few rows practically so: no alert.
+    pub held_back: bool,
+    /// The alert comes from the whole round being slower (the CUSUM of
+    /// shifts), not from flagged rows.
+    pub whole_round: bool,
 }
 
 impl Verdict {
@@ -185,6 +201,10 @@ impl Verdict {
             dropped: 0,
             shift_z: 0.0,
             shift_sum: 0.0,
+            practical: 0,
+            effect_ms: 0.0,
+            held_back: false,
+            whole_round: false,
         }
     }
 }
@@ -252,6 +272,7 @@ impl AnomalyDetector {
         };
         verdict.dropped = dropped;
         let raw_shift = verdict.shift_z;
+        let mut shifted = false;
         if verdict.basis == Basis::Baseline && verdict.scores.len() >= 3 {
             verdict.shift_z = self.standardized_shift(raw_shift);
             // A slow-down of every endpoint moves each row only a little (a
@@ -264,8 +285,9 @@ impl AnomalyDetector {
             self.shift_sum = (self.shift_sum + verdict.shift_z - self.config.shift_allowance)
                 .clamp(0.0, limit + 2.0);
             verdict.shift_sum = self.shift_sum;
-            verdict.alert |= self.shift_sum > limit;
+            shifted = self.shift_sum > limit;
         }
+        self.weigh(&rows, &mut verdict, shifted);
         // Report in the caller's indexing (dropped rows score 0, unflagged).
         if dropped > 0 {
             let mut scores = vec![0.0; batch.len()];
@@ -279,6 +301,58 @@ impl AnomalyDetector {
         }
         self.learn(rows, raw_shift, &verdict);
         verdict
+    }
+
+    /// Statistical significance is not enough: an alert must also be
+    /// worth waking someone for. A row is practically abnormal when it
+    /// failed, or is at least `min_effect_ms` slower than its endpoint's
+    /// median. Flagged rows alert when at least `min_flagged` of them are
+    /// practically abnormal and they are more than `flagged_share` of the
+    /// batch; a shift of the whole batch alerts under the same condition on
+    /// all its rows. A sub-millisecond lookup moving by microseconds, or a
+    /// busy host adding 20 ms to everything, is then no alert, however
+    /// many standard errors it is.
+    fn weigh(&self, rows: &[Check], verdict: &mut Verdict, shifted: bool) {
+        let floor = self.config.min_effect_ms;
+        let excess: Vec<Option<f64>> = rows
+            .iter()
+            .map(|r| {
+                if r.success {
+                    self.baselines.median(r).map(|m| r.response_time_ms - m)
+                } else {
+                    Some(f64::INFINITY)
+                }
+            })
+            .collect();
+        let practical = |i: usize| floor <= 0.0 || excess[i].is_some_and(|x| x >= floor);
+        let mut slower: Vec<f64> = rows
+            .iter()
+            .zip(&excess)
+            .filter(|(r, _)| r.success)
+            .filter_map(|(_, x)| *x)
+            .collect();
+        slower.sort_by(f64::total_cmp);
+        verdict.effect_ms = slower.get(slower.len() / 2).copied().unwrap_or(0.0);
+        let n = rows.len().max(1) as f64;
+        let enough = |k: usize| {
+            k >= self.config.min_flagged.max(1) && k as f64 / n > self.config.flagged_share
+        };
+        let flagged_practical = verdict
+            .flagged
+            .iter()
+            .filter(|f| practical(f.index))
+            .count();
+        let all_practical = (0..rows.len()).filter(|&i| practical(i)).count();
+        let by_flags = verdict.alert && enough(flagged_practical);
+        let by_shift = shifted && enough(all_practical);
+        verdict.practical = if shifted && !verdict.alert {
+            all_practical
+        } else {
+            flagged_practical
+        };
+        verdict.held_back = (verdict.alert || shifted) && !(by_flags || by_shift);
+        verdict.whole_round = by_shift && !by_flags;
+        verdict.alert = by_flags || by_shift;
     }
 
     /// A batch's shift measured against the shifts normal batches had.
@@ -349,6 +423,10 @@ impl AnomalyDetector {
             dropped: 0,
             shift_z: 0.0,
             shift_sum: 0.0,
+            practical: 0,
+            effect_ms: 0.0,
+            held_back: false,
+            whole_round: false,
         }
     }
 
@@ -465,6 +543,10 @@ impl AnomalyDetector {
             cutoff,
             alert,
             dropped: 0,
+            practical: 0,
+            effect_ms: 0.0,
+            held_back: false,
+            whole_round: false,
         }
     }
 
@@ -672,11 +754,28 @@ mod tests {
 
     const ROUND_MS: i64 = 10_000;
 
+    /// An endpoint's usual latency, ms: resolvers in another region (200
+    /// to 290 ms), where a 30 % slow-down adds 60 ms or more: past the
+    /// practical floor (50 ms).
+    fn usual_ms(e: usize) -> f64 {
+        200.0 + (e % 7) as f64 * 15.0
+    }
+
+    /// A nearby resolver's usual latency (4 to 22 ms): a 30 % slow-down
+    /// adds 1 to 7 ms.
+    fn near_ms(e: usize) -> f64 {
+        4.0 + (e % 7) as f64 * 3.0
+    }
+
     /// One round of 21 endpoints (3 regions x 7 services) with their usual
     /// latencies times `slow`, jittered.
     fn round(r: i64, slow: f64, rng: &mut StdRng) -> Vec<Check> {
+        round_of(r, slow, usual_ms, rng)
+    }
+
+    fn round_of(r: i64, slow: f64, usual: fn(usize) -> f64, rng: &mut StdRng) -> Vec<Check> {
         let mut out = Vec::new();
-        for (e, base) in (0..21).map(|e| (e, 4.0 + (e % 7) as f64 * 3.0)) {
+        for (e, base) in (0..21).map(|e| (e, usual(e))) {
             let jitter: f64 = rng.random_range(0.9..1.1);
             out.push(Check {
                 timestamp_ms: 1_760_000_000_000 + r * ROUND_MS,
@@ -728,7 +827,6 @@ mod tests {
             b_slow.flagged.iter().map(|f| f.index).collect::<Vec<_>>(),
             b_normal.flagged.iter().map(|f| f.index).collect::<Vec<_>>()
         );
-        assert_eq!(b_slow.alert, b_normal.alert);
         assert_eq!(b_slow.share, b_normal.share);
 
         // Baseline mode sees every row slower than its history, and says why.
@@ -762,7 +860,7 @@ mod tests {
         for c in &mut out {
             let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random_range(0.0..1.0));
             let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            let base = 4.0 + (c.endpoint[1..].parse::<usize>().unwrap_or(0) % 7) as f64 * 3.0;
+            let base = usual_ms(c.endpoint[1..].parse::<usize>().unwrap_or(0));
             c.response_time_ms = base * (0.1 * z).exp() * slow;
         }
         out
@@ -909,6 +1007,41 @@ mod tests {
         });
         assert!(!batch.assess(&same).alert);
         assert!(!batch.assess(&r[5..6]).alert);
+    }
+
+    #[test]
+    fn a_slow_down_below_the_practical_floor_is_no_alert_and_says_why() {
+        // Nearby resolvers (4 to 22 ms) 30 % slower: a few milliseconds.
+        // Statistically that stands out at once; practically it is nothing
+        // anyone should be woken for.
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut quiet = AnomalyDetector::new(AnomalyConfig::default());
+        let mut floorless = AnomalyDetector::new(AnomalyConfig {
+            min_effect_ms: 0.0,
+            ..AnomalyConfig::default()
+        });
+        for r in 0..30 {
+            let batch = round_of(r, 1.0, near_ms, &mut rng);
+            assert!(!quiet.assess(&batch).alert);
+            assert!(!floorless.assess(&batch).alert);
+        }
+        let mut held_back = 0;
+        for r in 30..40 {
+            let batch = round_of(r, 1.3, near_ms, &mut rng);
+            let v = quiet.assess(&batch);
+            assert!(!v.alert, "round {r}: a few ms slower alerted: {v:?}");
+            held_back += usize::from(v.held_back);
+            assert!(v.effect_ms < 10.0, "{v:?}");
+            assert!(
+                floorless.assess(&batch).alert || r > 30,
+                "without the floor the statistics alert"
+            );
+        }
+        assert!(held_back > 0, "the slow-down was seen, and held back");
+        // The same 30 % on resolvers 200 ms away is 60 ms and more: an alert.
+        let mut far = warmed(Mode::Baseline, &mut rng);
+        let v = far.assess(&round(40, 1.3, &mut rng));
+        assert!(v.alert && v.effect_ms >= 50.0, "{v:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `[detector]` section.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::anomaly::{AnomalyConfig, Mode};
 use crate::engine::EngineConfig;
 use crate::features::Feature;
 use crate::isolation_forest::Contamination;
+use rg_rounds::dependency_map::{DependencyMap, ServiceSpec};
 use rg_rounds::Quorum;
 
 /// The `[detector]` section.
@@ -36,6 +38,13 @@ pub struct Config {
     /// ... or this long after its first event at the latest. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub round_timeout: Duration,
+    /// Once a majority of vantages confirmed a failure, wait at most this
+    /// long for lookups and re-probes still on their way before deciding
+    /// the round (a round is decided at once when nothing more is on its
+    /// way). Longer than the probers' `timeout` plus `(confirm.count - 1)
+    /// x confirm.spacing`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub confirmed_wait: Duration,
     /// Rounds older than this (a backlog after downtime) update state
     /// without alerting. Default `10m`.
     #[serde(with = "humantime_serde")]
@@ -54,6 +63,11 @@ pub struct Config {
     pub anomaly: AnomalySection,
     /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
+    /// The dependency map threshold alerts predict impact from: not a key
+    /// of `[detector]`; the binary sets it from `[cascade.services]`, so
+    /// both services reason from one map. Default: the shipped map.
+    #[serde(skip, default = "rg_rounds::dependency_map::default_map")]
+    pub dependencies: BTreeMap<String, ServiceSpec>,
 }
 
 /// `[detector.anomaly]`.
@@ -101,6 +115,15 @@ pub struct AnomalySection {
     /// Baseline mode: rounds a normal round waits before it joins the
     /// history (an alert meanwhile discards it). Default `3`.
     pub learn_delay: usize,
+    /// The least effect worth an alert: a batch alerts only when enough
+    /// of its rows (at least `min_flagged`, and more than `flagged_share`)
+    /// failed or are at least this much slower than their endpoint's usual
+    /// latency (the median of its recent lookups), however improbable the
+    /// scores are. Keeps a busy machine or network (a few to tens of
+    /// milliseconds on every lookup) quiet. `0s` turns it off. Default
+    /// `50ms` (half the default warning threshold).
+    #[serde(with = "humantime_serde")]
+    pub min_effect: Duration,
     /// Clean rounds before an anomaly alert resolves. Default `3`.
     pub resolve_after: u32,
 }
@@ -136,12 +159,14 @@ impl Default for Config {
             renotify: Duration::from_secs(30 * 60),
             settle: Duration::from_secs(2),
             round_timeout: Duration::from_secs(60),
+            confirmed_wait: Duration::from_secs(5),
             quiet_older_than: Duration::from_secs(10 * 60),
             start_lookback: Duration::from_secs(60),
             max_pending: 100_000,
             state_bucket: "RG_DETECTOR".into(),
             anomaly: AnomalySection::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dependencies: rg_rounds::dependency_map::default_map(),
         }
     }
 }
@@ -165,6 +190,7 @@ impl Default for AnomalySection {
             significance: d.significance,
             shift_limit: d.shift_limit,
             shift_allowance: d.shift_allowance,
+            min_effect: Duration::from_secs_f64(d.min_effect_ms / 1000.0),
             beyond_range: d.beyond_range,
             learn_delay: d.learn_delay,
             resolve_after: 3,
@@ -194,6 +220,7 @@ impl AnomalySection {
             significance: self.significance,
             shift_limit: self.shift_limit,
             shift_allowance: self.shift_allowance,
+            min_effect_ms: self.min_effect.as_secs_f64() * 1000.0,
             beyond_range: self.beyond_range,
             learn_delay: self.learn_delay,
             parallel: true,
@@ -207,11 +234,16 @@ impl Config {
         EngineConfig {
             quorum: self.quorum,
             renotify: self.renotify,
-            settle: self.settle,
-            round_timeout: self.round_timeout,
+            timing: rg_rounds::RoundTiming {
+                settle: self.settle,
+                round_timeout: self.round_timeout,
+                confirmed_wait: self.confirmed_wait,
+            },
             quiet_older_than: self.quiet_older_than,
             anomaly: self.anomaly.enabled.then(|| self.anomaly.model()),
             anomaly_resolve_after: self.anomaly.resolve_after,
+            // Checked where it is configured (`[cascade.services]`).
+            dependencies: DependencyMap::build(&self.dependencies).ok(),
         }
     }
 }
@@ -239,6 +271,9 @@ impl Validate for Config {
         }
         if self.round_timeout < self.settle {
             p.push("round_timeout", "must not be shorter than settle");
+        }
+        if self.confirmed_wait.is_zero() {
+            p.push("confirmed_wait", "must be greater than zero");
         }
         if self.max_pending < 1 {
             p.push("max_pending", "must be at least 1");

@@ -3,11 +3,9 @@
 //! alerts, anomaly batch) and comes out as alerts to publish, state to save
 //! and the acks of the messages it was made of.
 //!
-//! A round of a region is complete when a later round of the region has
-//! been arriving for `settle` (the probers of a region share round ids and
-//! a round's lookups end within the probe timeout), or `round_timeout`
-//! after its first event when no later round comes. An event for a round
-//! already decided is late: it is acked and counted, not used.
+//! A round of a region is decided when nothing more of it is on its way, or
+//! on a deadline (see `rg-rounds`). An event for a round already decided is
+//! late: it is acked and counted, not used.
 //!
 //! Rounds older than `quiet_older_than` (a detector catching up on a
 //! backlog) update the state without publishing: a page about an outage
@@ -23,8 +21,10 @@ use tokio::time::Instant;
 use crate::anomaly::{AnomalyConfig, AnomalyDetector, Verdict};
 use crate::features::Check;
 use crate::threshold::{self, Change, EndpointState, Open, Severity};
+use rg_rounds::advice::{self, Failing, Scope};
+use rg_rounds::dependency_map::{default_map, DependencyMap};
 pub use rg_rounds::Added;
-use rg_rounds::{Agreement, Quorum, Round, RoundBook};
+use rg_rounds::{risk, Agreement, DecidedBy, Quorum, Round, RoundBook, RoundTiming};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -33,17 +33,17 @@ pub struct EngineConfig {
     pub quorum: Quorum,
     /// Re-notify unresolved alerts this often (0: never).
     pub renotify: Duration,
-    /// How long a later round must have been arriving before a round is
-    /// decided.
-    pub settle: Duration,
-    /// Decide a round this long after its first event at the latest.
-    pub round_timeout: Duration,
+    /// When rounds are decided.
+    pub timing: RoundTiming,
     /// Rounds older than this are decided silently.
     pub quiet_older_than: Duration,
     /// The anomaly model (`None`: off).
     pub anomaly: Option<AnomalyConfig>,
     /// Clean rounds before an anomaly alert resolves.
     pub anomaly_resolve_after: u32,
+    /// The dependency map threshold alerts predict impact from (`None`:
+    /// they predict none).
+    pub dependencies: Option<DependencyMap>,
 }
 
 impl Default for EngineConfig {
@@ -51,11 +51,11 @@ impl Default for EngineConfig {
         Self {
             quorum: Quorum::Majority,
             renotify: Duration::from_secs(30 * 60),
-            settle: Duration::from_secs(2),
-            round_timeout: Duration::from_secs(60),
+            timing: RoundTiming::default(),
             quiet_older_than: Duration::from_secs(10 * 60),
             anomaly: Some(AnomalyConfig::default()),
             anomaly_resolve_after: 3,
+            dependencies: DependencyMap::build(&default_map()).ok(),
         }
     }
 }
@@ -101,6 +101,8 @@ pub struct Decided<T> {
     pub verdict: Option<Verdict>,
     /// Decided without publishing (too old).
     pub quiet: bool,
+    /// What decided the round when it was.
+    pub decided_by: DecidedBy,
 }
 
 /// A region's anomaly episode (persisted).
@@ -125,7 +127,7 @@ impl<T> Engine<T> {
     /// An engine starting from saved state.
     pub fn new(config: EngineConfig, saved: Vec<Saved>) -> Self {
         let mut engine = Self {
-            book: RoundBook::new(config.settle, config.round_timeout),
+            book: RoundBook::new(config.timing),
             config,
             endpoints: HashMap::new(),
             models: HashMap::new(),
@@ -212,6 +214,7 @@ impl<T> Engine<T> {
                     agreement,
                     consecutive,
                     change,
+                    self.config.dependencies.as_ref(),
                     now_ms,
                 ));
             }
@@ -249,6 +252,7 @@ impl<T> Engine<T> {
                 self.config.renotify,
                 self.config.anomaly_resolve_after,
                 &regular,
+                config.min_effect_ms,
                 now_ms,
             ) {
                 saved.push(Saved::Anomaly(region.clone(), episode.clone()));
@@ -270,6 +274,7 @@ impl<T> Engine<T> {
             events: data.events.len(),
             verdict,
             quiet,
+            decided_by: data.decided_by,
         }
     }
 }
@@ -322,6 +327,7 @@ pub fn check_of(e: &Observation) -> Check {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn threshold_alert(
     region: &str,
     endpoint: &str,
@@ -329,6 +335,7 @@ fn threshold_alert(
     agreement: Agreement,
     consecutive: u32,
     change: Change,
+    map: Option<&DependencyMap>,
     now_ms: i64,
 ) -> Outgoing {
     let (agreeing, reporting) = match agreement {
@@ -394,6 +401,19 @@ fn threshold_alert(
             (open, s, v1::AlertState::Resolved, summary, at)
         }
     };
+    let (predicted_impact, recommended_actions) = if state == v1::AlertState::Firing {
+        endpoint_advice(
+            map,
+            region,
+            &service,
+            endpoint,
+            status,
+            worst_error,
+            (agreeing, reporting),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let msg_id = format!(
         "{}:{}:{}",
         open.id,
@@ -422,10 +442,54 @@ fn threshold_alert(
             status: v1::Status::from(status) as i32,
             evidence,
             renotify_count: open.renotify_count,
+            predicted_impact,
+            recommended_actions,
             ..Default::default()
         },
         msg_id,
     }
+}
+
+/// What a failing endpoint will hurt, from the dependency map (the
+/// cascade service's formula, with only this service failing, as much as
+/// its vantages agree), and what to do about it.
+fn endpoint_advice(
+    map: Option<&DependencyMap>,
+    region: &str,
+    service: &str,
+    endpoint: &str,
+    status: Status,
+    error: Option<LookupError>,
+    (agreeing, reporting): (usize, usize),
+) -> (Vec<v1::Impact>, Vec<String>) {
+    let impacts = map
+        .and_then(|map| {
+            let i = map.index_of(service)?;
+            let weight = match status {
+                Status::Critical => 1.0,
+                Status::Warning => 0.4,
+                Status::Healthy => 0.0,
+            };
+            let mut direct = vec![0.0; map.len()];
+            direct[i] = weight * agreeing as f64 / reporting.max(1) as f64;
+            Some(risk::assess(map, &direct).impacts(map, &direct, 0.05))
+        })
+        .unwrap_or_default();
+    let failing = [Failing {
+        service,
+        status,
+        error,
+    }];
+    let actions = advice::actions(region, Scope::Endpoint(endpoint), &failing, &impacts, None);
+    let impacts = impacts
+        .into_iter()
+        .map(|i| v1::Impact {
+            service: i.service,
+            degradation: i.degradation,
+            path: i.path,
+        })
+        .collect();
+    (impacts, actions)
 }
 
 /// Advances a region's anomaly episode; returns the alert to send, if any.
@@ -439,6 +503,7 @@ fn anomaly_step(
     renotify: Duration,
     resolve_after: u32,
     events: &[Observation],
+    min_effect_ms: f64,
     now_ms: i64,
 ) -> Option<Outgoing> {
     let (open, state) = if verdict.alert {
@@ -493,31 +558,43 @@ fn anomaly_step(
         })
         .collect();
     let summary = if resolved {
-        format!("{region}: health checks look normal again against the baseline (anomaly since round {})", open.since_round)
+        format!(
+            "{region}: health checks look normal again (anomalous since {})",
+            clock(open.since_ms)
+        )
     } else {
         let mut endpoints: Vec<&str> = anomalies.iter().map(|a| a.endpoint.as_str()).collect();
+        endpoints.sort_unstable();
         endpoints.dedup();
-        let shifted = if verdict.shift_sum > 0.0 {
-            format!(
-                "; rounds score lower than normal as a whole ({:.1} standard errors this round, {:.1} running)",
-                verdict.shift_z, verdict.shift_sum
-            )
-        } else {
-            String::new()
-        };
         let names = endpoints
             .iter()
             .take(5)
             .copied()
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
-            "{region}: {} of {n} checks ({:.0} %) look abnormal (expected {:.0} %){shifted}{}{names}",
-            verdict.flagged.len(),
-            verdict.share * 100.0,
-            verdict.expected_share * 100.0,
-            if names.is_empty() { "" } else { ": " },
-        )
+        let floor = if min_effect_ms > 0.0 {
+            format!("failed or at least {min_effect_ms:.0} ms slower than usual")
+        } else {
+            "failed or slower than usual".to_owned()
+        };
+        if verdict.whole_round {
+            format!(
+                "{region}: lookups are slower than usual across the region: typically +{:.0} ms; {} of {n} checks {floor}",
+                verdict.effect_ms, verdict.practical
+            )
+        } else {
+            let normally = if verdict.expected_share.is_finite() {
+                format!(" (normally {:.0} %)", verdict.expected_share * 100.0)
+            } else {
+                String::new()
+            };
+            format!(
+                "{region}: {} of {n} checks look abnormal{normally}; {} of them {floor}{}{names}",
+                verdict.flagged.len(),
+                verdict.practical,
+                if names.is_empty() { "" } else { ": " },
+            )
+        }
     };
     let errors: Vec<LookupError> = events.iter().filter_map(|e| e.error).collect();
     let mut actions = Vec::new();
@@ -558,6 +635,13 @@ fn anomaly_step(
     })
 }
 
+/// A unix time in ms as `HH:MM:SS UTC` (alerts are read the same day; a
+/// round number means nothing to a person).
+pub fn clock(unix_ms: i64) -> String {
+    let s = unix_ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
 impl rg_rounds::feed::Judge for Engine<rg_bus::consume::Pending> {
     type Step = Decided<rg_bus::consume::Pending>;
 
@@ -585,29 +669,21 @@ impl rg_rounds::feed::Judge for Engine<rg_bus::consume::Pending> {
 
 #[cfg(test)]
 mod tests {
-    use rg_proto::domain::{Priority, Region, ServiceName};
-
     use super::*;
 
     fn observation(vantage: &str, confirmation: bool, error: bool, ms: u64) -> Observation {
-        Observation {
-            region: Region::parse("us-east-1").unwrap(),
-            service: ServiceName::parse("dynamodb").unwrap(),
-            endpoint: "dynamodb.us-east-1.amazonaws.com".into(),
-            vantage: vantage.into(),
-            round_id: 7,
-            observed_at_unix_ms: 1_000,
-            resolver: "127.0.0.1:53".into(),
-            error: error.then_some(rg_proto::domain::LookupError::Timeout),
-            response_time: Duration::from_millis(ms),
-            status: if error {
-                Status::Critical
-            } else {
-                Status::Healthy
-            },
-            priority: Priority::Critical,
-            confirmation,
-            sequence: 1,
+        let o = Observation::example("dynamodb.us-east-1.amazonaws.com")
+            .with_vantage(vantage)
+            .with_millis(ms);
+        let o = if error {
+            o.with_error(LookupError::Timeout)
+        } else {
+            o
+        };
+        if confirmation {
+            o.as_confirmation(3)
+        } else {
+            o
         }
     }
 
@@ -646,28 +722,25 @@ mod tests {
         status: Status,
         error: Option<LookupError>,
     ) -> Observation {
-        Observation {
-            region: Region::parse(region).unwrap(),
-            service: ServiceName::parse(endpoint.split('.').next().unwrap()).unwrap(),
-            endpoint: endpoint.into(),
-            vantage: vantage.into(),
-            round_id: round,
-            observed_at_unix_ms: round as i64 * 10_000,
-            resolver: "r".into(),
-            error,
-            response_time: Duration::from_millis(5),
-            status,
-            priority: Priority::Critical,
-            confirmation: false,
-            sequence: 0,
-        }
+        assert!(endpoint.contains(region));
+        let mut o = Observation::example(endpoint)
+            .with_vantage(vantage)
+            .with_round(round)
+            .with_millis(5)
+            .with_status(status);
+        o.error = error;
+        o.priority = rg_proto::domain::Priority::Critical;
+        o
     }
 
     fn engine() -> Engine<u32> {
         Engine::new(
             EngineConfig {
                 anomaly: None,
-                settle: Duration::from_millis(100),
+                timing: RoundTiming {
+                    settle: Duration::from_millis(100),
+                    ..RoundTiming::default()
+                },
                 ..Default::default()
             },
             Vec::new(),

@@ -12,6 +12,9 @@ pub const LATE_EVENTS: &str = "regionguard_detector_late_events_total";
 pub const ROUNDS: &str = "regionguard_detector_rounds_total";
 /// Alerts published, by source, severity and state.
 pub const ALERTS: &str = "regionguard_detector_alerts_total";
+/// Rounds the anomaly model found statistically abnormal but under the
+/// practical floor (`anomaly.min_effect`): no alert.
+pub const ANOMALY_HELD_BACK: &str = "regionguard_detector_anomaly_held_back_total";
 /// Share of the last round of a region the anomaly model flagged.
 pub const FLAGGED_SHARE: &str = "regionguard_detector_flagged_share";
 
@@ -23,7 +26,16 @@ pub fn describe() {
         Unit::Count,
         "health events that came after their round was decided"
     );
-    describe_counter!(ROUNDS, Unit::Count, "rounds decided");
+    describe_counter!(
+        ROUNDS,
+        Unit::Count,
+        "rounds decided, by what decided them (complete, or a deadline)"
+    );
+    describe_counter!(
+        ANOMALY_HELD_BACK,
+        Unit::Count,
+        "rounds statistically abnormal but under the practical floor"
+    );
     describe_counter!(ALERTS, Unit::Count, "alerts published");
     describe_gauge!(
         FLAGGED_SHARE,
@@ -56,10 +68,14 @@ pub(crate) fn alert(a: &Outgoing, duplicate: bool) {
 }
 
 pub(crate) fn round<T>(d: &Decided<T>) {
-    counter!(ROUNDS, "region" => d.region.clone(), "quiet" => if d.quiet { "yes" } else { "no" })
+    counter!(ROUNDS, "region" => d.region.clone(), "quiet" => if d.quiet { "yes" } else { "no" }, "decided_by" => d.decided_by.as_str())
         .increment(1);
     if let Some(v) = &d.verdict {
         gauge!(FLAGGED_SHARE, "region" => d.region.clone()).set(v.share);
+        if v.held_back {
+            counter!(ANOMALY_HELD_BACK, "region" => d.region.clone()).increment(1);
+            tracing::debug!(region = %d.region, round = d.round, effect_ms = v.effect_ms, practical = v.practical, "abnormal by the statistics, under the practical floor: no alert");
+        }
     }
     tracing::debug!(region = %d.region, round = d.round, events = d.events, alerts = d.alerts.len(), quiet = d.quiet, "round decided");
 }

@@ -45,6 +45,15 @@ impl Default for ThresholdsByPriority {
 }
 
 impl ThresholdsByPriority {
+    /// How long a lookup of `priority` may take before it is critical
+    /// whatever it answers (its `warning_max`).
+    pub fn critical_after(&self, priority: Priority) -> Duration {
+        match priority {
+            Priority::Default => self.default.warning_max,
+            Priority::Critical => self.critical.warning_max,
+        }
+    }
+
     /// The status of one lookup.
     pub fn classify(
         &self,

@@ -1,7 +1,7 @@
 //! One probe round: every endpoint through every resolver, each result
 //! classified and turned into a `HealthEvent` for the publisher.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,15 @@ struct Path {
     engine: LookupEngine,
 }
 
+/// Why a lookup was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// The round's lookup.
+    Scheduled,
+    /// A re-probe of a confirmation burst.
+    Confirmation,
+}
+
 /// What a round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundSummary {
@@ -50,8 +59,11 @@ pub struct Prober {
     buffer: Arc<EventBuffer>,
     sequence: AtomicU64,
     last_status: Mutex<HashMap<(usize, usize), Status>>,
-    /// Bursts under way, by (target, path): one at a time each.
-    bursting: Mutex<HashSet<(usize, usize)>>,
+    /// The newest round each (target, path) ran a burst for: one burst per
+    /// round, however many reasons to confirm there are (its own failure,
+    /// the same lookup still outstanding past the critical threshold, a
+    /// peer's request).
+    bursts: Mutex<HashMap<(usize, usize), u64>>,
     /// The round each target last asked the peers about.
     asked: Mutex<HashMap<usize, u64>>,
     /// Where requests to the region's other vantage points go.
@@ -136,7 +148,7 @@ impl Prober {
             // `<vantage>:<sequence>` stays a unique message id.
             sequence: AtomicU64::new(start_us),
             last_status: Mutex::new(HashMap::new()),
-            bursting: Mutex::new(HashSet::new()),
+            bursts: Mutex::new(HashMap::new()),
             asked: Mutex::new(HashMap::new()),
             peers: std::sync::OnceLock::new(),
         })
@@ -159,8 +171,7 @@ impl Prober {
 
     /// Runs one round: every endpoint through every resolver, at most
     /// `concurrency` lookups at once; each result is published. A lookup
-    /// that is not healthy starts a confirmation burst (in the background)
-    /// and asks the peers.
+    /// that is not healthy is confirmed (see [`Prober::probe_watched`]).
     pub async fn round(self: &Arc<Self>, round_id: u64) -> RoundSummary {
         let started = Instant::now();
         let critical = AtomicUsize::new(0);
@@ -170,16 +181,8 @@ impl Prober {
             .for_each_concurrent(self.plan.concurrency, |(t, p)| {
                 let critical = &critical;
                 async move {
-                    let status = self.probe(t, p, round_id).await;
-                    if status == Status::Critical {
+                    if self.probe_watched(t, p, round_id).await == Status::Critical {
                         critical.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if status != Status::Healthy && self.plan.confirm.count > 0 {
-                        self.ask_peers(t, round_id, status);
-                        // In the background: a burst of slow lookups must
-                        // not hold the round past its slot.
-                        let me = Arc::clone(self);
-                        tokio::spawn(async move { me.burst(t, p, round_id).await });
                     }
                 }
             })
@@ -197,6 +200,63 @@ impl Prober {
         summary
     }
 
+    /// Probes target `t` through path `p` once, publishes the event, and
+    /// confirms what is not healthy: a burst of re-probes in the
+    /// background, and a request to the region's other vantage points.
+    ///
+    /// A lookup still unanswered when it passes the endpoint's critical
+    /// threshold is critical whatever comes back, so its confirmation
+    /// starts then, not when the lookup times out: a DynamoDB timeout is
+    /// confirmed about one timeout after the lookup was sent instead of
+    /// two.
+    pub async fn probe_watched(self: &Arc<Self>, t: usize, p: usize, round_id: u64) -> Status {
+        let lookup = self.probe(t, p, round_id);
+        let status = match self.critical_after(t) {
+            None => lookup.await,
+            Some(after) => {
+                tokio::pin!(lookup);
+                tokio::select! {
+                    status = &mut lookup => status,
+                    () = tokio::time::sleep(after) => {
+                        self.confirm(t, p, round_id, Status::Critical);
+                        lookup.await
+                    }
+                }
+            }
+        };
+        if status != Status::Healthy {
+            self.confirm(t, p, round_id, status);
+        }
+        status
+    }
+
+    /// How long a lookup of target `t` may stay unanswered before it is
+    /// critical whatever it answers; `None` when confirmation is off or
+    /// the lookup times out first.
+    fn critical_after(&self, t: usize) -> Option<Duration> {
+        if self.plan.confirm.count == 0 {
+            return None;
+        }
+        let after = self
+            .plan
+            .thresholds
+            .critical_after(self.targets[t].endpoint.priority);
+        (after < self.plan.timeout).then_some(after)
+    }
+
+    /// Confirms target `t` through path `p` in `round_id`: asks the peers
+    /// (once per round) and starts a burst in the background (one per
+    /// round), so a burst of slow lookups never holds the round past its
+    /// slot.
+    fn confirm(self: &Arc<Self>, t: usize, p: usize, round_id: u64, status: Status) {
+        if self.plan.confirm.count == 0 {
+            return;
+        }
+        self.ask_peers(t, round_id, status);
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.burst(t, p, round_id).await });
+    }
+
     /// Probes target `t` through path `p` once and publishes the event.
     pub async fn probe(&self, t: usize, p: usize, round_id: u64) -> Status {
         self.probe_timed(t, p, round_id).await.0
@@ -212,7 +272,11 @@ impl Prober {
         let (target, path) = (&self.targets[t], &self.paths[p]);
         let outcome = path.engine.lookup(&target.query, self.plan.timeout).await;
         let (error, took) = (outcome.error, outcome.response_time);
-        (self.record(t, p, round_id, outcome, false), error, took)
+        (
+            self.record(t, p, round_id, outcome, Probe::Scheduled),
+            error,
+            took,
+        )
     }
 
     /// Sends requests to the region's other vantage points to `tx`
@@ -242,35 +306,56 @@ impl Prober {
         };
         if tx.try_send(request).is_err() {
             telemetry::confirm_request_dropped();
+            // Not asked after all: the event must not say so, or consumers
+            // would wait for bursts that never come.
+            let mut asked = self
+                .asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if asked.get(&t) == Some(&round_id) {
+                asked.remove(&t);
+            }
         }
     }
 
+    /// Whether the peers were asked about target `t` in `round_id`.
+    fn peers_asked(&self, t: usize, round_id: u64) -> bool {
+        self.peers.get().is_some()
+            && self
+                .asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&t)
+                == Some(&round_id)
+    }
+
     /// A confirmation burst: target `t` through path `p`, `confirm.count`
-    /// times `confirm.spacing` apart, each event marked `confirmation`.
-    /// One burst at a time per (target, path); a second is skipped.
+    /// re-probes started `confirm.spacing` apart (the first at once; each
+    /// waits for its own answer, not for the one before), each event marked
+    /// `confirmation`. One burst per (target, path) and round: a second
+    /// reason to confirm in the same round is served by the first burst.
     pub async fn burst(&self, t: usize, p: usize, round_id: u64) {
         {
-            let mut bursting = self
-                .bursting
+            let mut bursts = self
+                .bursts
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !bursting.insert((t, p)) {
+            if bursts.get(&(t, p)).is_some_and(|r| *r >= round_id) {
                 return;
             }
+            bursts.insert((t, p), round_id);
         }
         telemetry::burst();
-        for _ in 0..self.plan.confirm.count {
-            tokio::time::sleep(self.plan.confirm.spacing).await;
+        let spacing = self.plan.confirm.spacing;
+        futures::future::join_all((0..self.plan.confirm.count).map(|k| async move {
+            tokio::time::sleep(spacing * k).await;
             let outcome = self.paths[p]
                 .engine
                 .lookup(&self.targets[t].query, self.plan.timeout)
                 .await;
-            self.record(t, p, round_id, outcome, true);
-        }
-        self.bursting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(t, p));
+            self.record(t, p, round_id, outcome, Probe::Confirmation);
+        }))
+        .await;
     }
 
     /// Bursts for an endpoint another vantage point asks about, through
@@ -301,7 +386,7 @@ impl Prober {
         p: usize,
         round_id: u64,
         outcome: LookupOutcome,
-        confirmation: bool,
+        probe: Probe,
     ) -> Status {
         let (target, path) = (&self.targets[t], &self.paths[p]);
         let e = &target.endpoint;
@@ -342,6 +427,14 @@ impl Prober {
             outcome.response_time,
         );
         self.note_change(t, p, status, &outcome);
+        let confirmation = probe == Probe::Confirmation;
+        // A scheduled probe that is not healthy asks the peers before its
+        // event goes out, so the event can say so.
+        if !confirmation && status != Status::Healthy && self.plan.confirm.count > 0 {
+            self.ask_peers(t, round_id, status);
+        }
+        let peers_asked =
+            !confirmation && status != Status::Healthy && self.peers_asked(t, round_id);
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let event = v1::HealthEvent {
             region: e.region.to_string(),
@@ -364,6 +457,8 @@ impl Prober {
             answers: outcome.answers,
             sequence,
             baseline_us: baseline.map_or(0, |d| d.as_micros() as u64),
+            burst_size: self.plan.confirm.count,
+            peers_asked,
         };
         self.buffer.push(Outgoing {
             subject: target.subject.clone(),

@@ -19,6 +19,8 @@ pub struct Round<T> {
     pub events: Vec<Observation>,
     /// The acks of the messages they came in.
     pub acks: Vec<T>,
+    /// Why it was handed out when it was.
+    pub decided_by: DecidedBy,
 }
 
 /// One endpoint in a round: its observations and what the vantages agree on.
@@ -128,32 +130,140 @@ pub enum Added<T> {
     Late(T),
 }
 
+/// Why a round was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// Every lookup of the round arrived, and every re-probe they called
+    /// for: nothing more is on its way.
+    Complete,
+    /// A majority of vantages confirmed a failure, and what was still
+    /// outstanding did not come within `confirmed_wait`.
+    ConfirmedWait,
+    /// The next round had been arriving for `settle`.
+    Settled,
+    /// `round_timeout` after its first event.
+    Timeout,
+    /// A later round of its region was handed out.
+    Overtaken,
+}
+
+impl DecidedBy {
+    /// Short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::ConfirmedWait => "confirmed_wait",
+            Self::Settled => "settled",
+            Self::Timeout => "timeout",
+            Self::Overtaken => "overtaken",
+        }
+    }
+
+    /// Whether it was decided on a deadline, with events possibly still on
+    /// their way (which then come late).
+    pub fn by_deadline(self) -> bool {
+        self != Self::Complete
+    }
+}
+
+/// When rounds are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundTiming {
+    /// A round not complete by itself is handed out this long after the
+    /// next round began arriving.
+    pub settle: Duration,
+    /// ... or this long after its own first event, whichever comes first.
+    pub round_timeout: Duration,
+    /// Once a majority of vantages confirmed a failure, what is still
+    /// outstanding (slower lookups, other re-probes) is waited for this
+    /// long at most. Longer than the probers' `timeout` plus
+    /// `(confirm.count - 1) x confirm.spacing`.
+    pub confirmed_wait: Duration,
+}
+
+impl Default for RoundTiming {
+    fn default() -> Self {
+        Self {
+            settle: Duration::from_secs(2),
+            round_timeout: Duration::from_secs(60),
+            confirmed_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One (vantage, resolver) of an endpoint in a round: what it reported and
+/// what it still owes.
+#[derive(Debug, Default)]
+struct PathTally {
+    /// Its scheduled lookup: status and the burst it runs when asked.
+    regular: Option<(Status, u32)>,
+    /// Re-probes arrived.
+    confirmations: u32,
+    /// The size of the burst they belong to.
+    burst_size: u32,
+}
+
+/// One endpoint in a round: its paths and who asked the others to confirm.
+#[derive(Debug, Default)]
+struct EndpointTally {
+    paths: HashMap<(String, String), PathTally>,
+    /// Vantages that asked the region's others to confirm.
+    askers: Vec<String>,
+    /// Per vantage: (re-probes not healthy, re-probes), for the majority rule.
+    votes: HashMap<String, (u32, u32)>,
+}
+
+impl EndpointTally {
+    /// Re-probes still owed by path `(vantage, resolver)`: a burst for a
+    /// scheduled lookup that was not healthy, or that another vantage asked
+    /// about; and the rest of a burst that has begun.
+    fn owed(&self, (vantage, _): &(String, String), p: &PathTally) -> u32 {
+        let asked_by_other = self.askers.iter().any(|a| a != vantage);
+        let need = match p.regular {
+            Some((status, burst)) if status != Status::Healthy || asked_by_other => burst,
+            _ => 0,
+        };
+        let need = if p.confirmations > 0 {
+            need.max(p.burst_size)
+        } else {
+            need
+        };
+        need.saturating_sub(p.confirmations)
+    }
+
+    fn owed_total(&self) -> u64 {
+        self.paths
+            .iter()
+            .map(|(k, p)| u64::from(self.owed(k, p)))
+            .sum()
+    }
+}
+
 struct Held<T> {
     first_seen: Instant,
     events: Vec<Observation>,
     acks: Vec<T>,
-    /// Per endpoint, per vantage: (re-probes not healthy, re-probes).
-    confirmations: HashMap<String, HashMap<String, (u32, u32)>>,
-    /// A strict majority of the region's vantages confirmed a failure of
-    /// some endpoint: the round is decided now, not when it settles.
-    confirmed: bool,
+    endpoints: HashMap<String, EndpointTally>,
+    /// Re-probes owed, over every endpoint (kept up to date as events come).
+    owed: u64,
+    /// When a strict majority of the region's vantages confirmed a failure
+    /// of some endpoint: from then on the round waits at most
+    /// `confirmed_wait` for what is outstanding.
+    confirmed_at: Option<Instant>,
     /// Regular (not confirmation) events held.
     regular: usize,
-    /// Some regular event was not healthy (its confirmations may follow).
-    unhealthy: bool,
 }
 
 /// Rounds being collected.
 pub struct RoundBook<T> {
-    settle: Duration,
-    round_timeout: Duration,
+    timing: RoundTiming,
     rounds: BTreeMap<(String, u64), Held<T>>,
     /// Per region: the newest round seen and when it was first seen.
     newest: HashMap<String, (u64, Instant)>,
     /// Per region: the newest round handed out.
     done: HashMap<String, u64>,
     /// Per region: vantages that reported in the last round decided in
-    /// full (the electorate of an early decision).
+    /// full (the electorate of the majority rule).
     vantages: HashMap<String, usize>,
     /// Per region: regular events of the last round decided in full.
     full_size: HashMap<String, usize>,
@@ -163,12 +273,10 @@ pub struct RoundBook<T> {
 const CONFIRMING: u32 = 2;
 
 impl<T> RoundBook<T> {
-    /// A book that completes a round `settle` after the next one starts
-    /// arriving, or `round_timeout` after its own first event.
-    pub fn new(settle: Duration, round_timeout: Duration) -> Self {
+    /// A book handing out rounds as `timing` says.
+    pub fn new(timing: RoundTiming) -> Self {
         Self {
-            settle,
-            round_timeout,
+            timing,
             rounds: BTreeMap::new(),
             newest: HashMap::new(),
             done: HashMap::new(),
@@ -198,7 +306,7 @@ impl<T> RoundBook<T> {
         if obs.round_id > newest.0 {
             *newest = (obs.round_id, now);
         }
-        let expected = self.vantages.get(&region).copied();
+        let electorate = self.vantages.get(&region).copied();
         let held = self
             .rounds
             .entry((region, obs.round_id))
@@ -206,18 +314,34 @@ impl<T> RoundBook<T> {
                 first_seen: now,
                 events: Vec::new(),
                 acks: Vec::new(),
-                confirmations: HashMap::new(),
-                confirmed: false,
+                endpoints: HashMap::new(),
+                owed: 0,
+                confirmed_at: None,
                 regular: 0,
-                unhealthy: false,
             });
-        if !obs.confirmation {
+        let tally = held.endpoints.entry(obs.endpoint.clone()).or_default();
+        let before = tally.owed_total();
+        let path = tally
+            .paths
+            .entry((obs.vantage.clone(), obs.resolver.clone()))
+            .or_default();
+        if obs.confirmation {
+            path.confirmations += 1;
+            path.burst_size = path.burst_size.max(obs.burst_size);
+        } else {
             held.regular += 1;
-            held.unhealthy |= obs.status != Status::Healthy;
+            let (status, burst) = path.regular.get_or_insert((obs.status, obs.burst_size));
+            *status = (*status).max(obs.status);
+            *burst = (*burst).max(obs.burst_size);
+            if obs.peers_asked
+                && obs.status != Status::Healthy
+                && !tally.askers.contains(&obs.vantage)
+            {
+                tally.askers.push(obs.vantage.clone());
+            }
         }
-        if obs.confirmation && !held.confirmed {
-            let tally = held.confirmations.entry(obs.endpoint.clone()).or_default();
-            let (bad, all) = tally.entry(obs.vantage.clone()).or_default();
+        if obs.confirmation && held.confirmed_at.is_none() {
+            let (bad, all) = tally.votes.entry(obs.vantage.clone()).or_default();
             *all += 1;
             if obs.status != Status::Healthy {
                 *bad += 1;
@@ -226,13 +350,17 @@ impl<T> RoundBook<T> {
             // at most three; the decision cannot change once a strict
             // majority of the vantages of the region's last round did.
             let confirming = tally
+                .votes
                 .values()
                 .filter(|(bad, all)| *bad >= CONFIRMING && *bad * 2 > *all)
                 .count();
-            if expected.is_some_and(|n| confirming * 2 > n) {
-                held.confirmed = true;
+            if electorate.is_some_and(|n| confirming * 2 > n) {
+                held.confirmed_at = Some(now);
             }
         }
+        let after = tally.owed_total();
+        // `before` is part of `held.owed`.
+        held.owed = (held.owed + after).saturating_sub(before);
         held.events.push(obs);
         held.acks.push(ack);
         Added::Held
@@ -259,32 +387,45 @@ impl<T> RoundBook<T> {
             })
     }
 
-    /// Every lookup of the round arrived (as many regular events as the
-    /// last full round had) and every one was healthy: nothing can come
-    /// that changes it, so it is decided at once. A round with a failure
-    /// waits for its confirmations (or their majority, above).
-    fn complete_and_healthy(&self, region: &str, r: &Held<T>) -> bool {
-        !r.unhealthy
+    /// Nothing more is on its way: every lookup of the round arrived (as
+    /// many regular events as the last round decided in full had), and
+    /// every re-probe those lookups called for.
+    fn complete(&self, region: &str, r: &Held<T>) -> bool {
+        r.owed == 0
             && self
                 .full_size
                 .get(region)
                 .is_some_and(|n| *n > 0 && r.regular >= *n)
     }
 
+    /// When round `round` of `region` is due, and why, if it ever is
+    /// without more events (the earliest deadline; `Complete` at its first
+    /// event when it is complete now).
+    fn due(&self, region: &str, round: u64, r: &Held<T>) -> (Instant, DecidedBy) {
+        if self.complete(region, r) {
+            return (r.first_seen, DecidedBy::Complete);
+        }
+        let mut due = (r.first_seen + self.timing.round_timeout, DecidedBy::Timeout);
+        if let Some(at) = r.confirmed_at {
+            let wait = (at + self.timing.confirmed_wait, DecidedBy::ConfirmedWait);
+            if wait.0 < due.0 {
+                due = wait;
+            }
+        }
+        if let Some(since) = self.next_round_since(region, round) {
+            let settled = (since + self.timing.settle, DecidedBy::Settled);
+            if settled.0 < due.0 {
+                due = settled;
+            }
+        }
+        due
+    }
+
     /// When the next round completes (for the caller's timer).
     pub fn next_due(&self) -> Option<Instant> {
         self.rounds
             .iter()
-            .map(|((region, round), r)| {
-                let by_timeout = r.first_seen + self.round_timeout;
-                if r.confirmed || self.complete_and_healthy(region, r) {
-                    return r.first_seen;
-                }
-                match self.next_round_since(region, *round) {
-                    Some(since) => by_timeout.min(since + self.settle),
-                    None => by_timeout,
-                }
-            })
+            .map(|((region, round), r)| self.due(region, *round, r).0)
             .min()
     }
 
@@ -292,30 +433,25 @@ impl<T> RoundBook<T> {
     /// only handed out after every earlier round of its region, so a late
     /// event is always recognized as late).
     pub fn take_due(&mut self, now: Instant) -> Vec<Round<T>> {
-        let due: Vec<(String, u64)> = self
+        let due: Vec<((String, u64), DecidedBy)> = self
             .rounds
             .iter()
-            .filter(|((region, round), r)| {
-                let later_settled = self
-                    .next_round_since(region, *round)
-                    .is_some_and(|since| now.saturating_duration_since(since) >= self.settle);
-                r.confirmed
-                    || self.complete_and_healthy(region, r)
-                    || later_settled
-                    || now.saturating_duration_since(r.first_seen) >= self.round_timeout
+            .filter_map(|((region, round), r)| {
+                let (at, why) = self.due(region, *round, r);
+                (at <= now).then(|| ((region.clone(), *round), why))
             })
-            .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
-        for key in due {
+        for (key, why) in due {
             let earlier: Vec<(String, u64)> = self
                 .rounds
                 .range((key.0.clone(), 0)..=(key.0.clone(), key.1))
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in earlier {
+                let why = if k == key { why } else { DecidedBy::Overtaken };
                 if let Some(r) = self.rounds.remove(&k) {
-                    out.push(self.hand_out(k, r));
+                    out.push(self.hand_out(k, r, why));
                 }
             }
         }
@@ -327,21 +463,30 @@ impl<T> RoundBook<T> {
         let rounds = std::mem::take(&mut self.rounds);
         rounds
             .into_iter()
-            .map(|(k, r)| self.hand_out(k, r))
+            .map(|(k, r)| self.hand_out(k, r, DecidedBy::Timeout))
             .collect()
     }
 
-    fn hand_out(&mut self, (region, round): (String, u64), held: Held<T>) -> Round<T> {
+    fn hand_out(
+        &mut self,
+        (region, round): (String, u64),
+        held: Held<T>,
+        why: DecidedBy,
+    ) -> Round<T> {
         let done = self.done.entry(region.clone()).or_insert(round);
         *done = (*done).max(round);
-        if held.confirmed {
-            tracing::debug!(%region, round, "round decided early: a majority of vantages confirmed a failure");
+        if why.by_deadline() {
+            tracing::debug!(%region, round, decided_by = why.as_str(), owed = held.owed, regular = held.regular, "round decided on a deadline");
         }
         let vantages: std::collections::HashSet<&str> =
             held.events.iter().map(|e| e.vantage.as_str()).collect();
-        // A round decided early may lack some vantages' events: it does
-        // not change the electorate.
-        if !vantages.is_empty() && !held.confirmed {
+        // A round decided while events were still owed may lack some
+        // vantages' events: it does not change the electorate.
+        let whole = matches!(
+            why,
+            DecidedBy::Complete | DecidedBy::Settled | DecidedBy::Timeout
+        );
+        if !vantages.is_empty() && whole {
             self.vantages.insert(region.clone(), vantages.len());
             self.full_size.insert(region.clone(), held.regular);
         }
@@ -350,37 +495,62 @@ impl<T> RoundBook<T> {
             round,
             events: held.events,
             acks: held.acks,
+            decided_by: why,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use rg_proto::domain::{LookupError, Region};
+    use rg_proto::domain::LookupError;
 
     use super::*;
 
+    const DDB: &str = "dynamodb.us-east-1.amazonaws.com";
+    const ELB: &str = "elasticloadbalancing.us-east-1.amazonaws.com";
+
     fn obs(region: &str, vantage: &str, round: u64, status: Status) -> Observation {
-        Observation {
-            region: Region::parse(region).unwrap(),
-            service: ServiceName::parse("dynamodb").unwrap(),
-            endpoint: format!("dynamodb.{region}.amazonaws.com"),
-            vantage: vantage.into(),
-            round_id: round,
-            observed_at_unix_ms: round as i64 * 10_000,
-            resolver: "r".into(),
-            error: (status == Status::Critical).then_some(LookupError::EmptyAnswer),
-            response_time: Duration::from_millis(3),
-            status,
-            priority: Priority::Critical,
-            confirmation: false,
-            sequence: 0,
+        let o = Observation::example(&format!("dynamodb.{region}.amazonaws.com"))
+            .with_vantage(vantage)
+            .with_round(round);
+        if status == Status::Critical {
+            o.with_error(LookupError::EmptyAnswer)
+        } else {
+            o.with_status(status)
         }
+    }
+
+    fn book(settle: Duration) -> RoundBook<u32> {
+        RoundBook::new(RoundTiming {
+            settle,
+            round_timeout: Duration::from_secs(60),
+            confirmed_wait: Duration::from_secs(5),
+        })
+    }
+
+    /// Round 1 of us-east-1, healthy and decided in full by `vantages`
+    /// (one lookup each of every endpoint of `endpoints`): the book then
+    /// knows the round's size and electorate.
+    fn decided_round_one(
+        book: &mut RoundBook<u32>,
+        vantages: &[&str],
+        endpoints: &[&str],
+        t0: Instant,
+    ) {
+        for v in vantages {
+            for e in endpoints {
+                let o = Observation::example(e).with_vantage(v).confirming(3, true);
+                book.add(o, 0, t0);
+            }
+        }
+        let decided = book.take_due(t0 + Duration::from_secs(60));
+        assert_eq!(decided.len(), 1);
+        assert_eq!(decided[0].decided_by, DecidedBy::Timeout);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_round_completes_once_the_next_has_settled_and_stragglers_are_late() {
-        let mut book = RoundBook::new(Duration::from_millis(100), Duration::from_secs(60));
+        let mut book = book(Duration::from_millis(100));
         let t0 = Instant::now();
         book.add(obs("us-east-1", "a", 5, Status::Critical), 1, t0);
         book.add(obs("us-east-1", "b", 5, Status::Critical), 2, t0);
@@ -395,8 +565,8 @@ mod tests {
         assert_eq!(rounds.len(), 1, "only us-east-1 has a later round");
         let r = &rounds[0];
         assert_eq!(
-            (r.region.as_str(), r.round, r.acks.clone()),
-            ("us-east-1", 5, vec![1, 2, 3])
+            (r.region.as_str(), r.round, r.acks.clone(), r.decided_by),
+            ("us-east-1", 5, vec![1, 2, 3], DecidedBy::Settled)
         );
         let endpoints = r.endpoints(Quorum::Majority);
         assert_eq!(
@@ -424,14 +594,15 @@ mod tests {
     async fn rounds_settle_when_the_probe_interval_is_shorter_than_settle() {
         // Interval 1 s, settle 2 s: a new round begins every second, so
         // the newest round never stays newest for 2 s.
-        let mut book = RoundBook::new(Duration::from_secs(2), Duration::from_secs(60));
+        let mut book = book(Duration::from_secs(2));
         let t0 = Instant::now();
         let mut decided = Vec::new();
         for i in 0..6u64 {
             let t = t0 + Duration::from_secs(i);
-            // Not healthy: a complete healthy round would be decided at
-            // once (tested below); this one waits to settle.
-            book.add(obs("us-east-1", "a", 100 + i, Status::Warning), i, t);
+            // A warning whose re-probes never come: each round waits to
+            // settle.
+            let o = obs("us-east-1", "a", 100 + i, Status::Warning).confirming(3, false);
+            book.add(o, i as u32, t);
             decided.extend(book.take_due(t).into_iter().map(|r| r.round));
         }
         // Round 100 is due 2 s after round 101 began (t0 + 3 s), and so on.
@@ -441,13 +612,11 @@ mod tests {
 
     #[test]
     fn a_vantage_votes_what_its_confirmation_burst_saw() {
-        let mut lost = obs("us-east-1", "a", 5, Status::Critical);
-        lost.endpoint = "x".into();
+        let lost = Observation::example(DDB).with_error(LookupError::Timeout);
         let confirm = |status| {
-            let mut o = obs("us-east-1", "a", 5, status);
-            o.endpoint = "x".into();
-            o.confirmation = true;
-            o
+            Observation::example(DDB)
+                .with_status(status)
+                .as_confirmation(3)
         };
         // One lost answer, three good re-probes: healthy.
         let (c1, c2, c3) = (
@@ -469,69 +638,345 @@ mod tests {
         );
         // A tie goes to the worse; no burst: the worst regular status.
         assert_eq!(vantage_votes(&[&lost, &c1, &d1])["a"], Status::Critical);
-        let ok = obs("us-east-1", "a", 5, Status::Healthy);
+        let ok = Observation::example(DDB);
         assert_eq!(vantage_votes(&[&ok, &lost])["a"], Status::Critical);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failure_confirmed_by_a_majority_decides_the_round_at_once() {
-        let mut book = RoundBook::new(Duration::from_secs(2), Duration::from_secs(60));
+    async fn a_complete_healthy_round_is_decided_at_once_and_one_with_a_failure_waits_for_its_re_probes(
+    ) {
+        let mut book = book(Duration::from_secs(2));
         let t0 = Instant::now();
-        // Round 1, decided in full: three vantages report.
-        for v in ["a", "b", "c"] {
-            book.add(obs("us-east-1", v, 1, Status::Healthy), 0, t0);
-        }
-        let t1 = t0 + Duration::from_secs(10);
-        book.add(obs("us-east-1", "a", 2, Status::Critical), 1, t1);
-        assert_eq!(book.take_due(t1 + Duration::from_secs(2)).len(), 1);
-        let confirm = |v: &str, round, status| {
-            let mut o = obs("us-east-1", v, round, status);
-            o.confirmation = true;
-            o
+        decided_round_one(&mut book, &["a", "b"], &[DDB], t0);
+        let t1 = t0 + Duration::from_secs(70);
+        let at = |v: &str| {
+            Observation::example(DDB)
+                .with_vantage(v)
+                .with_round(2)
+                .confirming(3, false)
         };
-        // a confirms (2 of 2 failed); one vantage of three is not enough.
-        book.add(confirm("a", 2, Status::Critical), 2, t1);
-        book.add(confirm("a", 2, Status::Critical), 3, t1);
-        assert!(book.take_due(t1 + Duration::from_secs(3)).is_empty());
-        // b's single failed re-probe does not confirm yet; its second does.
-        book.add(confirm("b", 2, Status::Critical), 4, t1);
-        assert!(book.take_due(t1 + Duration::from_secs(3)).is_empty());
-        book.add(confirm("b", 2, Status::Critical), 5, t1);
-        let early = book.take_due(t1 + Duration::from_secs(3));
-        assert_eq!(early.len(), 1, "2 of 3 confirmed: decided now");
-        assert_eq!(early[0].round, 2);
-        // A lost answer whose re-probes are healthy decides nothing early.
-        let t2 = t1 + Duration::from_secs(10);
-        book.add(obs("us-east-1", "a", 3, Status::Critical), 6, t2);
-        for v in ["a", "b", "c"] {
-            book.add(confirm(v, 3, Status::Healthy), 7, t2);
-            book.add(confirm(v, 3, Status::Healthy), 8, t2);
-        }
-        assert!(book.take_due(t2 + Duration::from_secs(1)).is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_complete_healthy_round_is_decided_at_once_and_one_with_a_failure_waits() {
-        let mut book = RoundBook::new(Duration::from_secs(2), Duration::from_secs(60));
-        let t0 = Instant::now();
-        for v in ["a", "b"] {
-            book.add(obs("us-east-1", v, 1, Status::Healthy), 0, t0);
-        }
-        // The first round has nothing to compare with: it settles.
-        assert!(book.take_due(t0).is_empty());
-        let t1 = t0 + Duration::from_secs(10);
-        book.add(obs("us-east-1", "a", 2, Status::Healthy), 1, t1);
-        assert_eq!(book.take_due(t1 + Duration::from_secs(2)).len(), 1);
-        // Round 2 has 1 of its 2 lookups: not complete.
-        assert!(book.take_due(t1).is_empty());
-        book.add(obs("us-east-1", "b", 2, Status::Healthy), 2, t1);
+        book.add(at("a"), 1, t1);
+        assert!(book.take_due(t1).is_empty(), "1 of its 2 lookups");
+        book.add(at("b"), 2, t1);
         assert_eq!(book.next_due(), Some(t1));
         let now = book.take_due(t1);
         assert_eq!(now.len(), 1, "complete and healthy: decided at once");
-        // A complete round with a failure waits for confirmations.
+        assert_eq!(now[0].decided_by, DecidedBy::Complete);
+        // A complete round with a failure waits for the re-probes it calls
+        // for: b's own burst, and a's (b asked the others).
         let t2 = t1 + Duration::from_secs(10);
-        book.add(obs("us-east-1", "a", 3, Status::Healthy), 3, t2);
-        book.add(obs("us-east-1", "b", 3, Status::Critical), 4, t2);
+        let at = |v: &str| Observation::example(DDB).with_vantage(v).with_round(3);
+        book.add(at("a").confirming(3, false), 3, t2);
+        book.add(
+            at("b")
+                .with_error(LookupError::Servfail)
+                .confirming(3, true),
+            4,
+            t2,
+        );
         assert!(book.take_due(t2).is_empty());
+        for k in 0..3 {
+            book.add(
+                at("b").with_error(LookupError::Servfail).as_confirmation(3),
+                5 + k,
+                t2,
+            );
+        }
+        assert!(book.take_due(t2).is_empty(), "a's burst is still to come");
+        for k in 0..3 {
+            assert!(book.take_due(t2).is_empty());
+            book.add(at("a").as_confirmation(3), 8 + k, t2);
+        }
+        let decided = book.take_due(t2);
+        assert_eq!(decided.len(), 1);
+        assert_eq!(
+            (decided[0].decided_by, decided[0].events.len()),
+            (DecidedBy::Complete, 8)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_failure_does_not_cut_off_a_slow_one() {
+        // ELB fails at once at both vantages and is confirmed; DynamoDB's
+        // lookups time out, and their re-probes with them. The round waits
+        // for DynamoDB, and both are judged in it; nothing is late.
+        let mut book = book(Duration::from_secs(2));
+        let t0 = Instant::now();
+        decided_round_one(&mut book, &["a", "b"], &[DDB, ELB], t0);
+        let t = t0 + Duration::from_secs(70);
+        let ms = Duration::from_millis;
+        let elb = |v: &str| {
+            Observation::example(ELB)
+                .with_vantage(v)
+                .with_round(2)
+                .with_error(LookupError::Servfail)
+        };
+        let ddb = |v: &str| {
+            Observation::example(DDB)
+                .with_vantage(v)
+                .with_round(2)
+                .with_error(LookupError::Timeout)
+                .with_millis(1000)
+        };
+        let mut ack = 0;
+        let mut add = |book: &mut RoundBook<u32>, o: Observation, at: Instant| {
+            ack += 1;
+            assert!(matches!(book.add(o, ack, at), Added::Held));
+        };
+        for v in ["a", "b"] {
+            add(&mut book, elb(v).confirming(3, true), t + ms(5));
+        }
+        for k in 0..3 {
+            for v in ["a", "b"] {
+                add(&mut book, elb(v).as_confirmation(3), t + ms(10 + 100 * k));
+            }
+        }
+        // ELB is confirmed by both vantages: without the wait, this is
+        // where the round was decided and DynamoDB's events came late.
+        assert!(book.take_due(t + ms(400)).is_empty());
+        // Confirmed at 110 ms (two failed re-probes at each vantage).
+        assert_eq!(book.next_due(), Some(t + ms(110) + Duration::from_secs(5)));
+        for k in 0..3 {
+            for v in ["a", "b"] {
+                add(&mut book, ddb(v).as_confirmation(3), t + ms(1100 + 100 * k));
+            }
+            if k == 0 {
+                for v in ["a", "b"] {
+                    add(&mut book, ddb(v).confirming(3, true), t + ms(1100));
+                }
+            }
+            if k < 2 {
+                assert!(book.take_due(t + ms(1100 + 100 * k)).is_empty());
+            }
+        }
+        let decided = book.take_due(t + ms(1300));
+        assert_eq!(decided.len(), 1);
+        let r = &decided[0];
+        assert_eq!((r.decided_by, r.events.len()), (DecidedBy::Complete, 16));
+        let agreed: Vec<(&str, Agreement)> = r
+            .endpoints(Quorum::Majority)
+            .iter()
+            .map(|e| (e.endpoint, e.agreement))
+            .collect();
+        let critical = Agreement::Agreed {
+            status: Status::Critical,
+            agreeing: 2,
+            reporting: 2,
+        };
+        assert_eq!(agreed, [(DDB, critical), (ELB, critical)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmed_failure_waits_for_what_is_outstanding_at_most_confirmed_wait() {
+        let mut book = book(Duration::from_secs(2));
+        let t0 = Instant::now();
+        decided_round_one(&mut book, &["a", "b", "c"], &[DDB], t0);
+        let t1 = t0 + Duration::from_secs(70);
+        let at = |v: &str| {
+            Observation::example(DDB)
+                .with_vantage(v)
+                .with_round(2)
+                .with_error(LookupError::EmptyAnswer)
+        };
+        // a and b confirm; c's lookup never comes (its prober is stuck).
+        for v in ["a", "b"] {
+            book.add(at(v).confirming(3, true), 1, t1);
+            for _ in 0..2 {
+                book.add(at(v).as_confirmation(3), 2, t1);
+            }
+        }
+        assert!(book.take_due(t1 + Duration::from_millis(4999)).is_empty());
+        let decided = book.take_due(t1 + Duration::from_secs(5));
+        assert_eq!(decided.len(), 1);
+        assert_eq!(decided[0].decided_by, DecidedBy::ConfirmedWait);
+        // What comes after a deadline is late.
+        assert!(matches!(
+            book.add(at("c"), 3, t1 + Duration::from_secs(6)),
+            Added::Late(3)
+        ));
+        // A round decided on that deadline does not shrink the electorate:
+        // a later round still needs all three vantages' lookups.
+        let t2 = t1 + Duration::from_secs(10);
+        for v in ["a", "b"] {
+            book.add(
+                Observation::example(DDB).with_vantage(v).with_round(3),
+                4,
+                t2,
+            );
+        }
+        assert!(book.take_due(t2).is_empty());
+    }
+
+    mod arrival_orders {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A round as the probers make it: per endpoint, per vantage, per
+        /// resolver a scheduled lookup; a burst for every lookup that was
+        /// not healthy and, when that vantage asked the others, a burst
+        /// through every resolver of every other vantage.
+        fn round_events(
+            vantages: usize,
+            resolvers: usize,
+            statuses: &[Vec<Vec<u8>>],
+            burst: u32,
+            ask: bool,
+        ) -> Vec<Observation> {
+            let endpoints = ["dynamodb", "ec2", "elasticloadbalancing", "s3"];
+            let mut out = Vec::new();
+            for (e, per_vantage) in statuses.iter().enumerate() {
+                let name = format!("{}.us-east-1.amazonaws.com", endpoints[e]);
+                let status = |v: usize, r: usize| match per_vantage[v][r] % 3 {
+                    0 => Status::Healthy,
+                    1 => Status::Warning,
+                    _ => Status::Critical,
+                };
+                let askers: Vec<usize> = (0..vantages)
+                    .filter(|&v| {
+                        burst > 0 && ask && (0..resolvers).any(|r| status(v, r) != Status::Healthy)
+                    })
+                    .collect();
+                for v in 0..vantages {
+                    let asked = askers.iter().any(|a| *a != v);
+                    for r in 0..resolvers {
+                        let s = status(v, r);
+                        let base = Observation::example(&name)
+                            .with_vantage(&format!("v{v}"))
+                            .with_resolver(&format!("r{r}"))
+                            .with_round(2);
+                        let base = if s == Status::Critical {
+                            base.with_error(LookupError::Timeout)
+                        } else {
+                            base.with_status(s)
+                        };
+                        out.push(
+                            base.clone()
+                                .confirming(burst, s != Status::Healthy && askers.contains(&v)),
+                        );
+                        if burst > 0 && (s != Status::Healthy || asked) {
+                            for _ in 0..burst {
+                                out.push(base.clone().as_confirmation(burst));
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        /// A round's events in an arrival order: either any order at all,
+        /// or grouped as networks delay them (each endpoint's scheduled
+        /// lookups at one vantage, and its re-probes there, arrive together,
+        /// groups delayed by up to 3 s, so that whole groups come last).
+        fn scenario() -> impl Strategy<Value = (Vec<Observation>, Vec<u64>)> {
+            (
+                1usize..=4,
+                1usize..=2,
+                1usize..=4,
+                prop_oneof![Just(0u32), Just(2), Just(3)],
+                any::<bool>(),
+            )
+                .prop_flat_map(|(vantages, resolvers, endpoints, burst, ask)| {
+                    let statuses = proptest::collection::vec(
+                        proptest::collection::vec(
+                            proptest::collection::vec(0u8..6, resolvers),
+                            vantages,
+                        ),
+                        endpoints,
+                    );
+                    statuses.prop_flat_map(move |statuses| {
+                        let events = round_events(vantages, resolvers, &statuses, burst, ask);
+                        let n = events.len();
+                        let shuffled = (
+                            Just(events.clone()).prop_shuffle(),
+                            proptest::collection::vec(0u64..300, n),
+                        );
+                        let grouped = (
+                            proptest::collection::vec(0u64..3000, 64),
+                            proptest::collection::vec(0u64..50, n),
+                        )
+                            .prop_map(move |(delays, jitter)| {
+                                let group = |e: &Observation| {
+                                    let v: usize = e.vantage[1..].parse().unwrap_or(0);
+                                    let ep = ["dynamodb", "ec2", "elasticloadbalancing", "s3"]
+                                        .iter()
+                                        .position(|s| e.service.as_str() == *s)
+                                        .unwrap_or(0);
+                                    (ep * 4 + v) * 2 + usize::from(e.confirmation)
+                                };
+                                let mut timed: Vec<(u64, Observation)> = events
+                                    .iter()
+                                    .zip(&jitter)
+                                    .map(|(e, j)| (delays[group(e)] + j, e.clone()))
+                                    .collect();
+                                timed.sort_by_key(|(at, _)| *at);
+                                let mut last = 0;
+                                let gaps = timed
+                                    .iter()
+                                    .map(|(at, _)| {
+                                        let g = at - last;
+                                        last = *at;
+                                        g
+                                    })
+                                    .collect();
+                                (timed.into_iter().map(|(_, e)| e).collect(), gaps)
+                            });
+                        prop_oneof![shuffled, grouped]
+                    })
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Whatever order a round's events arrive in, the round is
+            /// decided when its last event arrives, never before, with all
+            /// of them; nothing is late; and every endpoint's agreement is
+            /// the one the whole round gives.
+            #[test]
+            fn a_round_is_decided_with_all_its_events_in_any_arrival_order(
+                (events, gaps) in scenario()
+            ) {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+                rt.block_on(async move {
+                    let mut book: RoundBook<u32> = RoundBook::new(RoundTiming {
+                        settle: Duration::from_secs(2),
+                        round_timeout: Duration::from_secs(600),
+                        confirmed_wait: Duration::from_secs(300),
+                    });
+                    let t0 = Instant::now();
+                    // Round 1: every lookup of the round 2 shape, healthy.
+                    for e in events.iter().filter(|e| !e.confirmation) {
+                        book.add(e.clone().with_round(1).with_status(Status::Healthy), 0, t0);
+                    }
+                    prop_assert_eq!(book.take_due(t0 + Duration::from_secs(600)).len(), 1);
+
+                    let mut expected = Round { region: "us-east-1".into(), round: 2, events: events.clone(), acks: Vec::<u32>::new(), decided_by: DecidedBy::Complete };
+                    expected.events.sort_by(|a, b| (&a.endpoint, &a.vantage).cmp(&(&b.endpoint, &b.vantage)));
+                    let want: Vec<(String, Agreement)> = expected.endpoints(Quorum::Majority).iter().map(|e| (e.endpoint.to_owned(), e.agreement)).collect();
+
+                    let mut now = t0 + Duration::from_secs(700);
+                    let last = events.len() - 1;
+                    for (i, (e, gap)) in events.into_iter().zip(gaps).enumerate() {
+                        now += Duration::from_millis(gap);
+                        let added = book.add(e, i as u32, now);
+                        prop_assert!(matches!(added, Added::Held), "event {} came late", i);
+                        let decided = book.take_due(now);
+                        if i < last {
+                            prop_assert!(decided.is_empty(), "decided after {} of {} events", i + 1, last + 1);
+                        } else {
+                            prop_assert_eq!(decided.len(), 1);
+                            let r = &decided[0];
+                            prop_assert_eq!(r.decided_by, DecidedBy::Complete);
+                            prop_assert_eq!(r.events.len(), last + 1);
+                            let got: Vec<(String, Agreement)> = r.endpoints(Quorum::Majority).iter().map(|e| (e.endpoint.to_owned(), e.agreement)).collect();
+                            prop_assert_eq!(&got, &want);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
     }
 }

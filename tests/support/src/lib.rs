@@ -6,6 +6,9 @@
 //!   resilience tests.
 //! - [`Unbound`]: Debian's unbound serving a small local zone: a DNS server
 //!   regionguard did not write.
+//! - [`Dnsdist`]: Debian's dnsdist in front of it, for per-name faults
+//!   (no answer, an rcode, a delay) and a delay of every answer, changed at
+//!   run time.
 //! - [`Moto`]: moto's server, the AWS API on loopback.
 //! - [`Alertmanager`]: Prometheus Alertmanager (Debian's package), alone.
 //! - [`Receiver`]: an HTTP endpoint recording what is posted to it.
@@ -21,6 +24,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod alertmanager;
+mod dnsdist;
 mod moto;
 mod nats;
 mod process;
@@ -31,6 +35,7 @@ mod wait;
 pub mod fuzz;
 pub mod http;
 pub use alertmanager::Alertmanager;
+pub use dnsdist::Dnsdist;
 pub use moto::Moto;
 pub use nats::NatsServer;
 pub use process::ServiceProcess;
