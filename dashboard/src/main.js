@@ -108,12 +108,15 @@ function renderTimeline(s) {
     ...phases.map((d) => {
       const p = phase(d.phase);
       const route = d.to_region ? `${d.from_region} → ${d.to_region}` : `away from ${d.from_region}`;
+      // A plan says why it chose its target; the request only which
+      // regions could take the traffic.
+      const why = d.error || (d.plan && d.plan.rationale) || d.reason;
       return h(
         'li',
         { class: `phase ${p.replace(' ', '-')}`, 'data-phase': p },
         h('span', { class: 'badge' }, p),
         h('span', { class: 'when' }, clock(d.at_unix_ms)),
-        h('span', { class: 'what' }, `${route}${d.error ? ` — ${d.error}` : d.reason ? ` — ${d.reason}` : ''}`),
+        h('span', { class: 'what' }, `${route}${why ? ` — ${why}` : ''}`),
         h('span', { class: 'src' }, d.actor),
       );
     }),

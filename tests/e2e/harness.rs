@@ -918,3 +918,12 @@ where
     stop.cancel();
     out
 }
+
+/// Rounds of a soak test: `SOAK_ROUNDS`, default 180 (1 s rounds: half an
+/// hour at the default 10 s interval). Longer runs are in BENCHMARKS.md.
+pub(crate) fn soak_rounds() -> u64 {
+    std::env::var("SOAK_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180)
+}

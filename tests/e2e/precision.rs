@@ -126,15 +126,6 @@ async fn adaptive_warnings_notice_a_fast_endpoint_slowing_and_learn_a_slow_one()
     simulator.stop().await;
 }
 
-/// Rounds of the soak: `SOAK_ROUNDS`, default 180 (half an hour at the
-/// default 10 s interval, compressed to 1 s rounds).
-fn soak_rounds() -> u64 {
-    std::env::var("SOAK_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(180)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noisy_half_hour_makes_no_critical_alert_no_cascade_alert_above_low_and_no_request() {
     init_logging();

@@ -352,14 +352,6 @@ async fn a_slow_dynamodb_failure_is_not_masked_by_fast_failures_of_other_service
     world.stop();
 }
 
-/// Rounds of the busy-machine soak: `SOAK_ROUNDS`, default 180 (1 s rounds).
-fn soak_rounds() -> u64 {
-    std::env::var("SOAK_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(180)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_machine_whose_latency_wanders_raises_no_anomaly_no_warning_above_medium_and_no_request(
 ) {

@@ -593,9 +593,9 @@ fn describe(
         .filter(|(_, t)| matches!(t.status, Some(Status::Warning | Status::Critical)))
         .map(|(s, t)| {
             let status = t.status.map_or("unknown", Status::as_str);
-            let dns = if t.dns_failure { ", DNS failure" } else { "" };
+            let dns = if t.dns_failure { "DNS failure, " } else { "" };
             format!(
-                "{s} {status}{dns} at {}/{} vantage points",
+                "{s} {status} ({dns}{}/{} vantage points)",
                 t.agreeing, t.reporting
             )
         })
@@ -810,7 +810,8 @@ mod tests {
         assert_eq!(a.len(), 1, "{out:#?}");
         assert_eq!(a[0].severity, v1::Severity::Critical as i32);
         assert!(
-            a[0].summary.contains("dynamodb critical, DNS failure"),
+            a[0].summary
+                .contains("dynamodb critical (DNS failure, 1/1 vantage points)"),
             "{}",
             a[0].summary
         );

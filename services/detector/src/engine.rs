@@ -588,8 +588,13 @@ fn anomaly_step(
             } else {
                 String::new()
             };
+            let typically = if verdict.effect_ms >= 1.0 {
+                format!(" (typically +{:.0} ms)", verdict.effect_ms)
+            } else {
+                String::new()
+            };
             format!(
-                "{region}: {} of {n} checks look abnormal{normally}; {} of them {floor}{}{names}",
+                "{region}: {} of {n} checks look abnormal{normally}; {} of them {floor}{typically}{}{names}",
                 verdict.flagged.len(),
                 verdict.practical,
                 if names.is_empty() { "" } else { ": " },

@@ -1,14 +1,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tempfile::TempDir;
-
-use crate::nats::terminate;
-use crate::{find_program, free_port, tail};
+use crate::daemon::Daemon;
+use crate::{find_program, free_port};
 
 /// Debian's `dnsdist` (PowerDNS's DNS load balancer) in front of another
 /// DNS server (an [`crate::Unbound`]), for faults regionguard did not
@@ -16,9 +14,8 @@ use crate::{find_program, free_port, tail};
 /// every answer (a busy host or a congested link). Changed at run time
 /// through dnsdist's own console; killed on drop.
 pub struct Dnsdist {
-    child: Option<Child>,
+    daemon: Daemon,
     addr: SocketAddr,
-    dir: TempDir,
     conf: PathBuf,
     rules: Mutex<Rules>,
 }
@@ -36,10 +33,7 @@ impl Dnsdist {
     /// Forwards to `backend` on a free port of 127.0.0.1 (UDP and TCP).
     pub fn start(backend: SocketAddr) -> Self {
         let bin = find_program("dnsdist").expect("dnsdist not found: run scripts/install-deps.sh");
-        let dir = tempfile::Builder::new()
-            .prefix("rg-dnsdist-")
-            .tempdir()
-            .expect("tempdir for dnsdist");
+        let dir = Daemon::dir("dnsdist");
         let port = free_port();
         let console = free_port();
         // The console's key: 32 random bytes, base64, new for every server.
@@ -60,52 +54,27 @@ impl Dnsdist {
             ),
         )
         .expect("write dnsdist.conf");
-        let log = dir.path().join("dnsdist.log");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["--supervised", "--disable-syslog", "-C"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(
-                std::fs::File::create(&log)
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .append(true)
-                    .create(true)
-                    .open(dir.path().join("dnsdist.err"))
-                    .expect("dnsdist.err"),
-            ))
-            .spawn()
-            .expect("spawn dnsdist");
+            .arg(&conf);
         let mut server = Self {
-            child: Some(child),
+            daemon: Daemon::spawn("dnsdist", command, dir),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
             conf,
             rules: Mutex::new(Rules::default()),
         };
-        server.wait_ready();
+        let (addr, probe) = (server.addr, server.console_probe());
+        server.daemon.wait_ready(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(addr).is_ok() && probe()
+        });
         server
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if std::net::TcpStream::connect(self.addr).is_ok()
-                && self.try_console("showVersion()").is_ok()
-            {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("dnsdist exited with {status}:\n{}", self.log_tail(30));
-            }
-            if std::time::Instant::now() > deadline {
-                panic!("dnsdist not ready after 15s:\n{}", self.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// A check that the console answers (for the readiness wait).
+    fn console_probe(&self) -> impl Fn() -> bool {
+        let conf = self.conf.clone();
+        move || try_console(&conf, "showVersion()").is_ok()
     }
 
     /// Address it answers on (UDP and TCP).
@@ -113,31 +82,10 @@ impl Dnsdist {
         self.addr
     }
 
-    fn try_console(&self, lua: &str) -> Result<String, String> {
-        let bin = find_program("dnsdist").ok_or("dnsdist not found")?;
-        let out = Command::new(bin)
-            .arg("-C")
-            .arg(&self.conf)
-            .args(["-c", "-e", lua])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() && !text.contains("Error") && !text.contains("Connection refused") {
-            Ok(text)
-        } else {
-            Err(text)
-        }
-    }
-
     /// Runs `lua` in the running server (its console) and returns what it
     /// printed; panics when the console refuses it.
     pub fn console(&self, lua: &str) -> String {
-        self.try_console(lua)
+        try_console(&self.conf, lua)
             .unwrap_or_else(|e| panic!("dnsdist console refused {lua:?}: {e}"))
     }
 
@@ -195,31 +143,31 @@ impl Dnsdist {
         self.console(&format!("setRules({{{}}})", list.join(", ")));
     }
 
-    fn log_paths(&self) -> [PathBuf; 2] {
-        [
-            self.dir.path().join("dnsdist.log"),
-            self.dir.path().join("dnsdist.err"),
-        ]
-    }
-
     /// The tail of dnsdist's output.
     pub fn log_tail(&self, lines: usize) -> String {
-        self.log_paths()
-            .iter()
-            .map(|p| tail(p, lines))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.daemon.log_tail(lines)
     }
 }
 
-impl Drop for Dnsdist {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- dnsdist log (tail) ---\n{}", self.log_tail(20));
-        }
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
-        }
+/// Runs `lua` through the console of the dnsdist whose config is `conf`.
+fn try_console(conf: &Path, lua: &str) -> Result<String, String> {
+    let bin = find_program("dnsdist").ok_or("dnsdist not found")?;
+    let out = Command::new(bin)
+        .arg("-C")
+        .arg(conf)
+        .args(["-c", "-e", lua])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && !text.contains("Error") && !text.contains("Connection refused") {
+        Ok(text)
+    } else {
+        Err(text)
     }
 }
 

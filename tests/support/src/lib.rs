@@ -24,6 +24,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod alertmanager;
+mod daemon;
 mod dnsdist;
 mod moto;
 mod nats;

@@ -1,19 +1,15 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use tempfile::TempDir;
-
-use crate::nats::terminate;
-use crate::{find_program, free_port, tail};
+use crate::daemon::Daemon;
+use crate::{find_program, free_port};
 
 /// Debian's `unbound` serving a static local zone on 127.0.0.1: a DNS
 /// server that regionguard did not write. Killed on drop.
 pub struct Unbound {
-    child: Option<Child>,
+    daemon: Daemon,
     addr: SocketAddr,
-    dir: TempDir,
 }
 
 impl Unbound {
@@ -22,10 +18,7 @@ impl Unbound {
     /// exist (NOERROR) with no A record: the October 2025 failure mode.
     pub fn start(records: &[(&str, &str)], empty: &[&str]) -> Self {
         let bin = find_program("unbound").expect("unbound not found: run scripts/install-deps.sh");
-        let dir = tempfile::Builder::new()
-            .prefix("rg-unbound-")
-            .tempdir()
-            .expect("tempdir for unbound");
+        let dir = Daemon::dir("unbound");
         let port = free_port();
         let mut conf = format!(
             "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  \
@@ -49,47 +42,14 @@ impl Unbound {
         conf.push_str("remote-control:\n  control-enable: no\n");
         let conf_path = dir.path().join("unbound.conf");
         std::fs::write(&conf_path, conf).expect("write unbound.conf");
-        let log = dir.path().join("unbound.log");
-        let child = Command::new(bin)
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(
-                std::fs::File::create(&log)
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .stderr(
-                std::fs::File::create(dir.path().join("unbound.err"))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .spawn()
-            .expect("spawn unbound");
-        let mut server = Self {
-            child: Some(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("unbound exited with {status}:\n{}", self.log_tail(30));
-            }
-            if std::time::Instant::now() > deadline {
-                panic!("unbound not ready after 15s:\n{}", self.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut command = Command::new(bin);
+        command.arg("-d").arg("-c").arg(&conf_path);
+        let mut daemon = Daemon::spawn("unbound", command, dir);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        daemon.wait_ready(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        Self { daemon, addr }
     }
 
     /// Address it listens on (UDP and TCP).
@@ -97,30 +57,8 @@ impl Unbound {
         self.addr
     }
 
-    fn log_paths(&self) -> [PathBuf; 2] {
-        [
-            self.dir.path().join("unbound.log"),
-            self.dir.path().join("unbound.err"),
-        ]
-    }
-
     /// The tail of unbound's output.
     pub fn log_tail(&self, lines: usize) -> String {
-        self.log_paths()
-            .iter()
-            .map(|p| tail(p, lines))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- unbound log (tail) ---\n{}", self.log_tail(20));
-        }
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
-        }
+        self.daemon.log_tail(lines)
     }
 }
