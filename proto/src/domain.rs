@@ -257,6 +257,8 @@ pub struct Observation {
     pub burst_size: u32,
     /// Not healthy, and the other vantage points were asked to confirm.
     pub peers_asked: bool,
+    /// Scheduled lookups its prober makes every round (0: unknown).
+    pub round_lookups: u32,
 }
 
 impl TryFrom<&v1::HealthEvent> for Observation {
@@ -285,6 +287,7 @@ impl TryFrom<&v1::HealthEvent> for Observation {
             sequence: e.sequence,
             burst_size: e.burst_size,
             peers_asked: e.peers_asked,
+            round_lookups: e.round_lookups,
         })
     }
 }
@@ -334,7 +337,14 @@ impl Observation {
             sequence: 0,
             burst_size: 0,
             peers_asked: false,
+            round_lookups: 1,
         }
+    }
+
+    /// Its prober makes `n` scheduled lookups a round.
+    pub fn with_round_lookups(mut self, n: u32) -> Self {
+        self.round_lookups = n;
+        self
     }
 
     /// Seen by `vantage`.

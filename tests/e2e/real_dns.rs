@@ -113,6 +113,13 @@ impl World {
         self.procs.push(process);
     }
 
+    fn process(&mut self, name: &str) -> &mut ServiceProcess {
+        self.procs
+            .iter_mut()
+            .find(|p| p.name() == name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+
     async fn metric(&self, service: &str, name: &str) -> f64 {
         let text = rg_testkit::http::get(self.metrics[service], "/metrics")
             .await
@@ -349,6 +356,47 @@ async fn a_slow_dynamodb_failure_is_not_masked_by_fast_failures_of_other_service
     ] {
         assert_eq!(world.metric(service, metric).await, 0.0, "{metric}");
     }
+    world.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prober_killed_and_restarted_under_the_same_id_is_judged_again() {
+    let mut world = World::start(
+        3,
+        "interval = \"3s\"\ntimeout = \"1s\"\n[prober.confirm]\nspacing = \"100ms\"",
+    );
+    world.rounds_decided(2.0).await;
+    // One prober of us-east-1 dies, and comes back under the same id.
+    world.process("prober-us-east-1-c").kill9();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    world.process("prober-us-east-1-c").start_again();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let late_before = world
+        .metric("detector", "regionguard_detector_late_events_total")
+        .await;
+    // A DynamoDB timeout at all three vantages is judged with all three.
+    let url = world.server.url();
+    let mut alerts = AlertFeed::open(&url).await;
+    world.dns.drop_queries("dynamodb.us-east-1.amazonaws.com");
+    let (_, alert) = alerts
+        .wait_for("the DynamoDB alert", Duration::from_secs(15), |s, a| {
+            s == "rg.alerts.threshold.critical" && firing(a)
+        })
+        .await;
+    assert!(
+        alert.summary.ends_with("(timeout) at 3/3 vantage points"),
+        "{}",
+        alert.summary
+    );
+    world.dns.clear();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late_after = world
+        .metric("detector", "regionguard_detector_late_events_total")
+        .await;
+    assert_eq!(
+        late_after, late_before,
+        "rounds after the restart left events unjudged"
+    );
     world.stop();
 }
 

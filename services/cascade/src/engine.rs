@@ -75,6 +75,13 @@ pub struct RegionState {
     pub last_request_ms: Option<i64>,
     /// The open alert was already repeated to say no region can take over.
     pub no_target_noted: bool,
+    /// The open alert was already repeated to say the cooldown holds a new
+    /// request back.
+    #[serde(default)]
+    pub cooldown_noted: bool,
+    /// Services critical when the open alert was last sent.
+    #[serde(default)]
+    pub alerted_critical: Vec<String>,
     /// The last round was decided silently (a backlog).
     pub quiet: bool,
     /// The alert's last summary, evidence and actions (to repeat it).
@@ -372,6 +379,30 @@ impl<T> Engine<T> {
                 ));
                 state.open = Some(open);
                 state.no_target_noted = false;
+                state.cooldown_noted = false;
+                state.alerted_critical = critical_services(&state.services);
+            }
+        } else if let Some(open) = &mut state.open {
+            // Same severity, but a service has become critical that the open
+            // alert does not name (a region already critical from EC2 whose
+            // DynamoDB now fails too): the alert is sent again, updated.
+            let now_critical = critical_services(&state.services);
+            if now_critical
+                .iter()
+                .any(|s| !state.alerted_critical.contains(s))
+            {
+                open.renotify_count += 1;
+                out.push(alert(
+                    &region,
+                    open,
+                    v1::AlertState::Firing,
+                    &body,
+                    assessment.score,
+                    evidence.clone(),
+                    0,
+                    now_ms,
+                ));
+                state.alerted_critical = now_critical;
             }
         }
         state.last_alert = Some(body);
@@ -392,9 +423,8 @@ impl<T> Engine<T> {
         if !self.failover.enabled {
             return Vec::new();
         }
-        let fresh = |s: &RegionState| {
-            now_ms - s.decided_at_ms <= self.failover.fresh_within.as_millis() as i64
-        };
+        let fresh_within = self.failover.fresh_within.as_millis() as i64;
+        let fresh = move |s: &RegionState| now_ms - s.decided_at_ms <= fresh_within;
         let names: Vec<String> = self.regions.keys().cloned().collect();
         let mut steps = Vec::new();
         for name in names {
@@ -406,10 +436,31 @@ impl<T> Engine<T> {
             } else {
                 self.failover.hysteresis_rounds.max(1)
             };
+            let cooldown_ms = self.failover.cooldown.as_millis() as i64;
             let cooling = state
                 .last_request_ms
-                .is_some_and(|t| state.round_ms - t < self.failover.cooldown.as_millis() as i64);
-            if state.quiet || state.critical_rounds < required || cooling || state.open.is_none() {
+                .is_some_and(|t| state.round_ms - t < cooldown_ms);
+            if state.quiet || state.critical_rounds < required || state.open.is_none() {
+                continue;
+            }
+            if cooling {
+                // Say once, on the open alert, that a request would be made
+                // but for the cooldown: silence would read as "no failover
+                // needed", while the alert says to move traffic.
+                if !state.cooldown_noted {
+                    let ago =
+                        (state.round_ms - state.last_request_ms.unwrap_or(state.round_ms)) / 1000;
+                    let why = format!(
+                        "no new failover request: one was made {ago} s ago (cooldown {})",
+                        humantime::format_duration(self.failover.cooldown)
+                    );
+                    if let Some(step) = self.repeat_open_alert(&name, &why, now_ms) {
+                        steps.push(step);
+                    }
+                    if let Some(state) = self.regions.get_mut(&name) {
+                        state.cooldown_noted = true;
+                    }
+                }
                 continue;
             }
             let others: Vec<(&String, &RegionState)> =
@@ -422,12 +473,19 @@ impl<T> Engine<T> {
                 tracing::debug!(region = %name, round = state.last_round, "failover request waits for regions still collecting this round");
                 continue;
             }
+            // A region that asked for its own failover within the cooldown
+            // is not a place to send traffic, however it looks this round.
+            let fled = |o: &RegionState| {
+                o.last_request_ms
+                    .is_some_and(|t| state.round_ms - t < cooldown_ms)
+            };
             let mut candidates: Vec<(String, f64)> = others
                 .iter()
                 .filter(|(_, o)| {
                     fresh(o)
                         && o.risk <= self.failover.healthy_max_risk
                         && o.last_round >= state.last_round
+                        && !fled(o)
                 })
                 .map(|(n, o)| ((*n).clone(), o.risk))
                 .collect();
@@ -435,10 +493,15 @@ impl<T> Engine<T> {
             let considered: Vec<String> = others
                 .iter()
                 .map(|(n, o)| {
-                    if fresh(o) {
-                        format!("{n} risk {:.2}", o.risk)
-                    } else {
+                    if !fresh(o) {
                         format!("{n} has no recent data")
+                    } else if fled(o) {
+                        format!(
+                            "{n} had its own failover request {} s ago",
+                            (state.round_ms - o.last_request_ms.unwrap_or(state.round_ms)) / 1000
+                        )
+                    } else {
+                        format!("{n} risk {:.2}", o.risk)
                     }
                 })
                 .collect();
@@ -485,39 +548,68 @@ impl<T> Engine<T> {
                 }
                 None if !state.no_target_noted => {
                     // Say once, on the open alert, why there is no request.
-                    if let Some(open) = &mut state.open {
-                        open.renotify_count += 1;
-                        let mut body = state.last_alert.clone().unwrap_or_default();
-                        let why = format!("no failover: no other region is healthy enough to take the traffic ({})", considered.join(", "));
-                        body.summary = format!("{}; {why}", body.summary);
-                        body.actions.insert(0, why);
-                        let open = open.clone();
-                        out.push(alert(
-                            &name,
-                            &open,
-                            v1::AlertState::Firing,
-                            &body,
-                            risk,
-                            evidence,
-                            0,
-                            now_ms,
-                        ));
-                    }
                     state.no_target_noted = true;
+                    let why = format!(
+                        "no failover: no other region is healthy enough to take the traffic ({})",
+                        considered.join(", ")
+                    );
+                    if let Some(step) = self.repeat_open_alert(&name, &why, now_ms) {
+                        steps.push(step);
+                    }
                 }
                 None => {}
             }
             if !out.is_empty() {
-                steps.push(Step {
-                    region: name.clone(),
-                    out,
-                    saved: Some(state.clone()),
-                    acks: Vec::new(),
-                });
+                if let Some(state) = self.regions.get(&name) {
+                    steps.push(Step {
+                        region: name.clone(),
+                        out,
+                        saved: Some(state.clone()),
+                        acks: Vec::new(),
+                    });
+                }
             }
         }
         steps
     }
+
+    /// The region's open alert again (a reminder), its summary and first
+    /// action saying `why`.
+    fn repeat_open_alert(&mut self, name: &str, why: &str, now_ms: i64) -> Option<Step<T>> {
+        let evidence = self.evidence.get(name).cloned().unwrap_or_default();
+        let state = self.regions.get_mut(name)?;
+        let open = state.open.as_mut()?;
+        open.renotify_count += 1;
+        let open = open.clone();
+        let mut body = state.last_alert.clone().unwrap_or_default();
+        body.summary = format!("{}; {why}", body.summary);
+        body.actions.insert(0, why.to_owned());
+        let out = vec![alert(
+            name,
+            &open,
+            v1::AlertState::Firing,
+            &body,
+            state.risk,
+            evidence,
+            0,
+            now_ms,
+        )];
+        Some(Step {
+            region: name.to_owned(),
+            out,
+            saved: Some(state.clone()),
+            acks: Vec::new(),
+        })
+    }
+}
+
+/// The services critical in a region now, by name.
+fn critical_services(services: &BTreeMap<String, ServiceTrack>) -> Vec<String> {
+    services
+        .iter()
+        .filter(|(_, t)| t.status == Some(Status::Critical))
+        .map(|(s, _)| s.clone())
+        .collect()
 }
 
 /// d(s) per map index (see [`crate::risk`]).
@@ -726,6 +818,7 @@ mod tests {
         let mut o = Observation::example(&format!("{service}.{region}.amazonaws.com"))
             .with_vantage(&format!("{region}-a"))
             .with_round(round)
+            .with_round_lookups(SERVICES.len() as u32)
             .with_millis(ms)
             .with_status(status);
         o.error = error;
@@ -878,6 +971,101 @@ mod tests {
             }));
         }
         assert_eq!(requests(&all).len(), 1, "{:#?}", requests(&all));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_held_back_by_the_cooldown_is_said_once_on_the_open_alert() {
+        let mut e = engine();
+        let ddb_down = |reg: &str, s: &str| {
+            if reg == "us-east-1" && s == "dynamodb" {
+                (Some(LookupError::EmptyAnswer), 1)
+            } else {
+                (None, 2)
+            }
+        };
+        let mut all = round(&mut e, 1, ddb_down);
+        assert_eq!(requests(&all).len(), 1);
+        // Well for a round, then down again within the cooldown.
+        round(&mut e, 2, |_, _| (None, 2));
+        for r in 3..6 {
+            all.extend(round(&mut e, r, ddb_down));
+        }
+        assert_eq!(requests(&all).len(), 1, "{:#?}", requests(&all));
+        let said: Vec<&str> = alerts(&all)
+            .iter()
+            .filter(|a| a.summary.contains("no new failover request"))
+            .map(|a| a.summary.as_str())
+            .collect();
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert!(said[0].contains("cooldown 10m"), "{}", said[0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_region_that_just_asked_for_its_own_failover_takes_no_traffic() {
+        let mut e = engine();
+        let east = |reg: &str, s: &str| {
+            if reg == "us-east-1" && s == "dynamodb" {
+                (Some(LookupError::EmptyAnswer), 1)
+            } else {
+                (None, 2)
+            }
+        };
+        let first = round(&mut e, 1, east);
+        assert_eq!(requests(&first)[0].from_region, "us-east-1");
+        // us-east-1 looks well again; now us-west-2 fails.
+        let west = |reg: &str, s: &str| {
+            if reg == "us-west-2" && s == "dynamodb" {
+                (Some(LookupError::EmptyAnswer), 1)
+            } else {
+                (None, 2)
+            }
+        };
+        let second = round(&mut e, 2, west);
+        let r = requests(&second);
+        assert_eq!(r.len(), 1, "{r:#?}");
+        assert!(
+            r[0].reason.contains("eu-west-1") && !r[0].reason.contains("us-east-1 (risk"),
+            "{}",
+            r[0].reason
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_alert_is_sent_again_when_another_service_becomes_critical() {
+        let mut e = engine();
+        let ec2 = |reg: &str, s: &str| {
+            if reg == "us-east-1" && s == "ec2" {
+                (Some(LookupError::Servfail), 1)
+            } else {
+                (None, 2)
+            }
+        };
+        let mut all = Vec::new();
+        for r in 1..=4 {
+            all.extend(round(&mut e, r, ec2));
+        }
+        let open: Vec<_> = alerts(&all)
+            .into_iter()
+            .filter(|a| a.state == v1::AlertState::Firing as i32)
+            .cloned()
+            .collect();
+        let last = open.last().unwrap().clone();
+        assert!(!last.summary.contains("dynamodb"), "{}", last.summary);
+        let both = round(&mut e, 5, |reg, s| {
+            if reg == "us-east-1" && (s == "ec2" || s == "dynamodb") {
+                (Some(LookupError::Servfail), 1)
+            } else {
+                (None, 2)
+            }
+        });
+        let update: Vec<_> = alerts(&both)
+            .into_iter()
+            .filter(|a| {
+                a.summary.contains("dynamodb critical") && !a.summary.contains("no new failover")
+            })
+            .collect();
+        assert_eq!(update.len(), 1, "{:#?}", alerts(&both));
+        assert_eq!(update[0].id, last.id, "the same alert, updated");
     }
 
     #[tokio::test(start_paused = true)]

@@ -147,6 +147,11 @@ pub struct Finding {
     /// The features that made it stand out, most first, e.g.
     /// `norm_latency z=+6.1 (1.31)`.
     pub reasons: Vec<String>,
+    /// It failed, or was at least `min_effect_ms` slower than its
+    /// endpoint's median (set when the verdict is weighed).
+    pub practical: bool,
+    /// Its endpoint's median lookup time then, ms, if known.
+    pub usual_ms: Option<f64>,
 }
 
 /// The assessment of one batch.
@@ -307,18 +312,21 @@ impl AnomalyDetector {
     /// worth waking someone for. A row is practically abnormal when it
     /// failed, or is at least `min_effect_ms` slower than its endpoint's
     /// median. Flagged rows alert when at least `min_flagged` of them are
-    /// practically abnormal and they are more than `flagged_share` of the
-    /// batch; a shift of the whole batch alerts under the same condition on
-    /// all its rows. A sub-millisecond lookup moving by microseconds, or a
+    /// practically abnormal, they are more than `flagged_share` of the
+    /// batch, and they come from a majority of the batch's vantage points;
+    /// a shift of the whole batch alerts under the same condition on all
+    /// its rows. A sub-millisecond lookup moving by microseconds, or a
     /// busy host adding 20 ms to everything, is then no alert, however
     /// many standard errors it is.
     fn weigh(&self, rows: &[Check], verdict: &mut Verdict, shifted: bool) {
         let floor = self.config.min_effect_ms;
+        let usual: Vec<Option<f64>> = rows.iter().map(|r| self.baselines.median(r)).collect();
         let excess: Vec<Option<f64>> = rows
             .iter()
-            .map(|r| {
+            .zip(&usual)
+            .map(|(r, m)| {
                 if r.success {
-                    self.baselines.median(r).map(|m| r.response_time_ms - m)
+                    m.map(|m| r.response_time_ms - m)
                 } else {
                     Some(f64::INFINITY)
                 }
@@ -333,22 +341,36 @@ impl AnomalyDetector {
             .collect();
         slower.sort_by(f64::total_cmp);
         verdict.effect_ms = slower.get(slower.len() / 2).copied().unwrap_or(0.0);
+        for f in &mut verdict.flagged {
+            f.practical = practical(f.index);
+            f.usual_ms = usual[f.index];
+        }
+        // What one vantage point sees alone is its own path's trouble, not
+        // the region's: the rows must come from a majority of the vantages
+        // in the batch.
+        let vantage = |i: usize| vantage_of(&rows[i]);
+        let vantages: std::collections::HashSet<&str> = (0..rows.len()).map(vantage).collect();
+        let majority = vantages.len() / 2 + 1;
         let n = rows.len().max(1) as f64;
-        let enough = |k: usize| {
-            k >= self.config.min_flagged.max(1) && k as f64 / n > self.config.flagged_share
+        let enough = |idx: &[usize]| {
+            let seen: std::collections::HashSet<&str> = idx.iter().map(|&i| vantage(i)).collect();
+            idx.len() >= self.config.min_flagged.max(1)
+                && idx.len() as f64 / n > self.config.flagged_share
+                && seen.len() >= majority
         };
-        let flagged_practical = verdict
+        let flagged_practical: Vec<usize> = verdict
             .flagged
             .iter()
-            .filter(|f| practical(f.index))
-            .count();
-        let all_practical = (0..rows.len()).filter(|&i| practical(i)).count();
-        let by_flags = verdict.alert && enough(flagged_practical);
-        let by_shift = shifted && enough(all_practical);
+            .filter(|f| f.practical)
+            .map(|f| f.index)
+            .collect();
+        let all_practical: Vec<usize> = (0..rows.len()).filter(|&i| practical(i)).collect();
+        let by_flags = verdict.alert && enough(&flagged_practical);
+        let by_shift = shifted && enough(&all_practical);
         verdict.practical = if shifted && !verdict.alert {
-            all_practical
+            all_practical.len()
         } else {
-            flagged_practical
+            flagged_practical.len()
         };
         verdict.held_back = (verdict.alert || shifted) && !(by_flags || by_shift);
         verdict.whole_round = by_shift && !by_flags;
@@ -597,6 +619,8 @@ impl AnomalyDetector {
                     index,
                     score: *score,
                     reasons,
+                    practical: false,
+                    usual_ms: None,
                 }
             })
             .collect()
@@ -639,11 +663,26 @@ impl AnomalyDetector {
 
     /// The history is healthy history: failed lookups never join it (they
     /// are what it should tell apart; see `against_history`).
+    ///
+    /// A stall (at least `min_effect_ms` and `STALL` times slower than its
+    /// endpoint's median: a second where a few milliseconds are usual)
+    /// stays out of the forest's history, which it would stretch for
+    /// everyone, but still moves the endpoint's median: a lasting change is
+    /// learnt there, and its rows join once they are no longer that far
+    /// from it. The normal tail of a slow, noisy endpoint (250 ms, give or
+    /// take 50) is not a stall and joins.
     fn remember(&mut self, rows: Vec<Check>) {
+        let floor = self.config.min_effect_ms;
         for row in rows {
             let norm = self.baselines.normalized(&row);
+            let far = floor > 0.0
+                && norm >= STALL
+                && self
+                    .baselines
+                    .median(&row)
+                    .is_some_and(|m| row.response_time_ms - m >= floor);
             self.baselines.observe(&row);
-            if self.config.mode == Mode::Baseline && row.success {
+            if self.config.mode == Mode::Baseline && row.success && !far {
                 if self.history.len() == self.config.history_rows.max(1) {
                     self.history.pop_front();
                 }
@@ -654,6 +693,17 @@ impl AnomalyDetector {
 }
 
 const TOLERANCE: f64 = 1e-9;
+/// How many times its endpoint's usual time a lookup must take (and by at
+/// least `min_effect_ms`) to be a stall that stays out of the history.
+const STALL: f64 = 3.0;
+
+/// The vantage point of a check (its `vantage` is `<vantage>/<resolver>`
+/// for health events; a recorded CSV may have neither).
+fn vantage_of(c: &Check) -> &str {
+    c.vantage
+        .rsplit_once('/')
+        .map_or(c.vantage.as_str(), |(v, _)| v)
+}
 /// Normal rounds' shifts needed before a shift is standardized by them.
 const MIN_SHIFTS: usize = 30;
 /// Normal rounds' shifts kept.
@@ -1042,6 +1092,65 @@ mod tests {
         let mut far = warmed(Mode::Baseline, &mut rng);
         let v = far.assess(&round(40, 1.3, &mut rng));
         assert!(v.alert && v.effect_ms >= 50.0, "{v:?}");
+    }
+
+    #[test]
+    fn what_one_vantage_of_three_sees_alone_is_no_alert_and_two_are() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let at = |r: i64, rng: &mut StdRng| -> Vec<Check> {
+            (1..=3)
+                .flat_map(|v| {
+                    round(r, 1.0, rng).into_iter().map(move |mut c| {
+                        c.vantage = format!("v{v}/127.0.0.1:53");
+                        c
+                    })
+                })
+                .collect()
+        };
+        let mut d = AnomalyDetector::new(AnomalyConfig::default());
+        for r in 0..30 {
+            assert!(!d.assess(&at(r, &mut rng)).alert);
+        }
+        let fail = |batch: &mut Vec<Check>, vantages: &[&str]| {
+            for c in batch.iter_mut() {
+                let v = c.vantage.split('/').next().unwrap_or("").to_owned();
+                if vantages.contains(&v.as_str()) && c.endpoint.as_str() < "e4" {
+                    c.success = false;
+                }
+            }
+        };
+        // 4 endpoints fail at v1 only: 4 of 63 rows, one vantage.
+        let mut one = at(30, &mut rng);
+        fail(&mut one, &["v1"]);
+        let v = d.clone().assess(&one);
+        assert!(!v.alert && v.held_back, "{v:?}");
+        // The same at v1 and v2: a majority of the vantages.
+        let mut two = at(31, &mut rng);
+        fail(&mut two, &["v1", "v2"]);
+        let v = d.assess(&two);
+        assert!(v.alert, "{v:?}");
+        assert!(
+            v.flagged.iter().filter(|f| f.practical).count() >= 8,
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_one_off_stall_does_not_stretch_the_baseline() {
+        let mut rng = StdRng::seed_from_u64(13);
+        let mut d = warmed(Mode::Baseline, &mut rng);
+        let mut stalled = round(30, 1.0, &mut rng);
+        stalled[3].response_time_ms = 1200.0;
+        assert!(!d.assess(&stalled).alert, "one slow row is not an anomaly");
+        for r in 31..40 {
+            d.assess(&round(r, 1.0, &mut rng));
+        }
+        let widest = d
+            .history
+            .iter()
+            .map(|(c, _)| c.response_time_ms)
+            .fold(0.0, f64::max);
+        assert!(widest < 400.0, "the stall joined the history: {widest} ms");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct Config {
     /// Re-notify an unresolved alert this often (`0s`: never). Default `30m`.
     #[serde(with = "humantime_serde")]
     pub renotify: Duration,
+    /// Rounds in a row an endpoint must be better before its threshold
+    /// alert resolves (or eases from critical to warning); a worse status
+    /// fires at once. 1 resolves at the first better round. Default `2`.
+    pub resolve_after: u32,
     /// A round is decided once the next round has been arriving for this
     /// long. Default `2s`.
     #[serde(with = "humantime_serde")]
@@ -157,6 +161,7 @@ impl Default for Config {
             durable: "detector".into(),
             quorum: Quorum::Majority,
             renotify: Duration::from_secs(30 * 60),
+            resolve_after: 2,
             settle: Duration::from_secs(2),
             round_timeout: Duration::from_secs(60),
             confirmed_wait: Duration::from_secs(5),
@@ -234,6 +239,7 @@ impl Config {
         EngineConfig {
             quorum: self.quorum,
             renotify: self.renotify,
+            resolve_after: self.resolve_after,
             timing: rg_rounds::RoundTiming {
                 settle: self.settle,
                 round_timeout: self.round_timeout,
@@ -271,6 +277,9 @@ impl Validate for Config {
         }
         if self.round_timeout < self.settle {
             p.push("round_timeout", "must not be shorter than settle");
+        }
+        if self.resolve_after == 0 {
+            p.push("resolve_after", "must be at least 1 round");
         }
         if self.confirmed_wait.is_zero() {
             p.push("confirmed_wait", "must be greater than zero");

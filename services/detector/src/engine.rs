@@ -18,7 +18,7 @@ use rg_proto::domain::{LookupError, Observation, Status};
 use rg_proto::v1;
 use tokio::time::Instant;
 
-use crate::anomaly::{AnomalyConfig, AnomalyDetector, Verdict};
+use crate::anomaly::{AnomalyConfig, AnomalyDetector, Basis, Verdict};
 use crate::features::Check;
 use crate::threshold::{self, Change, EndpointState, Open, Severity};
 use rg_rounds::advice::{self, Failing, Scope};
@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub quorum: Quorum,
     /// Re-notify unresolved alerts this often (0: never).
     pub renotify: Duration,
+    /// Rounds a better status must hold before a threshold alert resolves
+    /// or eases.
+    pub resolve_after: u32,
     /// When rounds are decided.
     pub timing: RoundTiming,
     /// Rounds older than this are decided silently.
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
         Self {
             quorum: Quorum::Majority,
             renotify: Duration::from_secs(30 * 60),
+            resolve_after: 2,
             timing: RoundTiming::default(),
             quiet_older_than: Duration::from_secs(10 * 60),
             anomaly: Some(AnomalyConfig::default()),
@@ -196,6 +200,7 @@ impl<T> Engine<T> {
                 round,
                 round_ms,
                 self.config.renotify,
+                self.config.resolve_after,
             );
             if changes.is_empty() {
                 continue;
@@ -350,7 +355,7 @@ fn threshold_alert(
         .first()
         .map(|e| e.service.to_string())
         .unwrap_or_default();
-    let worst_error = events.iter().filter_map(|e| e.error).next();
+    let worst_error = dominant_error(events);
     let evidence = events
         .iter()
         .map(|e| v1::Evidence {
@@ -450,6 +455,27 @@ fn threshold_alert(
     }
 }
 
+/// The error most of an endpoint's lookups in the round got (re-probes
+/// included, so a SERVFAIL seen once while a server reloaded does not name
+/// an outage whose re-probes all say REFUSED); among equals the latest.
+fn dominant_error(events: &[&Observation]) -> Option<LookupError> {
+    let mut counts: Vec<(LookupError, usize, usize)> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let Some(err) = e.error else { continue };
+        match counts.iter_mut().find(|(k, _, _)| *k == err) {
+            Some(c) => {
+                c.1 += 1;
+                c.2 = i;
+            }
+            None => counts.push((err, 1, i)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n, last)| (*n, *last))
+        .map(|(e, _, _)| e)
+}
+
 /// What a failing endpoint will hurt, from the dependency map (the
 /// cascade service's formula, with only this service failing, as much as
 /// its vantages agree), and what to do about it.
@@ -533,6 +559,11 @@ fn anomaly_step(
         }
     } else {
         let open = episode.open.as_ref()?;
+        // A model still learning (a restarted detector) cannot say the
+        // region is normal again: the episode waits.
+        if verdict.basis == Basis::WarmingUp {
+            return None;
+        }
         episode.clean_rounds += 1;
         if episode.clean_rounds < resolve_after.max(1) {
             return None;
@@ -544,18 +575,39 @@ fn anomaly_step(
     };
     let resolved = state == v1::AlertState::Resolved;
     let n = verdict.scores.len();
-    let anomalies: Vec<v1::AnomalyFinding> = verdict
-        .flagged
+    // The rows that make the alert first (failed, or slower than usual by
+    // the floor), each said in words before the model's own reasons.
+    let mut flagged: Vec<&crate::anomaly::Finding> = verdict.flagged.iter().collect();
+    flagged.sort_by_key(|f| !f.practical);
+    let anomalies: Vec<v1::AnomalyFinding> = flagged
         .iter()
         .filter_map(|f| {
             let e = events.get(f.index)?;
+            let said = match (e.error, f.usual_ms) {
+                (Some(err), _) => format!("lookup failed ({err})"),
+                (None, Some(usual)) => format!(
+                    "{:.1} ms where it usually takes {usual:.1} ms",
+                    e.response_time.as_secs_f64() * 1000.0
+                ),
+                (None, None) => format!(
+                    "{:.1} ms, with no usual time known yet",
+                    e.response_time.as_secs_f64() * 1000.0
+                ),
+            };
+            let mut reasons = vec![said];
+            reasons.extend(f.reasons.iter().filter(|r| !r.contains(" z=")).cloned());
             Some(v1::AnomalyFinding {
                 endpoint: e.endpoint.clone(),
                 vantage: e.vantage.clone(),
                 score: f.score,
-                reasons: f.reasons.clone(),
+                reasons,
             })
         })
+        .collect();
+    let practical_endpoints: Vec<&str> = flagged
+        .iter()
+        .filter(|f| f.practical)
+        .filter_map(|f| events.get(f.index).map(|e| e.endpoint.as_str()))
         .collect();
     let summary = if resolved {
         format!(
@@ -563,7 +615,7 @@ fn anomaly_step(
             clock(open.since_ms)
         )
     } else {
-        let mut endpoints: Vec<&str> = anomalies.iter().map(|a| a.endpoint.as_str()).collect();
+        let mut endpoints = practical_endpoints;
         endpoints.sort_unstable();
         endpoints.dedup();
         let names = endpoints
@@ -607,7 +659,7 @@ fn anomaly_step(
         actions.push(format!("compare {region} with the other regions on the dashboard; check the AWS Health Dashboard for {region}"));
         if !errors.is_empty() {
             actions.push(
-                "failed lookups are part of it: see the threshold alerts of the same endpoints"
+                "failed lookups are part of it: those a quorum of vantage points agrees on have threshold alerts of their own"
                     .to_owned(),
             );
         }
@@ -690,6 +742,57 @@ mod tests {
         } else {
             o
         }
+    }
+
+    #[test]
+    fn a_model_still_learning_does_not_resolve_an_open_anomaly() {
+        let open = Open {
+            id: "anom:us-east-1:1".into(),
+            severity: Severity::High,
+            since_round: 1,
+            since_ms: 10_000,
+            last_notified_ms: 10_000,
+            renotify_count: 0,
+        };
+        let mut episode = AnomalyEpisode {
+            open: Some(open),
+            clean_rounds: 0,
+        };
+        let mut learning = AnomalyDetector::new(AnomalyConfig::default());
+        let v = learning.assess(&[]);
+        assert_eq!(v.basis, Basis::WarmingUp);
+        for r in 0..5 {
+            let out = anomaly_step(
+                &mut episode,
+                &v,
+                "us-east-1",
+                r,
+                0,
+                Duration::ZERO,
+                1,
+                &[],
+                50.0,
+                0,
+            );
+            assert!(out.is_none());
+        }
+        assert!(episode.open.is_some() && episode.clean_rounds == 0);
+    }
+
+    #[test]
+    fn an_alert_names_the_error_most_lookups_got() {
+        let d = "rds.us-east-1.amazonaws.com";
+        let servfail = Observation::example(d).with_error(LookupError::Servfail);
+        let refused = Observation::example(d).with_error(LookupError::Refused);
+        let events = [
+            &servfail,
+            &refused,
+            &refused.clone().as_confirmation(3),
+            &refused,
+        ];
+        assert_eq!(dominant_error(&events), Some(LookupError::Refused));
+        assert_eq!(dominant_error(&[&servfail]), Some(LookupError::Servfail));
+        assert_eq!(dominant_error(&[&Observation::example(d)]), None);
     }
 
     #[test]

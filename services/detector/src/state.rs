@@ -96,12 +96,19 @@ mod tests {
                 status: Status::Critical,
                 consecutive_rounds: 3,
                 open: None,
+                better_rounds: 1,
             },
         );
         let (k, v) = encode(&s);
         assert_eq!(k, "thr.us-east-1.dynamodb.us-east-1.amazonaws.com");
         assert_eq!(decode(&k, &v), Some(s));
         assert_eq!(decode("thr.x", b"{}"), None);
+        // A state saved before `better_rounds` existed still loads.
+        assert!(decode(
+            &k,
+            br#"{"status":"critical","consecutive_rounds":3,"open":null}"#
+        )
+        .is_some());
         assert_eq!(decode("other", b"{}"), None);
     }
 }

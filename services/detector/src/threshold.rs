@@ -1,10 +1,13 @@
 //! Threshold alerts: one per change of an endpoint's agreed status, not one
 //! per event.
 //!
-//! - healthy → warning or critical: the new status fires;
+//! - healthy → warning or critical: the new status fires at once;
 //! - a change between warning and critical: the old alert resolves and the
-//!   new one fires;
+//!   new one fires (at once when worse);
 //! - back to healthy: the open alert resolves;
+//! - a better status takes effect only once it has held for
+//!   `resolve_after` rounds in a row, so an endpoint whose latency wanders
+//!   across a threshold does not fire and resolve every round;
 //! - still warning or critical: re-notified every `renotify` (by round
 //!   time, so a replay behaves as the live run did);
 //! - no quorum: nothing changes.
@@ -42,6 +45,10 @@ pub struct EndpointState {
     pub consecutive_rounds: u32,
     /// The open alert, if the status is not healthy.
     pub open: Option<Open>,
+    /// Consecutive rounds agreeing on a better status than `status` (it
+    /// takes effect at `resolve_after`).
+    #[serde(default)]
+    pub better_rounds: u32,
 }
 
 impl Default for EndpointState {
@@ -50,6 +57,7 @@ impl Default for EndpointState {
             status: Status::Healthy,
             consecutive_rounds: 0,
             open: None,
+            better_rounds: 0,
         }
     }
 }
@@ -81,11 +89,20 @@ pub fn step(
     round: u64,
     round_ms: i64,
     renotify: Duration,
+    resolve_after: u32,
 ) -> Vec<Change> {
     let Agreement::Agreed { status, .. } = agreement else {
         return Vec::new();
     };
     let mut changes = Vec::new();
+    if status < state.status {
+        state.better_rounds = state.better_rounds.saturating_add(1);
+        if state.better_rounds < resolve_after.max(1) {
+            // Not yet: the alert stays as it is.
+            return changes;
+        }
+    }
+    state.better_rounds = 0;
     if status == state.status {
         state.consecutive_rounds = state.consecutive_rounds.saturating_add(1);
         if let Some(open) = &mut state.open {
@@ -152,6 +169,7 @@ mod tests {
                 r as u64,
                 r as i64 * 10_000,
                 Duration::from_secs(renotify_s),
+                1,
             ) {
                 out.push(match c {
                     Change::Fire(o, s) => {
@@ -185,6 +203,45 @@ mod tests {
                 "resolve warning 1",
                 "fire critical critical 3",
                 "resolve critical 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_better_status_takes_effect_after_resolve_after_rounds_and_a_worse_one_at_once() {
+        use Status::*;
+        let mut state = EndpointState::default();
+        let mut seen = Vec::new();
+        let wander = [
+            Warning, Healthy, Warning, Healthy, Healthy, Critical, Warning, Warning,
+        ];
+        for (r, s) in wander.into_iter().enumerate() {
+            for c in step(
+                &mut state,
+                agreed(s),
+                Priority::Default,
+                "r",
+                "e",
+                r as u64,
+                r as i64,
+                Duration::ZERO,
+                2,
+            ) {
+                seen.push(match c {
+                    Change::Fire(_, s) => format!("{r}: fire {s}"),
+                    Change::Renotify(..) => format!("{r}: renotify"),
+                    Change::Resolve(_, s, _) => format!("{r}: resolve {s}"),
+                });
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "0: fire warning",
+                "4: resolve warning",
+                "5: fire critical",
+                "7: resolve critical",
+                "7: fire warning"
             ]
         );
     }

@@ -459,6 +459,7 @@ impl Prober {
             baseline_us: baseline.map_or(0, |d| d.as_micros() as u64),
             burst_size: self.plan.confirm.count,
             peers_asked,
+            round_lookups: u32::try_from(self.lookups_per_round()).unwrap_or(u32::MAX),
         };
         self.buffer.push(Outgoing {
             subject: target.subject.clone(),

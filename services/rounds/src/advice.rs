@@ -97,7 +97,7 @@ pub fn actions(
         let hurt: Vec<&str> = impacts.iter().take(4).map(|i| i.service.as_str()).collect();
         if !hurt.is_empty() {
             out.push(format!(
-                "expect trouble in {} in {region} (they depend on it); the cascade alert for {region} weighs the whole region and requests a failover",
+                "expect trouble in {} in {region} (they depend on it); the cascade alert for {region} weighs the whole region and decides on a failover request",
                 hurt.join(", ")
             ));
         }

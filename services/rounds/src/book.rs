@@ -250,8 +250,29 @@ struct Held<T> {
     /// of some endpoint: from then on the round waits at most
     /// `confirmed_wait` for what is outstanding.
     confirmed_at: Option<Instant>,
-    /// Regular (not confirmation) events held.
-    regular: usize,
+    /// Regular (not confirmation) events held, per vantage.
+    regular: HashMap<String, u32>,
+}
+
+/// A vantage point of a region, as its events describe it.
+#[derive(Debug, Clone, Copy)]
+struct Vantage {
+    /// Scheduled lookups it makes every round (0: unknown).
+    lookups: u32,
+    /// The first and the newest round it reported in (late events count).
+    first_round: u64,
+    last_round: u64,
+}
+
+impl Vantage {
+    /// Whether round `round` should hold its lookups: it had begun
+    /// reporting by then and has reported since the round before. A
+    /// vantage that stops (a prober killed) is waited for in one round
+    /// (decided on a deadline), then no more; one that comes back under
+    /// the same id is expected again from its next round on.
+    fn expected_in(&self, round: u64) -> bool {
+        self.first_round <= round && self.last_round.saturating_add(1) >= round
+    }
 }
 
 /// Rounds being collected.
@@ -262,11 +283,11 @@ pub struct RoundBook<T> {
     newest: HashMap<String, (u64, Instant)>,
     /// Per region: the newest round handed out.
     done: HashMap<String, u64>,
-    /// Per region: vantages that reported in the last round decided in
-    /// full (the electorate of the majority rule).
-    vantages: HashMap<String, usize>,
-    /// Per region: regular events of the last round decided in full.
-    full_size: HashMap<String, usize>,
+    /// Per region: the first round seen (it may have begun before the book
+    /// did, so it is never complete by count).
+    first: HashMap<String, u64>,
+    /// Per region, per vantage: what its events say of it.
+    vantages: HashMap<String, HashMap<String, Vantage>>,
 }
 
 /// Failed re-probes with which a vantage confirms a failure.
@@ -280,8 +301,8 @@ impl<T> RoundBook<T> {
             rounds: BTreeMap::new(),
             newest: HashMap::new(),
             done: HashMap::new(),
+            first: HashMap::new(),
             vantages: HashMap::new(),
-            full_size: HashMap::new(),
         }
     }
 
@@ -296,9 +317,29 @@ impl<T> RoundBook<T> {
     /// Takes an observation and the ack of its message.
     pub fn add(&mut self, obs: Observation, ack: T, now: Instant) -> Added<T> {
         let region = obs.region.to_string();
+        // Every event, late ones too, tells which vantages report and how
+        // much: a prober restarted under the same id is expected again.
+        let vantage = self
+            .vantages
+            .entry(region.clone())
+            .or_default()
+            .entry(obs.vantage.clone())
+            .or_insert(Vantage {
+                lookups: obs.round_lookups,
+                first_round: obs.round_id,
+                last_round: obs.round_id,
+            });
+        vantage.first_round = vantage.first_round.min(obs.round_id);
+        if obs.round_id >= vantage.last_round {
+            vantage.last_round = obs.round_id;
+            if !obs.confirmation {
+                vantage.lookups = obs.round_lookups;
+            }
+        }
         if self.done.get(&region).is_some_and(|d| obs.round_id <= *d) {
             return Added::Late(ack);
         }
+        self.first.entry(region.clone()).or_insert(obs.round_id);
         let newest = self
             .newest
             .entry(region.clone())
@@ -306,7 +347,10 @@ impl<T> RoundBook<T> {
         if obs.round_id > newest.0 {
             *newest = (obs.round_id, now);
         }
-        let electorate = self.vantages.get(&region).copied();
+        let electorate = self
+            .vantages
+            .get(&region)
+            .map(|vs| vs.values().filter(|v| v.expected_in(obs.round_id)).count());
         let held = self
             .rounds
             .entry((region, obs.round_id))
@@ -317,7 +361,7 @@ impl<T> RoundBook<T> {
                 endpoints: HashMap::new(),
                 owed: 0,
                 confirmed_at: None,
-                regular: 0,
+                regular: HashMap::new(),
             });
         let tally = held.endpoints.entry(obs.endpoint.clone()).or_default();
         let before = tally.owed_total();
@@ -329,7 +373,7 @@ impl<T> RoundBook<T> {
             path.confirmations += 1;
             path.burst_size = path.burst_size.max(obs.burst_size);
         } else {
-            held.regular += 1;
+            *held.regular.entry(obs.vantage.clone()).or_default() += 1;
             let (status, burst) = path.regular.get_or_insert((obs.status, obs.burst_size));
             *status = (*status).max(obs.status);
             *burst = (*burst).max(obs.burst_size);
@@ -387,22 +431,33 @@ impl<T> RoundBook<T> {
             })
     }
 
-    /// Nothing more is on its way: every lookup of the round arrived (as
-    /// many regular events as the last round decided in full had), and
-    /// every re-probe those lookups called for.
-    fn complete(&self, region: &str, r: &Held<T>) -> bool {
-        r.owed == 0
-            && self
-                .full_size
-                .get(region)
-                .is_some_and(|n| *n > 0 && r.regular >= *n)
+    /// Nothing more is on its way: every vantage expected in the round
+    /// sent all its scheduled lookups (as many as its events say it makes a
+    /// round), and every re-probe those lookups called for arrived. The
+    /// first round of a region the book sees may have begun before it did:
+    /// it is never complete by count.
+    fn complete(&self, region: &str, round: u64, r: &Held<T>) -> bool {
+        if r.owed > 0 || self.first.get(region).is_none_or(|f| round <= *f) {
+            return false;
+        }
+        let Some(vantages) = self.vantages.get(region) else {
+            return false;
+        };
+        let mut expected = vantages
+            .iter()
+            .filter(|(_, v)| v.expected_in(round))
+            .peekable();
+        expected.peek().is_some()
+            && expected.all(|(name, v)| {
+                v.lookups > 0 && r.regular.get(name).copied().unwrap_or(0) >= v.lookups
+            })
     }
 
     /// When round `round` of `region` is due, and why, if it ever is
     /// without more events (the earliest deadline; `Complete` at its first
     /// event when it is complete now).
     fn due(&self, region: &str, round: u64, r: &Held<T>) -> (Instant, DecidedBy) {
-        if self.complete(region, r) {
+        if self.complete(region, round, r) {
             return (r.first_seen, DecidedBy::Complete);
         }
         let mut due = (r.first_seen + self.timing.round_timeout, DecidedBy::Timeout);
@@ -476,19 +531,8 @@ impl<T> RoundBook<T> {
         let done = self.done.entry(region.clone()).or_insert(round);
         *done = (*done).max(round);
         if why.by_deadline() {
-            tracing::debug!(%region, round, decided_by = why.as_str(), owed = held.owed, regular = held.regular, "round decided on a deadline");
-        }
-        let vantages: std::collections::HashSet<&str> =
-            held.events.iter().map(|e| e.vantage.as_str()).collect();
-        // A round decided while events were still owed may lack some
-        // vantages' events: it does not change the electorate.
-        let whole = matches!(
-            why,
-            DecidedBy::Complete | DecidedBy::Settled | DecidedBy::Timeout
-        );
-        if !vantages.is_empty() && whole {
-            self.vantages.insert(region.clone(), vantages.len());
-            self.full_size.insert(region.clone(), held.regular);
+            let regular: u32 = held.regular.values().sum();
+            tracing::debug!(%region, round, decided_by = why.as_str(), owed = held.owed, regular, "round decided on a deadline");
         }
         Round {
             region,
@@ -539,7 +583,10 @@ mod tests {
     ) {
         for v in vantages {
             for e in endpoints {
-                let o = Observation::example(e).with_vantage(v).confirming(3, true);
+                let o = Observation::example(e)
+                    .with_vantage(v)
+                    .with_round_lookups(endpoints.len() as u32)
+                    .confirming(3, false);
                 book.add(o, 0, t0);
             }
         }
@@ -709,12 +756,14 @@ mod tests {
             Observation::example(ELB)
                 .with_vantage(v)
                 .with_round(2)
+                .with_round_lookups(2)
                 .with_error(LookupError::Servfail)
         };
         let ddb = |v: &str| {
             Observation::example(DDB)
                 .with_vantage(v)
                 .with_round(2)
+                .with_round_lookups(2)
                 .with_error(LookupError::Timeout)
                 .with_millis(1000)
         };
@@ -794,8 +843,8 @@ mod tests {
             book.add(at("c"), 3, t1 + Duration::from_secs(6)),
             Added::Late(3)
         ));
-        // A round decided on that deadline does not shrink the electorate:
-        // a later round still needs all three vantages' lookups.
+        // c's late lookup shows it is alive: a later round still waits for
+        // all three vantages' lookups.
         let t2 = t1 + Duration::from_secs(10);
         for v in ["a", "b"] {
             book.add(
@@ -805,6 +854,107 @@ mod tests {
             );
         }
         assert!(book.take_due(t2).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prober_killed_and_restarted_under_the_same_id_is_waited_for_again() {
+        let mut book = book(Duration::from_secs(2));
+        let t0 = Instant::now();
+        decided_round_one(&mut book, &["a", "b", "c"], &[DDB, ELB], t0);
+        let lookup = |endpoint: &str, v: &str, round: u64| {
+            Observation::example(endpoint)
+                .with_vantage(v)
+                .with_round(round)
+                .with_round_lookups(2)
+                .confirming(3, false)
+        };
+        let at = |round: u64| t0 + Duration::from_secs(60 + 10 * round);
+        // Round 2: c was killed. Its lookups are waited for, until round 3
+        // has been arriving for `settle`.
+        for v in ["a", "b"] {
+            for e in [DDB, ELB] {
+                book.add(lookup(e, v, 2), 0, at(2));
+            }
+        }
+        assert!(book.take_due(at(2) + Duration::from_secs(5)).is_empty());
+        for v in ["a", "b"] {
+            book.add(lookup(ELB, v, 3), 0, at(3));
+        }
+        let r2 = book.take_due(at(3) + Duration::from_secs(2));
+        assert_eq!((r2.len(), r2[0].decided_by), (1, DecidedBy::Settled));
+        // Round 3: c is no longer waited for.
+        for v in ["a", "b"] {
+            book.add(lookup(DDB, v, 3), 0, at(3));
+        }
+        let r3 = book.take_due(at(3) + Duration::from_secs(2));
+        assert_eq!((r3.len(), r3[0].decided_by), (1, DecidedBy::Complete));
+        // c restarts under the same id. From its first event on it is
+        // expected again: round 4 is not complete without it, and in round
+        // 5 a DynamoDB lookup of c's that times out is waited for, not cut
+        // off by a's and b's fast answers.
+        for v in ["a", "b", "c"] {
+            book.add(lookup(ELB, v, 4), 0, at(4));
+        }
+        for v in ["a", "b"] {
+            book.add(lookup(DDB, v, 4), 0, at(4));
+        }
+        assert!(
+            book.take_due(at(4)).is_empty(),
+            "c's DynamoDB lookup is outstanding"
+        );
+        book.add(lookup(DDB, "c", 4), 0, at(4));
+        assert_eq!(book.take_due(at(4))[0].decided_by, DecidedBy::Complete);
+        for v in ["a", "b", "c"] {
+            book.add(lookup(ELB, v, 5), 0, at(5));
+        }
+        for v in ["a", "b"] {
+            book.add(lookup(DDB, v, 5), 0, at(5));
+        }
+        assert!(book.take_due(at(5) + Duration::from_millis(900)).is_empty());
+        let slow = lookup(DDB, "c", 5)
+            .with_error(LookupError::Timeout)
+            .with_millis(1000);
+        assert!(matches!(
+            book.add(slow, 9, at(5) + Duration::from_secs(1)),
+            Added::Held
+        ));
+        // Its re-probes follow (it did not ask the others).
+        assert!(book.take_due(at(5) + Duration::from_secs(1)).is_empty());
+        for _ in 0..3 {
+            let again = lookup(DDB, "c", 5)
+                .with_error(LookupError::Timeout)
+                .as_confirmation(3);
+            book.add(again, 10, at(5) + Duration::from_secs(2));
+        }
+        let r5 = book.take_due(at(5) + Duration::from_secs(2));
+        assert_eq!(
+            (r5[0].decided_by, r5[0].events.len()),
+            (DecidedBy::Complete, 9)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prober_that_adds_a_resolver_is_waited_for_with_all_its_lookups() {
+        let mut book = book(Duration::from_secs(2));
+        let t0 = Instant::now();
+        decided_round_one(&mut book, &["a"], &[DDB], t0);
+        let t = t0 + Duration::from_secs(70);
+        // a now asks two resolvers: two lookups a round, the second slow.
+        let via = |r: &str| {
+            Observation::example(DDB)
+                .with_round(2)
+                .with_resolver(r)
+                .with_round_lookups(2)
+        };
+        book.add(via("r1"), 0, t);
+        assert!(book.take_due(t).is_empty(), "its second lookup is to come");
+        book.add(via("r2"), 1, t + Duration::from_millis(300));
+        assert_eq!(
+            book.take_due(t + Duration::from_millis(300))[0]
+                .events
+                .len(),
+            2
+        );
     }
 
     mod arrival_orders {
@@ -842,6 +992,7 @@ mod tests {
                     for r in 0..resolvers {
                         let s = status(v, r);
                         let base = Observation::example(&name)
+                            .with_round_lookups((statuses.len() * resolvers) as u32)
                             .with_vantage(&format!("v{v}"))
                             .with_resolver(&format!("r{r}"))
                             .with_round(2);
