@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rg_proto::v1::{ErrorKind, FaultKind, HealthEvent, Status};
-use rg_testkit::{init_logging, wait_until, NatsServer, Unbound, Waited};
+use rg_testkit::{init_logging, NatsServer, Unbound};
 
 use crate::harness::*;
 
@@ -106,23 +106,6 @@ async fn rounds_keep_their_schedule_when_lookups_time_out() {
     let nats = nats_config(&server.url());
     let (dns, simulator) = start_simulator(&nats).await;
     let client = async_nats::connect(server.url()).await.unwrap();
-    // The simulator subscribes to fault requests right after start.
-    wait_until("the simulator answers fault requests", WAIT, || async {
-        match client
-            .request(
-                "rg.sim.faults",
-                prost::Message::encode_to_vec(&rg_proto::v1::FaultRequest {
-                    action: Some(rg_proto::v1::fault_request::Action::List(true)),
-                })
-                .into(),
-            )
-            .await
-        {
-            Ok(_) => Waited::Done(()),
-            Err(e) => Waited::NotYet(e.to_string()),
-        }
-    })
-    .await;
     inject(&client, "us-east-1", "dynamodb", FaultKind::Timeout, 0).await;
 
     let interval = Duration::from_millis(500);

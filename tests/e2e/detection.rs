@@ -281,19 +281,6 @@ async fn detectors_split_the_regions_between_them() {
     config.durable = "detector-eu".into();
     config.anomaly.enabled = false;
     let detector = start_detector(config, &nats);
-    rg_testkit::wait_until("the simulator answers fault requests", WAIT, || async {
-        let list = rg_proto::v1::FaultRequest {
-            action: Some(rg_proto::v1::fault_request::Action::List(true)),
-        };
-        match client
-            .request("rg.sim.faults", list.encode_to_vec().into())
-            .await
-        {
-            Ok(_) => rg_testkit::Waited::Done(()),
-            Err(e) => rg_testkit::Waited::NotYet(e.to_string()),
-        }
-    })
-    .await;
     inject(&client, "", "dynamodb", FaultKind::Nxdomain, 0).await;
 
     alerts

@@ -102,7 +102,42 @@ pub(crate) async fn start_simulator_with(
     let addr = sim.dns_addr();
     let token = CancellationToken::new();
     let task = tokio::spawn(sim.run(nats.clone(), token.clone()));
+    if config.control {
+        simulator_ready(nats).await;
+    }
     (addr, Running::new(token, task))
+}
+
+/// Waits (20 s at most) until a simulator answers fault requests on the
+/// NATS server of `nats` (as its user): it subscribes only once connected.
+pub(crate) async fn simulator_ready(nats: &NatsConfig) {
+    let options = match (&nats.user, &nats.password) {
+        (Some(user), Some(password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    let client = options
+        .connect(nats.servers[0].as_str())
+        .await
+        .expect("connect to NATS");
+    rg_testkit::wait_until(
+        "the simulator answers fault requests",
+        Duration::from_secs(20),
+        || async {
+            let list = rg_proto::v1::FaultRequest {
+                action: Some(rg_proto::v1::fault_request::Action::List(true)),
+            };
+            match client
+                .request("rg.sim.faults", prost::Message::encode_to_vec(&list).into())
+                .await
+            {
+                Ok(_) => rg_testkit::Waited::Done(()),
+                Err(e) => rg_testkit::Waited::NotYet(e.to_string()),
+            }
+        },
+    )
+    .await;
 }
 
 /// A prober config for `region` probing through `resolver` every `interval`.

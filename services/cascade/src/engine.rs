@@ -444,10 +444,16 @@ impl<T> Engine<T> {
                 continue;
             }
             if cooling {
-                // Say once, on the open alert, that a request would be made
-                // but for the cooldown: silence would read as "no failover
-                // needed", while the alert says to move traffic.
-                if !state.cooldown_noted {
+                // A request made since this alert opened answered it. One
+                // made for an earlier episode holds a new one back: say so
+                // once, on the open alert, since silence would read as "no
+                // failover needed" while the alert says to move traffic.
+                let answered = state
+                    .open
+                    .as_ref()
+                    .zip(state.last_request_ms)
+                    .is_some_and(|(open, at)| at >= open.since_ms);
+                if !answered && !state.cooldown_noted {
                     let ago =
                         (state.round_ms - state.last_request_ms.unwrap_or(state.round_ms)) / 1000;
                     let why = format!(
@@ -985,9 +991,18 @@ mod tests {
         };
         let mut all = round(&mut e, 1, ddb_down);
         assert_eq!(requests(&all).len(), 1);
+        // The same episode going on: its request answered it, nothing to say.
+        all.extend(round(&mut e, 2, ddb_down));
+        assert!(
+            !alerts(&all)
+                .iter()
+                .any(|a| a.summary.contains("no new failover request")),
+            "{:#?}",
+            alerts(&all)
+        );
         // Well for a round, then down again within the cooldown.
-        round(&mut e, 2, |_, _| (None, 2));
-        for r in 3..6 {
+        round(&mut e, 3, |_, _| (None, 2));
+        for r in 4..7 {
             all.extend(round(&mut e, r, ddb_down));
         }
         assert_eq!(requests(&all).len(), 1, "{:#?}", requests(&all));
