@@ -125,7 +125,8 @@ pub struct AnomalySection {
     /// latency (the median of its recent lookups), however improbable the
     /// scores are. Keeps a busy machine or network (a few to tens of
     /// milliseconds on every lookup) quiet. `0s` turns it off. Default
-    /// `50ms` (half the default warning threshold).
+    /// `100ms` (the default warning threshold: what takes an endpoint of
+    /// default priority from instant to a warning).
     #[serde(with = "humantime_serde")]
     pub min_effect: Duration,
     /// Clean rounds before an anomaly alert resolves. Default `3`.
