@@ -1,5 +1,8 @@
-//! The `regionguard` binary: parses the command line and dispatches. No
-//! service logic lives here.
+//! The `regionguard` binary: every service (each a library crate with its
+//! `run`, started by its subcommand) and the operator's tools around them
+//! (`up`, `status`, `tail`, `fault`, `failover request|approve`,
+//! `provision`, `replay`, `bench`, `check-config`), which live in `cli/`.
+//! No service logic lives here.
 
 mod cli;
 

@@ -157,6 +157,84 @@ impl fmt::Display for Status {
     }
 }
 
+/// An alert's severity, from least to most severe: the last token of its
+/// subject (`<p>.alerts.<source>.<severity>`), its name in configs
+/// (`min_severity`), and [`v1::Severity`] on the wire. The one place
+/// these names and mappings are written.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record (e.g. a notice that a sink gave up on).
+    Info,
+    /// Minor.
+    Low,
+    /// Degraded (e.g. an endpoint in warning).
+    Medium,
+    /// Failing.
+    High,
+    /// Failing where it matters most (e.g. DynamoDB), or an outage in the
+    /// making.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, least severe first.
+    pub const ALL: [Self; 5] = [
+        Self::Info,
+        Self::Low,
+        Self::Medium,
+        Self::High,
+        Self::Critical,
+    ];
+
+    /// The name: subject token, config value, label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// The severity named `name` (as [`as_str`](Self::as_str) writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The wire enum.
+    pub fn to_wire(self) -> v1::Severity {
+        match self {
+            Self::Info => v1::Severity::Info,
+            Self::Low => v1::Severity::Low,
+            Self::Medium => v1::Severity::Medium,
+            Self::High => v1::Severity::High,
+            Self::Critical => v1::Severity::Critical,
+        }
+    }
+
+    /// From the wire enum; `None` when unspecified.
+    pub fn from_wire(s: v1::Severity) -> Option<Self> {
+        match s {
+            v1::Severity::Unspecified => None,
+            v1::Severity::Info => Some(Self::Info),
+            v1::Severity::Low => Some(Self::Low),
+            v1::Severity::Medium => Some(Self::Medium),
+            v1::Severity::High => Some(Self::High),
+            v1::Severity::Critical => Some(Self::Critical),
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Priority of an endpoint: selects its latency thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

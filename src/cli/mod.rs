@@ -25,8 +25,8 @@ use rg_bus::telemetry::{self, LogFormat};
 
 pub(crate) use config::Config;
 
-/// regionguard watches the DNS and data plane of AWS services in every
-/// region, sees an outage coming and moves traffic to a healthy region.
+/// regionguard watches the DNS of AWS services in every region, sees an
+/// outage coming and moves traffic to a healthy region.
 ///
 /// Every service runs as `regionguard <service>`; they talk only through
 /// NATS JetStream. Configuration: built-in defaults, then the TOML file

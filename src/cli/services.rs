@@ -126,6 +126,7 @@ pub(crate) async fn detector(globals: Globals, args: DetectorArgs) -> ExitCode {
             // Threshold alerts predict impact from the cascade's map.
             let detector = rg_detector::Config {
                 dependencies: c.cascade.services.clone(),
+                rounds: c.rounds.clone(),
                 ..c.detector
             };
             rg_detector::run(detector, c.nats, shutdown)
@@ -143,7 +144,13 @@ pub(crate) async fn cascade(globals: Globals, _args: CascadeArgs) -> ExitCode {
         "cascade",
         || globals.load(Vec::new()),
         |c| c.cascade.metrics_listen,
-        |c, shutdown| rg_cascade::run(c.cascade, c.nats, shutdown),
+        |c, shutdown| {
+            let cascade = rg_cascade::Config {
+                rounds: c.rounds.clone(),
+                ..c.cascade
+            };
+            rg_cascade::run(cascade, c.nats, shutdown)
+        },
     )
     .await
 }
@@ -202,7 +209,11 @@ pub(crate) async fn gateway(globals: Globals, args: GatewayArgs) -> ExitCode {
         || globals.load(overrides),
         |c| c.gateway.metrics_listen,
         |c, shutdown| async move {
-            let gateway = rg_gateway::Gateway::bind(c.gateway).await?;
+            let gateway = rg_gateway::Gateway::bind(rg_gateway::Config {
+                quorum: c.rounds.quorum,
+                ..c.gateway
+            })
+            .await?;
             gateway.run(c.nats, shutdown).await
         },
     )

@@ -76,7 +76,8 @@ fn health(e: &v1::HealthEvent) -> Rendered {
 }
 
 fn alert(a: &v1::Alert, verbose: bool) -> Rendered {
-    let severity = name(a.severity().as_str_name(), "SEVERITY_").to_uppercase();
+    let severity = rg_proto::domain::Severity::from_wire(a.severity())
+        .map_or("UNSPECIFIED".to_owned(), |s| s.as_str().to_uppercase());
     let state = match (a.state(), a.renotify_count) {
         (v1::AlertState::Resolved, _) => "resolved".to_owned(),
         (_, 0) => "firing".to_owned(),

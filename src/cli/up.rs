@@ -3,11 +3,12 @@
 //! 1. NATS: the configured server if it answers, else a `nats-server -js`
 //!    started here with its state in `<state-dir>/nats`.
 //! 2. The DNS simulator, then one prober per configured region, then the
-//!    detector, the cascade service, the gateway and the failover manager,
-//!    each a child process of this one (`regionguard simulator`,
-//!    `regionguard prober --region R`, `regionguard detector`, `regionguard
-//!    cascade`, `regionguard gateway`, `regionguard failover`),
-//!    their log lines prefixed with their name.
+//!    detector, the cascade service, the gateway, the failover manager and,
+//!    when `[[notifier.sinks]]` are configured, the notifier, each a child
+//!    process of this one (`regionguard simulator`, `regionguard prober
+//!    --region R`, `regionguard detector`, `regionguard cascade`,
+//!    `regionguard gateway`, `regionguard failover`, `regionguard
+//!    notifier`), their log lines prefixed with their name.
 //! 3. Waits for each to be ready (the simulator answers DNS; each prober's
 //!    first health event arrives; the gateway serves its first snapshot),
 //!    printing progress and, at the end, the dashboard's URL.

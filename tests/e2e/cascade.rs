@@ -34,8 +34,8 @@ impl World {
         let requests = Feed::subscribe(&server.url(), "rg.decisions.failover.requested").await;
         let cascade = Some(start_cascade(cascade_config(), &nats));
         let client = async_nats::connect(server.url()).await.unwrap();
-        // A few healthy rounds first.
-        tokio::time::sleep(INTERVAL * 3).await;
+        // A few healthy rounds decided first.
+        wait_rounds_decided(&server.url(), "cascade", 3).await;
         Self {
             server,
             nats,
@@ -190,11 +190,13 @@ async fn a_slow_ec2_is_a_lower_severity_and_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_makes_at_most_one_request_per_cooldown() {
     let mut w = World::start().await;
+    // Each spell covers two rounds with their re-probes: a failure shorter
+    // than a confirmation burst is one lost answer, not a failure.
     for _ in 0..5 {
         inject(&w.client, "us-east-1", "dynamodb", FaultKind::Servfail, 0).await;
-        tokio::time::sleep(INTERVAL).await;
+        tokio::time::sleep(INTERVAL * 2).await;
         clear_all(&w.client).await;
-        tokio::time::sleep(INTERVAL).await;
+        tokio::time::sleep(INTERVAL * 2).await;
     }
     w.requests.drain_for(INTERVAL * 3).await;
     w.alerts.drain_for(Duration::ZERO).await;

@@ -33,7 +33,7 @@ async fn one_lost_answer_is_a_confirmation_burst_at_every_vantage_and_no_alert()
     let mut events =
         Feed::<HealthEvent>::subscribe(&server.url(), "rg.health.us-east-1.dynamodb").await;
     let client = async_nats::connect(server.url()).await.unwrap();
-    tokio::time::sleep(INTERVAL * 2).await; // healthy rounds first
+    wait_rounds_decided(&server.url(), "detector", 2).await; // healthy rounds first
 
     // Exactly one lookup, by whichever vantage asks first, times out.
     let reply = fault_request(
@@ -119,7 +119,7 @@ async fn with_one_vantage_the_burst_outvotes_a_lost_answer() {
     let mut events =
         Feed::<HealthEvent>::subscribe(&server.url(), "rg.health.us-east-1.dynamodb").await;
     let client = async_nats::connect(server.url()).await.unwrap();
-    tokio::time::sleep(INTERVAL * 2).await;
+    wait_rounds_decided(&server.url(), "detector", 2).await;
     let reply = fault_request(
         &client,
         Action::Inject(FaultSpec {

@@ -29,8 +29,8 @@ async fn faults_become_alerts_that_resolve_and_survive_a_restart() {
     let detector = start_detector(detector_config(), &nats);
     let client = async_nats::connect(server.url()).await.unwrap();
 
-    // Let the anomaly model learn a few normal rounds first.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A few normal rounds decided first.
+    wait_rounds_decided(&server.url(), "detector", 3).await;
 
     // The October 2025 failure: one critical alert for DynamoDB, on the
     // critical subject, naming the error and the vantage count.

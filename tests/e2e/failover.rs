@@ -187,7 +187,7 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
 /// NATS, the simulator and probers of three regions, a failover service,
 /// and a feed of every failover phase.
 struct World {
-    _server: NatsServer,
+    server: NatsServer,
     nats: rg_bus::NatsConfig,
     js: async_nats::jetstream::Context,
     _simulator: Running,
@@ -205,7 +205,7 @@ impl World {
         let client = async_nats::connect(server.url()).await.unwrap();
         Self {
             js: async_nats::jetstream::new(client),
-            _server: server,
+            server,
             nats,
             _simulator: simulator,
             _probers: probers,
@@ -232,13 +232,7 @@ impl World {
     /// A request away from us-east-1, as the cascade service sends it,
     /// once the failover's consumer exists and health has been seen.
     async fn request(&self, id: &str) {
-        rg_testkit::wait_until("the failover consumer", WAIT, || async {
-            match self.js.get_stream("RG_DECISIONS").await {
-                Ok(s) if s.consumer_info("failover").await.is_ok() => rg_testkit::Waited::Done(()),
-                _ => rg_testkit::Waited::NotYet("no consumer yet".into()),
-            }
-        })
-        .await;
+        wait_for_consumer(&self.server.url(), "RG_DECISIONS", "failover").await;
         // A few probe rounds, so every region has a health score.
         tokio::time::sleep(INTERVAL * 4).await;
         let mut d = FailoverDecision {

@@ -1,6 +1,7 @@
 //! Shared setup for the e2e tests: a running simulator, probers, a decoding
 //! consumer of the health stream, and fault requests.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -302,11 +303,19 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Round settings for tests: rounds decided quickly.
+pub(crate) fn quick_rounds() -> rg_rounds::RoundSettings {
+    rg_rounds::RoundSettings {
+        settle: Duration::from_millis(150),
+        round_timeout: Duration::from_secs(3),
+        ..Default::default()
+    }
+}
+
 /// A detector config for tests: rounds decided quickly, a short warm-up.
 pub(crate) fn detector_config() -> rg_detector::Config {
     let mut c = rg_detector::Config {
-        settle: Duration::from_millis(150),
-        round_timeout: Duration::from_secs(3),
+        rounds: quick_rounds(),
         renotify: Duration::ZERO,
         ..Default::default()
     };
@@ -420,8 +429,7 @@ impl<M: Message + Default + Clone + std::fmt::Debug> Feed<M> {
 /// A cascade config for tests: rounds decided quickly.
 pub(crate) fn cascade_config() -> rg_cascade::Config {
     rg_cascade::Config {
-        settle: Duration::from_millis(150),
-        round_timeout: Duration::from_secs(3),
+        rounds: quick_rounds(),
         ..Default::default()
     }
 }
@@ -682,8 +690,7 @@ impl Processes {
                 "[nats]\nservers = [\"{nats_url}\"]\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\n\
                  [simulator]\nlisten = \"127.0.0.1:{dns}\"\n\
                  [prober]\ninterval = \"1s\"\ntimeout = \"400ms\"\nresolvers = [\"127.0.0.1:{dns}\"]\n\
-                 [detector]\nsettle = \"150ms\"\nround_timeout = \"3s\"\n\
-                 [cascade]\nsettle = \"150ms\"\nround_timeout = \"3s\"\n\
+                 [rounds]\nsettle = \"150ms\"\nround_timeout = \"3s\"\n\
                  [gateway]\nlisten = \"{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\ninterval = \"1s\"\n\
                  [failover]\nmode = \"plan\"\n{extra}\n"
             ),
@@ -961,4 +968,72 @@ pub(crate) fn soak_rounds() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(180)
+}
+
+/// Waits until the durable consumer `consumer` of `stream` exists (its
+/// service subscribed).
+pub(crate) async fn wait_for_consumer(url: &str, stream: &str, consumer: &str) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    rg_testkit::wait_until(
+        &format!("consumer {consumer} on {stream}"),
+        Duration::from_secs(30),
+        || async {
+            match js.get_stream(stream).await {
+                Ok(s) if s.consumer_info(consumer).await.is_ok() => rg_testkit::Waited::Done(()),
+                _ => rg_testkit::Waited::NotYet("no consumer yet".into()),
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until `consumer` (a detector's or cascade service's durable
+/// consumer of RG_HEALTH) has acknowledged every event of at least `n`
+/// rounds of each region it reads: it acks a round's events when it has
+/// decided the round, so `n` rounds are decided.
+pub(crate) async fn wait_rounds_decided(url: &str, consumer: &str, n: usize) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let stream = rg_bus::Subjects::new("rg").stream(rg_bus::Stream::Health);
+    let seen = std::sync::Mutex::new((0u64, BTreeMap::<String, BTreeSet<u64>>::new()));
+    rg_testkit::wait_until(
+        &format!("{n} rounds decided by {consumer}"),
+        Duration::from_secs(60),
+        || async {
+            let Ok(mut s) = js.get_stream(&stream).await else {
+                return rg_testkit::Waited::NotYet("no health stream".into());
+            };
+            let Ok(info) = s.consumer_info(consumer).await else {
+                return rg_testkit::Waited::NotYet(format!("no consumer {consumer}"));
+            };
+            let floor = info.ack_floor.stream_sequence;
+            let first = s.info().await.map(|i| i.state.first_sequence).unwrap_or(1);
+            let (read, mut rounds) = std::mem::take(&mut *seen.lock().unwrap());
+            let mut read = read.max(first.saturating_sub(1));
+            while read < floor {
+                read += 1;
+                if let Ok(m) = s.get_raw_message(read).await {
+                    if let Ok(e) = HealthEvent::decode(m.payload.as_ref()) {
+                        rounds.entry(e.region).or_default().insert(e.round_id);
+                    }
+                }
+            }
+            let fewest = rounds.values().map(BTreeSet::len).min().unwrap_or(0);
+            let state = format!(
+                "ack floor {floor}; rounds decided per region: {:?}",
+                rounds
+                    .iter()
+                    .map(|(r, s)| (r.clone(), s.len()))
+                    .collect::<Vec<_>>()
+            );
+            *seen.lock().unwrap() = (read, rounds);
+            if fewest >= n {
+                rg_testkit::Waited::Done(())
+            } else {
+                rg_testkit::Waited::NotYet(state)
+            }
+        },
+    )
+    .await;
 }

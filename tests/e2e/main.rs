@@ -1,6 +1,8 @@
 //! End-to-end tests across services, against real servers started by each
 //! test: `nats-server -js` (its own port and store), the project's DNS
-//! simulator, and Debian's unbound. One test binary (one link on CI).
+//! simulator, Debian's unbound and dnsdist, moto's AWS emulator,
+//! Prometheus Alertmanager and Chromium (the dashboard). One test binary
+//! (one link on CI).
 
 mod access;
 mod backbone;

@@ -80,10 +80,9 @@ impl Bus {
                 .as_str_name()
                 .trim_start_matches("ALERT_SOURCE_")
                 .to_lowercase(),
-            a.severity()
-                .as_str_name()
-                .trim_start_matches("SEVERITY_")
-                .to_lowercase()
+            rg_proto::domain::Severity::from_wire(a.severity())
+                .expect("a severity")
+                .as_str()
         );
         self.js
             .publish(subject, a.encode_to_vec().into())
@@ -94,13 +93,7 @@ impl Bus {
     }
 
     async fn wait_for_consumer(&self, name: &str) {
-        rg_testkit::wait_until("the notifier's consumer", WAIT, || async {
-            match self.js.get_stream("RG_ALERTS").await {
-                Ok(s) if s.consumer_info(name).await.is_ok() => Waited::Done(()),
-                _ => Waited::NotYet("no consumer yet".into()),
-            }
-        })
-        .await;
+        wait_for_consumer(&self.server.url(), "RG_ALERTS", name).await;
     }
 }
 
@@ -151,7 +144,7 @@ async fn a_critical_cascade_alert_reaches_alertmanager_and_resolves_after_recove
         &nats,
     );
     let client = async_nats::connect(server.url()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await; // healthy rounds first
+    wait_rounds_decided(&server.url(), "cascade", 2).await; // healthy rounds first
     inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
 
     let alerts = rg_testkit::wait_until("the cascade alert in Alertmanager", WAIT, || async {

@@ -322,7 +322,8 @@ pub enum ConnectError {
 pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
     let servers = config.servers_for_log();
     tracing::info!(servers = %servers, name, "connecting to NATS (waits and retries while no server answers)");
-    let mut delay = Duration::from_millis(250);
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut attempts = 0u32;
     loop {
         match connect_once(config, name).await {
@@ -331,10 +332,9 @@ pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectE
                 attempts += 1;
                 // Log the first failure and then every tenth, not each one.
                 if attempts == 1 || attempts % 10 == 0 {
-                    tracing::warn!(servers = %servers, error = %source, attempts, retry_in = ?delay, "NATS is not reachable yet; retrying");
+                    tracing::warn!(servers = %servers, error = %source, attempts, retry_in = ?backoff.delay(), "NATS is not reachable yet; retrying");
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                backoff.sleep().await;
             }
             Err(e) => return Err(e),
         }

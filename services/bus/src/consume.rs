@@ -380,30 +380,18 @@ where
                     }
                 }
                 Err(e) => {
-                    let subject = message.subject.to_string();
-                    match dead_letter
-                        .send(
-                            &subject,
-                            message.payload.clone(),
+                    let payload = message.payload.clone();
+                    if dead_letter
+                        .park(
+                            Pending { message },
+                            payload,
                             "undecodable",
                             &e.to_string(),
+                            NAK_DELAY,
                         )
                         .await
                     {
-                        // Safely copied: ack so the poison message is gone.
-                        Ok(()) => {
-                            if let Err(e) = message.ack().await {
-                                tracing::warn!(consumer = %name, error = %e, "ack failed; the message will be redelivered");
-                            }
-                            m::consumed(&stream, &name);
-                        }
-                        // Not copied: keep it, try again later.
-                        Err(pe) => {
-                            tracing::warn!(consumer = %name, %subject, error = %pe, "dead-lettering failed; redelivery requested");
-                            if let Err(e) = message.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
-                                tracing::warn!(consumer = %name, error = %e, "nak failed; redelivery after ack wait");
-                            }
-                        }
+                        m::consumed(&stream, &name);
                     }
                 }
             }

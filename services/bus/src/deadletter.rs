@@ -63,6 +63,30 @@ impl DeadLetter {
         .emit();
         Ok(())
     }
+
+    /// What a consumer does with a message it cannot use: copies it here,
+    /// then acks it (the poison message is gone from the consumer, kept in
+    /// the dead-letter stream); when the copy is not stored, asks for
+    /// redelivery after `retry_after` instead, so nothing is lost. True
+    /// when it was dead-lettered.
+    pub async fn park(
+        &self,
+        pending: crate::consume::Pending,
+        payload: Bytes,
+        reason_label: &'static str,
+        reason: &str,
+        retry_after: std::time::Duration,
+    ) -> bool {
+        let subject = pending.subject().to_owned();
+        match self.send(&subject, payload, reason_label, reason).await {
+            Ok(()) => pending.ack().await,
+            Err(e) => {
+                tracing::warn!(consumer = %self.consumer, %subject, error = %e, retry_in = ?retry_after, "dead-lettering failed; redelivery requested");
+                pending.nak(retry_after).await;
+                false
+            }
+        }
+    }
 }
 
 /// Header values cannot hold line breaks; keep them short too.

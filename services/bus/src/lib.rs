@@ -5,8 +5,11 @@
 //!   means to: [`Bus::connect`] connects to NATS (waiting with backoff while
 //!   no server answers) and provisions the streams of DESIGN.md
 //!   idempotently; [`publish::Publisher`] publishes protobuf messages and
-//!   waits for their PubAck; [`consume::run`] is the one consumer loop
-//!   (decode → handle → ack, undecodable payloads to the dead-letter stream).
+//!   waits for their PubAck; [`consume`] pulls from durable consumers
+//!   (one handler at a time with [`consume::run`], or several messages held
+//!   at once with [`consume::feed`]); [`tail`] reads a stream without one;
+//!   a payload that cannot be decoded goes to the dead-letter stream
+//!   ([`deadletter::DeadLetter::park`]).
 //! - Guarantees: a publish reports success only with its PubAck; a consumer
 //!   acks only handled or dead-lettered messages.
 //!
@@ -15,6 +18,7 @@
 //! - [`connect`] — the `[nats]` section and the connection.
 //! - [`streams`] — stream provisioning.
 //! - [`subjects`] — every subject and stream name.
+//! - [`backoff`] — the retry delay every retry loop uses, stopping on shutdown.
 //! - [`codec`] — protobuf encode/decode.
 //! - [`publish`] — JetStream publish with PubAck and error kinds.
 //! - [`consume`] — durable pull consumers and the consumer loop.
@@ -23,10 +27,11 @@
 //! - [`request`] — core request/reply with protobuf payloads.
 //! - [`telemetry`] — logging.
 //! - [`metrics`] — shared metrics and the `/metrics` server.
-//! - [`service`] — the harness every service binary runs through.
+//! - [`service`] — the harness every service subcommand runs through.
 //! - [`state`] — small service state in a key-value bucket.
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod codec;
 pub mod config;
 pub mod connect;
@@ -96,7 +101,7 @@ impl Bus {
         };
         let mut js = jetstream::new(client.clone());
         js.set_timeout(nats.request_timeout);
-        let mut delay = Duration::from_millis(250);
+        let mut backoff = backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         loop {
             let attempt = tokio::select! {
                 biased;
@@ -106,13 +111,10 @@ impl Bus {
             match attempt {
                 Ok(_) => break,
                 Err(e) if e.is_transient() => {
-                    tracing::warn!(servers = %nats.servers_for_log(), error = %e, retry_in = ?delay, "waiting for NATS JetStream");
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return Err(BusError::Cancelled),
-                        _ = tokio::time::sleep(delay) => {}
+                    tracing::warn!(servers = %nats.servers_for_log(), error = %e, retry_in = ?backoff.delay(), "waiting for NATS JetStream");
+                    if !backoff.wait(shutdown).await {
+                        return Err(BusError::Cancelled);
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -128,6 +130,52 @@ impl Bus {
     /// A dead-letter sender for the named consumer.
     pub fn dead_letter(&self, consumer: &str) -> deadletter::DeadLetter {
         deadletter::DeadLetter::new(self.publisher.clone(), self.subjects.clone(), consumer)
+    }
+}
+
+/// An id for this process among its peers: `<prefix>-<host>-<pid>`, the
+/// host from `$HOSTNAME` or `/etc/hostname` (a container's id under
+/// Docker), lowercased, anything but letters, digits and `-` made `-`;
+/// `host` when neither names one. Probers' vantage ids and failover
+/// replicas' names are made here.
+pub fn instance_id(prefix: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok());
+    format!(
+        "{prefix}-{}-{}",
+        host_token(host.as_deref()),
+        std::process::id()
+    )
+}
+
+/// A host name as an id token.
+fn host_token(host: Option<&str>) -> String {
+    let host = host.map(|h| h.trim().to_lowercase()).unwrap_or_default();
+    if host.is_empty() {
+        return "host".into();
+    }
+    host.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_host_name_becomes_a_token() {
+        assert_eq!(
+            super::host_token(Some("Web_01.example.com\n")),
+            "web-01-example-com"
+        );
+        assert_eq!(super::host_token(Some("  ")), "host");
+        assert_eq!(super::host_token(None), "host");
     }
 }
 

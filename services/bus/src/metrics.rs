@@ -32,6 +32,8 @@ pub const CONSUMER_ERRORS: &str = "regionguard_bus_consumer_errors_total";
 pub const DEAD_LETTERS: &str = "regionguard_bus_dead_letters_total";
 /// Payloads that did not decode (every service that decodes counts here).
 pub const DECODE_FAILURES: &str = "regionguard_bus_decode_failures_total";
+/// Saved state entries that could not be read (ignored), by bucket.
+pub const STATE_UNREADABLE: &str = "regionguard_state_unreadable_total";
 
 /// Histogram buckets for lookup and pipeline latencies, in seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -61,6 +63,11 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(NATS_EVENTS, Unit::Count, "NATS connection events by kind");
+    describe_counter!(
+        STATE_UNREADABLE,
+        Unit::Count,
+        "saved state entries that could not be read and were ignored, by bucket"
+    );
     describe_counter!(
         PUBLISHED,
         Unit::Count,
@@ -178,6 +185,10 @@ pub(crate) fn consumed(stream: &str, consumer: &str) {
 /// request/reply message), counted under `who`.
 pub fn decode_failed(who: &str) {
     counter!(DECODE_FAILURES, "consumer" => who.to_owned()).increment(1);
+}
+
+pub(crate) fn state_unreadable(bucket: &str) {
+    counter!(STATE_UNREADABLE, "bucket" => bucket.to_owned()).increment(1);
 }
 
 pub(crate) fn consumer_error(consumer: &str) {

@@ -102,14 +102,14 @@ pub struct Publisher {
     js: jetstream::Context,
 }
 
-/// A publish sent but not yet acknowledged; await [`Pending::stored`].
+/// A publish sent but not yet acknowledged; await [`Sent::stored`].
 #[derive(Debug)]
-pub struct Pending {
+pub struct Sent {
     subject: String,
     ack: PublishAckFuture,
 }
 
-impl Pending {
+impl Sent {
     /// Waits for the PubAck.
     pub async fn stored(self) -> Result<Stored, PublishError> {
         let result = self.ack.into_future().await;
@@ -175,17 +175,14 @@ impl Publisher {
         msg_id: Option<&str>,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Option<Result<Stored, PublishError>> {
-        let mut backoff = std::time::Duration::from_millis(200);
+        let mut backoff = crate::backoff::Backoff::standard();
         loop {
             match self.publish(subject.clone(), message, msg_id).await {
                 Err(e) if e.is_transient() || matches!(e, PublishError::NoStream { .. }) => {
-                    tracing::warn!(%subject, error = %e, retry_in = ?backoff, "publish not acknowledged; retrying");
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return None,
-                        _ = tokio::time::sleep(backoff) => {}
+                    tracing::warn!(%subject, error = %e, retry_in = ?backoff.delay(), "publish not acknowledged; retrying");
+                    if !backoff.wait(shutdown).await {
+                        return None;
                     }
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 }
                 other => return Some(other),
             }
@@ -200,7 +197,7 @@ impl Publisher {
         payload: Bytes,
         msg_id: Option<&str>,
         headers: Option<HeaderMap>,
-    ) -> Result<Pending, PublishError> {
+    ) -> Result<Sent, PublishError> {
         let mut publish = jetstream::message::PublishMessage::build().payload(payload);
         if let Some(headers) = headers {
             publish = publish.headers(headers);
@@ -209,7 +206,7 @@ impl Publisher {
             publish = publish.message_id(id);
         }
         match self.js.send_publish(subject.clone(), publish).await {
-            Ok(ack) => Ok(Pending { subject, ack }),
+            Ok(ack) => Ok(Sent { subject, ack }),
             Err(e) => {
                 let e = PublishError::from_nats(&subject, &e);
                 m::publish_failed(&subject, &e);

@@ -1,7 +1,13 @@
 //! Small service state across restarts, in a JetStream key-value bucket
 //! (e.g. the alerts a service has open), so a restarted service neither
 //! repeats what it already sent nor forgets what it must later resolve.
+//!
+//! [`StateBucket`] is the bucket (bytes, revisions, compare-and-set);
+//! [`Typed`] is how services keep state in it: one kind of value as JSON
+//! under one key prefix, an unreadable entry ignored, logged and counted
+//! (`regionguard_state_unreadable_total{bucket}`) rather than fatal.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -165,5 +171,112 @@ impl StateBucket {
             bucket: self.name.clone(),
             message: e.to_string(),
         })
+    }
+}
+
+/// Values of type `T` as JSON under `<prefix>.<key>` in a bucket.
+#[derive(Clone)]
+pub struct Typed<T> {
+    bucket: StateBucket,
+    prefix: String,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Typed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Typed")
+            .field("bucket", &self.bucket.name)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Typed<T> {
+    /// The values under `prefix` (without the dot) in `bucket`.
+    pub fn new(bucket: StateBucket, prefix: &str) -> Self {
+        Self {
+            bucket,
+            prefix: prefix.to_owned(),
+            kind: PhantomData,
+        }
+    }
+
+    /// The bucket's key of `key`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}.{key}", self.prefix)
+    }
+
+    /// Every value under the prefix, by key (without the prefix);
+    /// unreadable entries are skipped, logged and counted.
+    pub async fn load(&self) -> Result<Vec<(String, T)>, StateError> {
+        let start = format!("{}.", self.prefix);
+        let mut out = Vec::new();
+        for (key, value) in self.bucket.load().await? {
+            let Some(short) = key.strip_prefix(&start) else {
+                continue;
+            };
+            if let Some(v) = self.decode(&key, &value) {
+                out.push((short.to_owned(), v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The value of `key` (`None` when absent or unreadable).
+    pub async fn get(&self, key: &str) -> Result<Option<T>, StateError> {
+        Ok(self.entry(key).await?.and_then(|(v, _)| v))
+    }
+
+    /// The value of `key` with its revision, for a compare-and-set; the
+    /// value is `None` when the entry is unreadable.
+    pub async fn entry(&self, key: &str) -> Result<Option<(Option<T>, u64)>, StateError> {
+        let full = self.key(key);
+        Ok(self
+            .bucket
+            .entry(&full)
+            .await?
+            .map(|(value, rev)| (self.decode(&full, &value), rev)))
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn put(&self, key: &str, value: &T) -> Result<(), StateError> {
+        self.bucket.put(&self.key(key), self.encode(value)?).await
+    }
+
+    /// Compare-and-set (see [`StateBucket::swap`]).
+    pub async fn swap(
+        &self,
+        key: &str,
+        value: &T,
+        revision: u64,
+    ) -> Result<Option<u64>, StateError> {
+        self.bucket
+            .swap(&self.key(key), self.encode(value)?, revision)
+            .await
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.bucket.delete(&self.key(key)).await
+    }
+
+    fn encode(&self, value: &T) -> Result<Bytes, StateError> {
+        serde_json::to_vec(value)
+            .map(Bytes::from)
+            .map_err(|e| StateError {
+                bucket: self.bucket.name.clone(),
+                message: format!("encoding {}: {e}", self.prefix),
+            })
+    }
+
+    fn decode(&self, key: &str, value: &[u8]) -> Option<T> {
+        match serde_json::from_slice(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(bucket = %self.bucket.name, %key, error = %e, "unreadable saved state; ignored");
+                crate::metrics::state_unreadable(&self.bucket.name);
+                None
+            }
+        }
     }
 }

@@ -101,7 +101,7 @@ pub fn stream_config(nats: &NatsConfig, stream: Stream) -> Config {
 fn description(stream: Stream) -> &'static str {
     match stream {
         Stream::Health => "regionguard HealthEvents from the probers",
-        Stream::Alerts => "regionguard Alerts from the detector and cascade services",
+        Stream::Alerts => "regionguard Alerts from the detector, cascade and notifier services",
         Stream::Decisions => "regionguard FailoverDecisions: the audit trail",
         Stream::Snapshots => "regionguard DashboardSnapshots (latest only)",
         Stream::DeadLetter => {

@@ -72,7 +72,8 @@ where
 {
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         // After a failure, resume after the last message delivered.
         let mut resume_after: Option<u64> = None;
         let mut caught_up = false;
@@ -98,13 +99,10 @@ where
                 Ok(()) => return, // the receiver is gone
                 Err(e) => {
                     crate::metrics::consumer_error(who);
-                    tracing::warn!(%stream, %filter, error = %e, retry_in = ?backoff, "reading the stream failed; retrying");
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                    tracing::warn!(%stream, %filter, error = %e, retry_in = ?backoff.delay(), "reading the stream failed; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

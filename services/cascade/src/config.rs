@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rg_bus::{Problems, Validate};
-use rg_rounds::Quorum;
+use rg_rounds::RoundSettings;
 use serde::Deserialize;
 
 use crate::dependency_map::{default_map, DependencyMap, ServiceSpec};
@@ -16,32 +16,6 @@ use crate::dependency_map::{default_map, DependencyMap, ServiceSpec};
 pub struct Config {
     /// Durable consumer name. Default `cascade`.
     pub durable: String,
-    /// Vantages that must agree on a status: `"majority"` or a number.
-    /// Default `"majority"`.
-    pub quorum: Quorum,
-    /// A round is decided once the next has been arriving this long.
-    /// Default `2s`.
-    #[serde(with = "humantime_serde")]
-    pub settle: Duration,
-    /// ... or this long after its first event. Default `60s`.
-    #[serde(with = "humantime_serde")]
-    pub round_timeout: Duration,
-    /// Once a majority of vantages confirmed a failure, wait at most this
-    /// long for lookups and re-probes still on their way before deciding
-    /// the round (a round is decided at once when nothing more is on its
-    /// way). Longer than the probers' `timeout` plus `(confirm.count - 1)
-    /// x confirm.spacing`. Default `5s`.
-    #[serde(with = "humantime_serde")]
-    pub confirmed_wait: Duration,
-    /// Rounds older than this (a backlog) update state without alerting.
-    /// Default `10m`.
-    #[serde(with = "humantime_serde")]
-    pub quiet_older_than: Duration,
-    /// A new consumer starts this far back in the health stream. Default `1m`.
-    #[serde(with = "humantime_serde")]
-    pub start_lookback: Duration,
-    /// Health events held unacknowledged at most. Default `100000`.
-    pub max_pending: i64,
     /// Key-value bucket of the regions' state. Default `RG_CASCADE`.
     pub state_bucket: String,
     /// Rounds a failing service takes to count fully (its weight grows by
@@ -61,6 +35,10 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceSpec>,
     /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
+    /// How rounds are judged: not keys of this section; the binary sets
+    /// them from `[rounds]`, which every judge of rounds shares.
+    #[serde(skip)]
+    pub rounds: RoundSettings,
 }
 
 /// `[cascade.severity]`: the risk score where each severity begins.
@@ -122,14 +100,8 @@ impl Default for FailoverPolicy {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            rounds: RoundSettings::default(),
             durable: "cascade".into(),
-            quorum: Quorum::Majority,
-            settle: Duration::from_secs(2),
-            round_timeout: Duration::from_secs(60),
-            confirmed_wait: Duration::from_secs(5),
-            quiet_older_than: Duration::from_secs(600),
-            start_lookback: Duration::from_secs(60),
-            max_pending: 100_000,
             state_bucket: "RG_CASCADE".into(),
             confirm_rounds: 3,
             immediate: vec!["dynamodb".into()],
@@ -163,18 +135,6 @@ impl Validate for Config {
                     self.state_bucket
                 ),
             );
-        }
-        if self.settle.is_zero() {
-            p.push("settle", "must be greater than zero");
-        }
-        if self.round_timeout < self.settle {
-            p.push("round_timeout", "must not be shorter than settle");
-        }
-        if self.confirmed_wait.is_zero() {
-            p.push("confirmed_wait", "must be greater than zero");
-        }
-        if self.max_pending < 1 {
-            p.push("max_pending", "must be at least 1");
         }
         if self.confirm_rounds == 0 {
             p.push("confirm_rounds", "must be at least 1");

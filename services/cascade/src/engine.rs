@@ -102,7 +102,7 @@ pub struct AlertBody {
 
 /// Something to publish.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outgoing {
+pub enum Publication {
     /// On `<p>.alerts.cascade.<severity>`.
     Alert {
         /// Subject token.
@@ -127,7 +127,7 @@ pub struct Step<T> {
     /// Region concerned.
     pub region: String,
     /// What to publish, in order.
-    pub out: Vec<Outgoing>,
+    pub out: Vec<Publication>,
     /// Region state to save after publishing.
     pub saved: Option<RegionState>,
     /// Acks to send after that.
@@ -155,18 +155,14 @@ impl<T> Engine<T> {
     pub fn new(config: &Config, map: DependencyMap, saved: Vec<(String, RegionState)>) -> Self {
         Self {
             map,
-            quorum: config.quorum,
+            quorum: config.rounds.quorum,
             confirm_rounds: config.confirm_rounds.max(1),
             immediate: config.immediate.clone(),
             thresholds: config.severity,
             failover: config.failover.clone(),
-            quiet_older_than: config.quiet_older_than,
-            round_timeout: config.round_timeout,
-            book: RoundBook::new(rg_rounds::RoundTiming {
-                settle: config.settle,
-                round_timeout: config.round_timeout,
-                confirmed_wait: config.confirmed_wait,
-            }),
+            quiet_older_than: config.rounds.quiet_older_than,
+            round_timeout: config.rounds.round_timeout,
+            book: RoundBook::new(config.rounds.timing()),
             regions: saved.into_iter().collect(),
             evidence: HashMap::new(),
         }
@@ -534,7 +530,7 @@ impl<T> Engine<T> {
                         able.join(", ")
                     );
                     tracing::info!(region = %name, candidates = %able.join(", "), risk, "requesting a failover");
-                    out.push(Outgoing::Request {
+                    out.push(Publication::Request {
                         msg_id: format!("{id}:requested"),
                         decision: v1::FailoverDecision {
                             id,
@@ -742,9 +738,9 @@ fn alert(
     evidence: Vec<v1::Evidence>,
     ended_ms: i64,
     now_ms: i64,
-) -> Outgoing {
+) -> Publication {
     let resolved = state == v1::AlertState::Resolved;
-    Outgoing::Alert {
+    Publication::Alert {
         severity: open.severity,
         msg_id: format!(
             "{}:{}:{}",
@@ -839,7 +835,7 @@ mod tests {
         e: &mut Engine<()>,
         r: u64,
         fault: impl Fn(&str, &str) -> (Option<LookupError>, u64),
-    ) -> Vec<Outgoing> {
+    ) -> Vec<Publication> {
         let t = Instant::now();
         for region in REGIONS {
             for service in SERVICES {
@@ -860,17 +856,20 @@ mod tests {
 
     fn engine() -> Engine<()> {
         let config = Config {
-            settle: Duration::from_millis(1),
+            rounds: rg_rounds::RoundSettings {
+                settle: Duration::from_millis(1),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let map = DependencyMap::build(&config.services).unwrap();
         Engine::new(&config, map, Vec::new())
     }
 
-    fn alerts(out: &[Outgoing]) -> Vec<&v1::Alert> {
+    fn alerts(out: &[Publication]) -> Vec<&v1::Alert> {
         out.iter()
             .filter_map(|o| {
-                if let Outgoing::Alert { alert, .. } = o {
+                if let Publication::Alert { alert, .. } = o {
                     Some(alert)
                 } else {
                     None
@@ -879,10 +878,10 @@ mod tests {
             .collect()
     }
 
-    fn requests(out: &[Outgoing]) -> Vec<&v1::FailoverDecision> {
+    fn requests(out: &[Publication]) -> Vec<&v1::FailoverDecision> {
         out.iter()
             .filter_map(|o| {
-                if let Outgoing::Request { decision, .. } = o {
+                if let Publication::Request { decision, .. } = o {
                     Some(decision)
                 } else {
                     None

@@ -30,17 +30,15 @@ pub use rg_rounds::{dependency_map, risk};
 pub mod engine;
 pub mod telemetry;
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use rg_bus::consume::Pending;
-use rg_bus::state::StateBucket;
+use rg_bus::state::{StateBucket, Typed};
 use rg_bus::{Bus, BusError, NatsConfig};
 use rg_rounds::feed::{drive, Admitted, FeedSpec, HealthFeed};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use engine::{Engine, Outgoing, RegionState, Step};
+use engine::{Engine, Publication, RegionState, Step};
 
 /// Runs the cascade service until `shutdown`.
 pub async fn run(
@@ -56,41 +54,35 @@ pub async fn run(
         Err(BusError::Cancelled) => return Ok(()),
         Err(e) => return Err(e).context("connecting to NATS"),
     };
-    let bucket = StateBucket::open(
-        &bus.js,
-        &config.state_bucket,
-        "regionguard cascade: regions' state",
-        nats.streams.replicas,
-    )
-    .await?;
-    let mut saved = Vec::new();
-    for (key, value) in bucket.load().await? {
-        match (
-            key.strip_prefix("region."),
-            serde_json::from_slice::<RegionState>(&value),
-        ) {
-            (Some(region), Ok(state)) => saved.push((region.to_owned(), state)),
-            _ => tracing::warn!(%key, "unreadable saved region state; ignored"),
-        }
-    }
+    let regions = Typed::<RegionState>::new(
+        StateBucket::open(
+            &bus.js,
+            &config.state_bucket,
+            "regionguard cascade: regions' state",
+            nats.streams.replicas,
+        )
+        .await?,
+        "region",
+    );
+    let saved = regions.load().await?;
     tracing::info!(bucket = %config.state_bucket, regions = saved.len(), services = map.len(), "loaded region state");
     let mut engine: Engine<Pending> = Engine::new(&config, map, saved);
     let spec = FeedSpec {
         durable: config.durable.clone(),
         regions: Vec::new(),
-        start_lookback: config.start_lookback,
-        max_pending: config.max_pending,
-        ack_wait: config.round_timeout + Duration::from_secs(30),
+        start_lookback: config.rounds.start_lookback,
+        max_pending: config.rounds.max_pending,
+        ack_wait: config.rounds.ack_wait(),
     };
     let feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
-    let (bus, bucket, stop) = (&bus, &bucket, &shutdown);
+    let (bus, regions, stop) = (&bus, &regions, &shutdown);
     let admitted = |a| {
         if a == Admitted::Late {
             telemetry::late();
         }
     };
     drive(&mut engine, feed, &shutdown, admitted, move |step| {
-        publish(bus, bucket, step, stop)
+        publish(bus, regions, step, stop)
     })
     .await;
     Ok(())
@@ -100,13 +92,13 @@ pub async fn run(
 /// saves the region, then acks. False when shutdown interrupted it.
 async fn publish(
     bus: &Bus,
-    bucket: &StateBucket,
+    regions: &Typed<RegionState>,
     step: Step<Pending>,
     shutdown: &CancellationToken,
 ) -> bool {
     for item in &step.out {
         let (subject, result) = match item {
-            Outgoing::Alert {
+            Publication::Alert {
                 severity,
                 alert,
                 msg_id,
@@ -118,7 +110,7 @@ async fn publish(
                     .await;
                 (subject, r)
             }
-            Outgoing::Request { decision, msg_id } => {
+            Publication::Request { decision, msg_id } => {
                 let subject = bus.subjects.failover("requested");
                 let r = bus
                     .publisher
@@ -135,17 +127,12 @@ async fn publish(
     }
     if let Some(state) = &step.saved {
         telemetry::risk(&step.region, state.risk);
-        let value = serde_json::to_vec(state).unwrap_or_default();
-        let key = format!("region.{}", step.region);
-        let mut backoff = Duration::from_millis(200);
-        while let Err(e) = bucket.put(&key, value.clone().into()).await {
-            tracing::warn!(error = %e, retry_in = ?backoff, "could not save region state; retrying");
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(backoff) => {}
+        let mut backoff = rg_bus::backoff::Backoff::standard();
+        while let Err(e) = regions.put(&step.region, state).await {
+            tracing::warn!(error = %e, retry_in = ?backoff.delay(), "could not save region state; retrying");
+            if !backoff.wait(shutdown).await {
+                return false;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
     for pending in step.acks {

@@ -2,7 +2,7 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
-use crate::engine::Outgoing;
+use crate::engine::Publication;
 
 /// Cascade risk score of each region's last round, 0 to 1.
 pub const RISK: &str = "regionguard_cascade_risk";
@@ -38,12 +38,12 @@ pub(crate) fn risk(region: &str, risk: f64) {
     gauge!(RISK, "region" => region.to_owned()).set(risk);
 }
 
-pub(crate) fn published(region: &str, item: &Outgoing, duplicate: bool) {
+pub(crate) fn published(region: &str, item: &Publication, duplicate: bool) {
     let (kind, severity, text) = match item {
-        Outgoing::Alert {
+        Publication::Alert {
             severity, alert, ..
         } => ("alert", severity.as_str(), alert.summary.as_str()),
-        Outgoing::Request { decision, .. } => ("failover_request", "", decision.reason.as_str()),
+        Publication::Request { decision, .. } => ("failover_request", "", decision.reason.as_str()),
     };
     counter!(PUBLISHED, "kind" => kind, "severity" => severity).increment(1);
     if duplicate {

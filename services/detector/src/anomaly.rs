@@ -14,9 +14,10 @@
 //!   alerts when its flagged share exceeds `flagged_share`, at least
 //!   `min_flagged` rows are flagged, and so many flagged rows would be
 //!   improbable (binomial tail below `significance`) if the batch were as
-//!   normal as the history. Every row of a batch that does not alert joins
-//!   the history; until it holds `min_history_rows`, the
-//!   detector is warming up and does not alert.
+//!   normal as the history. The rows of a batch that does not alert join
+//!   the history `learn_delay` rounds later (dropped if an alert comes
+//!   first); failed lookups and stalls never join. Until the history holds
+//!   `min_history_rows`, the detector is warming up and does not alert.
 //!
 //! The same [`AnomalyDetector::assess`] serves the detector service and
 //! `regionguard replay`.

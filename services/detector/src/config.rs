@@ -13,7 +13,7 @@ use crate::engine::EngineConfig;
 use crate::features::Feature;
 use crate::isolation_forest::Contamination;
 use rg_rounds::dependency_map::{DependencyMap, ServiceSpec};
-use rg_rounds::Quorum;
+use rg_rounds::RoundSettings;
 
 /// The `[detector]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,9 +25,6 @@ pub struct Config {
     /// Durable consumer name (one per region filter: `<durable>-<region>`).
     /// Default `detector`.
     pub durable: String,
-    /// Vantages that must agree: `"majority"` of those reporting, or a
-    /// number. Default `"majority"`.
-    pub quorum: Quorum,
     /// Re-notify an unresolved alert this often (`0s`: never). Default `30m`.
     #[serde(with = "humantime_serde")]
     pub renotify: Duration,
@@ -35,31 +32,6 @@ pub struct Config {
     /// alert resolves (or eases from critical to warning); a worse status
     /// fires at once. 1 resolves at the first better round. Default `2`.
     pub resolve_after: u32,
-    /// A round is decided once the next round has been arriving for this
-    /// long. Default `2s`.
-    #[serde(with = "humantime_serde")]
-    pub settle: Duration,
-    /// ... or this long after its first event at the latest. Default `60s`.
-    #[serde(with = "humantime_serde")]
-    pub round_timeout: Duration,
-    /// Once a majority of vantages confirmed a failure, wait at most this
-    /// long for lookups and re-probes still on their way before deciding
-    /// the round (a round is decided at once when nothing more is on its
-    /// way). Longer than the probers' `timeout` plus `(confirm.count - 1)
-    /// x confirm.spacing`. Default `5s`.
-    #[serde(with = "humantime_serde")]
-    pub confirmed_wait: Duration,
-    /// Rounds older than this (a backlog after downtime) update state
-    /// without alerting. Default `10m`.
-    #[serde(with = "humantime_serde")]
-    pub quiet_older_than: Duration,
-    /// A new durable consumer starts this far back in the health stream.
-    /// Default `1m`.
-    #[serde(with = "humantime_serde")]
-    pub start_lookback: Duration,
-    /// Health events held unacknowledged at most (rounds not yet decided).
-    /// Default `100000`.
-    pub max_pending: i64,
     /// JetStream KV bucket holding alert state across restarts. Default
     /// `RG_DETECTOR`.
     pub state_bucket: String,
@@ -72,6 +44,10 @@ pub struct Config {
     /// both services reason from one map. Default: the shipped map.
     #[serde(skip, default = "rg_rounds::dependency_map::default_map")]
     pub dependencies: BTreeMap<String, ServiceSpec>,
+    /// How rounds are judged: not keys of this section; the binary sets
+    /// them from `[rounds]`, which every judge of rounds shares.
+    #[serde(skip)]
+    pub rounds: RoundSettings,
 }
 
 /// `[detector.anomaly]`.
@@ -158,17 +134,11 @@ impl<'de> Deserialize<'de> for ContaminationConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            rounds: RoundSettings::default(),
             regions: Vec::new(),
             durable: "detector".into(),
-            quorum: Quorum::Majority,
             renotify: Duration::from_secs(30 * 60),
             resolve_after: 2,
-            settle: Duration::from_secs(2),
-            round_timeout: Duration::from_secs(60),
-            confirmed_wait: Duration::from_secs(5),
-            quiet_older_than: Duration::from_secs(10 * 60),
-            start_lookback: Duration::from_secs(60),
-            max_pending: 100_000,
             state_bucket: "RG_DETECTOR".into(),
             anomaly: AnomalySection::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -238,15 +208,11 @@ impl Config {
     /// The engine settings.
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
-            quorum: self.quorum,
+            quorum: self.rounds.quorum,
             renotify: self.renotify,
             resolve_after: self.resolve_after,
-            timing: rg_rounds::RoundTiming {
-                settle: self.settle,
-                round_timeout: self.round_timeout,
-                confirmed_wait: self.confirmed_wait,
-            },
-            quiet_older_than: self.quiet_older_than,
+            timing: self.rounds.timing(),
+            quiet_older_than: self.rounds.quiet_older_than,
             anomaly: self.anomaly.enabled.then(|| self.anomaly.model()),
             anomaly_resolve_after: self.anomaly.resolve_after,
             // Checked where it is configured (`[cascade.services]`).
@@ -273,20 +239,8 @@ impl Validate for Config {
                 format!("{:?} must be letters, digits, '-' or '_'", self.durable),
             );
         }
-        if self.settle.is_zero() {
-            p.push("settle", "must be greater than zero");
-        }
-        if self.round_timeout < self.settle {
-            p.push("round_timeout", "must not be shorter than settle");
-        }
         if self.resolve_after == 0 {
             p.push("resolve_after", "must be at least 1 round");
-        }
-        if self.confirmed_wait.is_zero() {
-            p.push("confirmed_wait", "must be greater than zero");
-        }
-        if self.max_pending < 1 {
-            p.push("max_pending", "must be at least 1");
         }
         if self.state_bucket.is_empty()
             || !self

@@ -66,7 +66,7 @@ impl Default for EngineConfig {
 
 /// An alert ready to publish.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing {
+pub struct AlertToPublish {
     /// `threshold` or `anomaly`: the subject's source token.
     pub source: &'static str,
     /// The subject's severity token.
@@ -94,7 +94,7 @@ pub struct Decided<T> {
     /// Round id.
     pub round: u64,
     /// Alerts to publish (empty when decided silently).
-    pub alerts: Vec<Outgoing>,
+    pub alerts: Vec<AlertToPublish>,
     /// State to save.
     pub saved: Vec<Saved>,
     /// Acks of the messages the round was made of.
@@ -342,7 +342,7 @@ fn threshold_alert(
     change: Change,
     map: Option<&DependencyMap>,
     now_ms: i64,
-) -> Outgoing {
+) -> AlertToPublish {
     let (agreeing, reporting) = match agreement {
         Agreement::Agreed {
             agreeing,
@@ -429,7 +429,7 @@ fn threshold_alert(
         },
         open.renotify_count
     );
-    Outgoing {
+    AlertToPublish {
         source: "threshold",
         severity: open.severity,
         alert: v1::Alert {
@@ -531,7 +531,7 @@ fn anomaly_step(
     events: &[Observation],
     min_effect_ms: f64,
     now_ms: i64,
-) -> Option<Outgoing> {
+) -> Option<AlertToPublish> {
     let (open, state) = if verdict.alert {
         episode.clean_rounds = 0;
         match &mut episode.open {
@@ -664,7 +664,7 @@ fn anomaly_step(
             );
         }
     }
-    Some(Outgoing {
+    Some(AlertToPublish {
         source: "anomaly",
         severity: Severity::High,
         msg_id: format!(

@@ -43,8 +43,6 @@ pub mod state;
 pub mod telemetry;
 pub mod threshold;
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use rg_bus::consume::Pending;
 use rg_bus::{Bus, BusError, NatsConfig};
@@ -75,11 +73,11 @@ pub async fn run(
     let spec = FeedSpec {
         durable: config.durable.clone(),
         regions: config.regions.clone(),
-        start_lookback: config.start_lookback,
-        max_pending: config.max_pending,
+        start_lookback: config.rounds.start_lookback,
+        max_pending: config.rounds.max_pending,
         // Events wait for their round to be decided: a round, plus settle,
         // plus slack.
-        ack_wait: config.round_timeout + Duration::from_secs(30),
+        ack_wait: config.rounds.ack_wait(),
     };
     let feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
     let (bus, store, stop) = (&bus, &store, &shutdown);
@@ -117,16 +115,13 @@ async fn publish(
             }
         }
     }
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = rg_bus::backoff::Backoff::standard();
     for saved in &decided.saved {
         while let Err(e) = store.save(saved).await {
-            tracing::warn!(error = %e, retry_in = ?backoff, "could not save alert state; retrying");
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(backoff) => {}
+            tracing::warn!(error = %e, retry_in = ?backoff.delay(), "could not save alert state; retrying");
+            if !backoff.wait(shutdown).await {
+                return false;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
     telemetry::round(&decided);

@@ -5,14 +5,16 @@
 //! id a later resolution must carry.
 
 use async_nats::jetstream;
-use rg_bus::state::{StateBucket, StateError};
+use rg_bus::state::{StateBucket, StateError, Typed};
 
-use crate::engine::Saved;
+use crate::engine::{AnomalyEpisode, Saved};
+use crate::threshold::EndpointState;
 
 /// The detector's bucket.
 #[derive(Clone, Debug)]
 pub struct StateStore {
-    bucket: StateBucket,
+    endpoints: Typed<EndpointState>,
+    anomalies: Typed<AnomalyEpisode>,
 }
 
 impl StateStore {
@@ -29,55 +31,47 @@ impl StateStore {
             replicas,
         )
         .await?;
-        Ok(Self { bucket })
+        Ok(Self {
+            endpoints: Typed::new(bucket.clone(), "thr"),
+            anomalies: Typed::new(bucket, "anom"),
+        })
     }
 
-    /// Everything saved (undecodable entries are logged and skipped).
+    /// Everything saved (unreadable entries are logged, counted and
+    /// skipped).
     pub async fn load(&self) -> Result<Vec<Saved>, StateError> {
         let mut out = Vec::new();
-        for (key, value) in self.bucket.load().await? {
-            match decode(&key, &value) {
-                Some(saved) => out.push(saved),
-                None => tracing::warn!(%key, "unreadable saved alert state; ignored"),
+        for (key, state) in self.endpoints.load().await? {
+            match endpoint_key(&key) {
+                Some((region, endpoint)) => out.push(Saved::Endpoint(region, endpoint, state)),
+                None => {
+                    tracing::warn!(%key, "saved endpoint state under a key that names no region; ignored")
+                }
             }
+        }
+        for (region, episode) in self.anomalies.load().await? {
+            out.push(Saved::Anomaly(region, episode));
         }
         Ok(out)
     }
 
     /// Saves one change.
     pub async fn save(&self, saved: &Saved) -> Result<(), StateError> {
-        let (key, value) = encode(saved);
-        self.bucket.put(&key, value.into()).await
+        match saved {
+            Saved::Endpoint(region, endpoint, state) => {
+                self.endpoints
+                    .put(&format!("{region}.{endpoint}"), state)
+                    .await
+            }
+            Saved::Anomaly(region, episode) => self.anomalies.put(region, episode).await,
+        }
     }
 }
 
-fn encode(saved: &Saved) -> (String, Vec<u8>) {
-    match saved {
-        Saved::Endpoint(region, endpoint, state) => (
-            format!("thr.{region}.{endpoint}"),
-            serde_json::to_vec(state).unwrap_or_default(),
-        ),
-        Saved::Anomaly(region, episode) => (
-            format!("anom.{region}"),
-            serde_json::to_vec(episode).unwrap_or_default(),
-        ),
-    }
-}
-
-fn decode(key: &str, value: &[u8]) -> Option<Saved> {
-    if let Some(rest) = key.strip_prefix("thr.") {
-        let (region, endpoint) = rest.split_once('.')?;
-        return Some(Saved::Endpoint(
-            region.to_owned(),
-            endpoint.to_owned(),
-            serde_json::from_slice(value).ok()?,
-        ));
-    }
-    let region = key.strip_prefix("anom.")?;
-    Some(Saved::Anomaly(
-        region.to_owned(),
-        serde_json::from_slice(value).ok()?,
-    ))
+/// `<region>.<endpoint>` (a region name has no dot; an endpoint has).
+fn endpoint_key(key: &str) -> Option<(String, String)> {
+    let (region, endpoint) = key.split_once('.')?;
+    Some((region.to_owned(), endpoint.to_owned()))
 }
 
 #[cfg(test)]
@@ -85,30 +79,25 @@ mod tests {
     use rg_proto::domain::Status;
 
     use super::*;
-    use crate::threshold::EndpointState;
 
     #[test]
-    fn keys_round_trip() {
-        let s = Saved::Endpoint(
-            "us-east-1".into(),
-            "dynamodb.us-east-1.amazonaws.com".into(),
-            EndpointState {
-                status: Status::Critical,
-                consecutive_rounds: 3,
-                open: None,
-                better_rounds: 1,
-            },
+    fn an_endpoint_key_splits_at_the_region() {
+        assert_eq!(
+            endpoint_key("us-east-1.dynamodb.us-east-1.amazonaws.com"),
+            Some((
+                "us-east-1".into(),
+                "dynamodb.us-east-1.amazonaws.com".into()
+            ))
         );
-        let (k, v) = encode(&s);
-        assert_eq!(k, "thr.us-east-1.dynamodb.us-east-1.amazonaws.com");
-        assert_eq!(decode(&k, &v), Some(s));
-        assert_eq!(decode("thr.x", b"{}"), None);
-        // A state saved before `better_rounds` existed still loads.
-        assert!(decode(
-            &k,
-            br#"{"status":"critical","consecutive_rounds":3,"open":null}"#
-        )
-        .is_some());
-        assert_eq!(decode("other", b"{}"), None);
+        assert_eq!(endpoint_key("x"), None);
+    }
+
+    #[test]
+    fn a_state_saved_before_better_rounds_existed_still_loads() {
+        let state: EndpointState =
+            serde_json::from_slice(br#"{"status":"critical","consecutive_rounds":3,"open":null}"#)
+                .expect("old state");
+        assert_eq!(state.status, Status::Critical);
+        assert_eq!(state.better_rounds, 0);
     }
 }

@@ -2,7 +2,7 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
-use crate::engine::{Decided, Outgoing};
+use crate::engine::{AlertToPublish, Decided};
 
 /// Health events taken into a round.
 pub const EVENTS: &str = "regionguard_detector_events_total";
@@ -52,7 +52,7 @@ pub(crate) fn late() {
     counter!(LATE_EVENTS).increment(1);
 }
 
-pub(crate) fn alert(a: &Outgoing, duplicate: bool) {
+pub(crate) fn alert(a: &AlertToPublish, duplicate: bool) {
     let state = if a.alert.state == rg_proto::v1::AlertState::Resolved as i32 {
         "resolved"
     } else {

@@ -18,27 +18,8 @@ use aws_sdk_route53::types::{
 };
 
 use crate::config::{AwsConfig, Config};
+use crate::error::{sdk, AwsError, AwsErrorKind};
 use crate::plan::{Change, Current, RecordSet};
-
-/// An AWS call failed (after the SDK's retries).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{call}: {message}")]
-pub struct AwsError {
-    /// The API call, e.g. `route53:ChangeResourceRecordSets`.
-    pub call: &'static str,
-    /// What AWS (or the connection) said.
-    pub message: String,
-}
-
-fn err<E: std::error::Error>(call: &'static str) -> impl Fn(E) -> AwsError {
-    move |e| AwsError {
-        call,
-        message: match aws_sdk_route53::error::DisplayErrorContext(&e).to_string() {
-            m if m.is_empty() => e.to_string(),
-            m => m,
-        },
-    }
-}
 
 /// Clients for every API a failover calls.
 pub struct Aws {
@@ -194,7 +175,7 @@ impl Aws {
             .max_items(100)
             .send()
             .await
-            .map_err(err("route53:ListResourceRecordSets"))?;
+            .map_err(sdk("route53:ListResourceRecordSets"))?;
         Ok(out
             .resource_record_sets()
             .iter()
@@ -259,7 +240,7 @@ impl Aws {
             .auto_scaling_group_names(name)
             .send()
             .await
-            .map_err(err("autoscaling:DescribeAutoScalingGroups"))?;
+            .map_err(sdk("autoscaling:DescribeAutoScalingGroups"))?;
         Ok(out.auto_scaling_groups().first().map(|g| {
             let in_service = g
                 .instances()
@@ -293,7 +274,7 @@ impl Aws {
             .services(service)
             .send()
             .await
-            .map_err(err("ecs:DescribeServices"))?;
+            .map_err(sdk("ecs:DescribeServices"))?;
         Ok(out
             .services()
             .iter()
@@ -383,7 +364,7 @@ impl Aws {
                     .desired_capacity(*desired)
                     .send()
                     .await
-                    .map_err(err("autoscaling:UpdateAutoScalingGroup"))?;
+                    .map_err(sdk("autoscaling:UpdateAutoScalingGroup"))?;
                 Ok(())
             }
             Change::Ecs {
@@ -400,14 +381,15 @@ impl Aws {
                     .desired_count(*desired)
                     .send()
                     .await
-                    .map_err(err("ecs:UpdateService"))?;
+                    .map_err(sdk("ecs:UpdateService"))?;
                 Ok(())
             }
             Change::Verify { .. } => Ok(()),
-            Change::RoutingSwitch { .. } => Err(AwsError {
-                call: "none",
-                message: "a routing switch is not an AWS resource".into(),
-            }),
+            Change::RoutingSwitch { .. } => Err(AwsError::new(
+                "none",
+                AwsErrorKind::Other,
+                "a routing switch is not an AWS resource",
+            )),
         }
     }
 
@@ -417,9 +399,12 @@ impl Aws {
         records: &[RecordSet],
         insync_timeout: Duration,
     ) -> Result<(), AwsError> {
-        let invalid = |e: aws_sdk_route53::error::BuildError| AwsError {
-            call: "route53:ChangeResourceRecordSets",
-            message: e.to_string(),
+        let invalid = |e: aws_sdk_route53::error::BuildError| {
+            AwsError::new(
+                "route53:ChangeResourceRecordSets",
+                AwsErrorKind::Other,
+                e.to_string(),
+            )
         };
         let mut batch = ChangeBatch::builder().comment("regionguard failover");
         for r in records {
@@ -457,7 +442,7 @@ impl Aws {
             .change_batch(batch.build().map_err(invalid)?)
             .send()
             .await
-            .map_err(err("route53:ChangeResourceRecordSets"))?;
+            .map_err(sdk("route53:ChangeResourceRecordSets"))?;
         let Some(id) = out.change_info().map(|c| c.id().to_owned()) else {
             return Ok(());
         };
@@ -471,15 +456,16 @@ impl Aws {
                 .id(&id)
                 .send()
                 .await
-                .map_err(err("route53:GetChange"))?;
+                .map_err(sdk("route53:GetChange"))?;
             if status.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(AwsError {
-                    call: "route53:GetChange",
-                    message: format!("change {id} not INSYNC within {insync_timeout:?}"),
-                });
+                return Err(AwsError::new(
+                    "route53:GetChange",
+                    AwsErrorKind::Other,
+                    format!("change {id} not INSYNC within {insync_timeout:?}"),
+                ));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -497,7 +483,7 @@ impl Aws {
             .id(distribution_id)
             .send()
             .await
-            .map_err(err("cloudfront:GetDistributionConfig"))?;
+            .map_err(sdk("cloudfront:GetDistributionConfig"))?;
         Ok((
             out.e_tag().unwrap_or_default().to_owned(),
             out.distribution_config().cloned(),
@@ -514,14 +500,20 @@ impl Aws {
     ) -> Result<(), AwsError> {
         let (etag, config) = self.distribution(distribution_id).await?;
         let Some(mut dc) = config else {
-            return Err(AwsError {
-                call: "cloudfront:GetDistributionConfig",
-                message: format!("distribution {distribution_id} has no config"),
-            });
+            return Err(AwsError::new(
+                "cloudfront:GetDistributionConfig",
+                AwsErrorKind::NotFound,
+                format!("distribution {distribution_id} has no config"),
+            ));
         };
-        edit(&mut dc).map_err(|message| AwsError {
-            call: "cloudfront:UpdateDistribution",
-            message,
+        // What the edit misses (an origin, a group, a member) is not in
+        // the distribution.
+        edit(&mut dc).map_err(|missing| {
+            AwsError::new(
+                "cloudfront:UpdateDistribution",
+                AwsErrorKind::NotFound,
+                missing,
+            )
         })?;
         self.call();
         self.cloudfront
@@ -531,7 +523,7 @@ impl Aws {
             .distribution_config(dc)
             .send()
             .await
-            .map_err(err("cloudfront:UpdateDistribution"))?;
+            .map_err(sdk("cloudfront:UpdateDistribution"))?;
         Ok(())
     }
 }
@@ -569,7 +561,7 @@ mod tests {
     fn the_shipped_iam_policy_allows_exactly_the_calls_made() {
         let source = include_str!("aws.rs");
         let made: BTreeSet<String> = source
-            .match_indices("err(\"")
+            .match_indices("sdk(\"")
             .map(|(i, _)| {
                 let rest = &source[i + 5..];
                 rest[..rest.find('"').unwrap_or(0)].to_owned()

@@ -24,6 +24,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode's name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Observe => "observe",
+            Self::Plan => "plan",
+            Self::Approve => "approve",
+            Self::Auto => "auto",
+        }
+    }
+
     /// The mode as the protobuf enum.
     pub fn as_proto(self) -> rg_proto::v1::FailoverMode {
         use rg_proto::v1::FailoverMode as M;
@@ -66,7 +76,7 @@ pub struct Config {
     /// A region scoring below this cannot take traffic. Default `0.8`.
     pub min_target_score: f64,
     /// How much each service counts in a region's health score (0 to 1).
-    /// Default: the cascade service's criticalities.
+    /// Default: the criticalities of the shipped dependency map.
     pub criticality: BTreeMap<String, f64>,
     /// `[failover.aws]`.
     pub aws: AwsConfig,
@@ -300,20 +310,13 @@ impl Default for Config {
     }
 }
 
-/// The cascade service's shipped criticalities.
+/// The criticalities of the shipped dependency map (the cascade
+/// service's).
 pub fn default_criticality() -> BTreeMap<String, f64> {
-    [
-        ("dynamodb", 1.0),
-        ("ec2", 0.9),
-        ("elasticloadbalancing", 0.9),
-        ("lambda", 0.8),
-        ("rds", 0.8),
-        ("s3", 0.8),
-        ("sqs", 0.7),
-    ]
-    .into_iter()
-    .map(|(s, c)| (s.to_owned(), c))
-    .collect()
+    rg_rounds::dependency_map::default_map()
+        .into_iter()
+        .map(|(s, spec)| (s, spec.criticality))
+        .collect()
 }
 
 impl Config {

@@ -8,6 +8,7 @@ use rg_proto::v1::{FailoverPlan, StepKind, StepStatus};
 use tokio::time::Instant;
 
 use crate::aws::Aws;
+use crate::error::FailoverError;
 use crate::journal::Journal;
 use crate::plan::Change;
 
@@ -21,42 +22,35 @@ pub struct Actuators<'a> {
 
 impl Actuators<'_> {
     /// Makes the resource equal `change`.
-    pub async fn apply(&self, change: &Change, insync_timeout: Duration) -> Result<(), String> {
+    pub async fn apply(
+        &self,
+        change: &Change,
+        insync_timeout: Duration,
+    ) -> Result<(), FailoverError> {
         match change {
             Change::RoutingSwitch {
                 region,
                 take_traffic,
-            } => self
-                .journal
-                .set_switch(region, *take_traffic)
-                .await
-                .map_err(|e| format!("routing switch {region}: {e}")),
-            other => self
-                .aws
-                .apply(other, insync_timeout)
-                .await
-                .map_err(|e| e.to_string()),
+            } => Ok(self.journal.set_switch(region, *take_traffic).await?),
+            other => Ok(self.aws.apply(other, insync_timeout).await?),
         }
     }
 
     /// The resource of `like` as it is now, in the same shape.
-    pub async fn read_now(&self, like: &Change) -> Result<Change, String> {
+    pub async fn read_now(&self, like: &Change) -> Result<Change, FailoverError> {
         match like {
             Change::RoutingSwitch { region, .. } => Ok(Change::RoutingSwitch {
                 region: region.clone(),
-                take_traffic: self
-                    .journal
-                    .switch(region)
-                    .await
-                    .map_err(|e| e.to_string())?,
+                take_traffic: self.journal.switch(region).await?,
             }),
             Change::Route53 { zone_id, records } => {
-                let first = records.first().ok_or("an empty record change")?;
+                let first = records
+                    .first()
+                    .ok_or_else(|| FailoverError::Step("an empty record change".into()))?;
                 let found = self
                     .aws
                     .records(zone_id, &first.name, &first.record_type)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 Ok(Change::Route53 {
                     zone_id: zone_id.clone(),
                     records: records
@@ -80,8 +74,7 @@ impl Actuators<'_> {
                 domain: self
                     .aws
                     .origin_domain(distribution_id, origin_id)
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await?
                     .unwrap_or_default(),
             }),
             Change::CloudFrontOriginGroup {
@@ -94,11 +87,13 @@ impl Actuators<'_> {
                 members: self
                     .aws
                     .origin_group(distribution_id, group_id)
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await?
                     .unwrap_or_default(),
             }),
-            other => Err(format!("{} cannot be read back", other.resource())),
+            other => Err(FailoverError::Step(format!(
+                "{} cannot be read back",
+                other.resource()
+            ))),
         }
     }
 }
@@ -161,8 +156,9 @@ where
                 report(plan.clone(), i).await;
             }
             Err(e) => {
+                crate::telemetry::error(&e);
                 step.set_status(StepStatus::Failed);
-                step.error = e.clone();
+                step.error = e.to_string();
                 report(plan.clone(), i).await;
                 return match rollback(act, plan, i, limits, &mut report).await {
                     Ok(()) => Ended::RolledBack {
@@ -188,13 +184,26 @@ async fn run_step(
     plan: &FailoverPlan,
     i: usize,
     limits: Limits,
-) -> Result<(), String> {
+) -> Result<(), FailoverError> {
     let step = &plan.steps[i];
-    let after = Change::from_json(&step.after).map_err(|e| format!("unreadable step: {e}"))?;
+    let after = Change::from_json(&step.after)
+        .map_err(|e| FailoverError::Step(format!("unreadable step: {e}")))?;
     if step.kind() == StepKind::Verify {
         return verify(act.aws, plan, &after, limits).await;
     }
     act.apply(&after, limits.insync_timeout).await
+}
+
+/// A step that could not be undone.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step} ({resource}): {error}")]
+pub struct UndoFailed {
+    /// Its index in the plan.
+    pub step: usize,
+    /// The resource.
+    pub resource: String,
+    /// Why.
+    pub error: FailoverError,
 }
 
 /// Undoes steps `0..failed` that are done, last first. Stops at the first
@@ -205,7 +214,7 @@ pub async fn rollback<F, Fut>(
     failed: usize,
     limits: Limits,
     report: &mut F,
-) -> Result<(), String>
+) -> Result<(), UndoFailed>
 where
     F: FnMut(FailoverPlan, usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -214,10 +223,11 @@ where
         if plan.steps[j].status() != StepStatus::Done || plan.steps[j].kind() == StepKind::Verify {
             continue;
         }
-        let before = Change::from_json(&plan.steps[j].before)
-            .map_err(|e| format!("step {j}: unreadable: {e}"))?;
         let began = Instant::now();
-        let undone = act.apply(&before, limits.insync_timeout).await;
+        let undone = match Change::from_json(&plan.steps[j].before) {
+            Ok(before) => act.apply(&before, limits.insync_timeout).await,
+            Err(e) => Err(FailoverError::Step(format!("unreadable: {e}"))),
+        };
         let label = if undone.is_ok() {
             "rolled_back"
         } else {
@@ -230,9 +240,14 @@ where
                 report(plan.clone(), j).await;
             }
             Err(e) => {
+                crate::telemetry::error(&e);
                 plan.steps[j].error = format!("rollback failed: {e}");
                 report(plan.clone(), j).await;
-                return Err(format!("step {j} ({}): {e}", plan.steps[j].resource));
+                return Err(UndoFailed {
+                    step: j,
+                    resource: plan.steps[j].resource.clone(),
+                    error: e,
+                });
             }
         }
     }
@@ -247,14 +262,14 @@ async fn verify(
     plan: &FailoverPlan,
     what: &Change,
     limits: Limits,
-) -> Result<(), String> {
+) -> Result<(), FailoverError> {
     let Change::Verify {
         groups,
         services,
         dns,
     } = what
     else {
-        return Err("not a verification step".into());
+        return Err(FailoverError::Step("not a verification step".into()));
     };
     let deadline = Instant::now() + limits.verify_timeout;
     loop {
@@ -315,7 +330,7 @@ async fn verify(
                         "{} resolves to {found:?} through {}, expected {:?}",
                         check.name, check.resolver, check.expected
                     )),
-                    Err(e) => missing.push(e),
+                    Err(e) => missing.push(e.to_string()),
                 },
                 Err(e) => missing.push(format!("resolver {}: {e}", check.resolver)),
             }
@@ -324,11 +339,10 @@ async fn verify(
             return Ok(());
         }
         if Instant::now() + limits.verify_interval > deadline {
-            return Err(format!(
-                "not verified within {:?}: {}",
-                limits.verify_timeout,
-                missing.join("; ")
-            ));
+            return Err(FailoverError::NotVerified {
+                within: limits.verify_timeout,
+                missing: missing.join("; "),
+            });
         }
         tokio::time::sleep(limits.verify_interval).await;
     }

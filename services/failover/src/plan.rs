@@ -637,7 +637,7 @@ fn primary_first(members: &[String], primary: &str) -> Vec<String> {
 /// records, origins) undone, last first, each back to the state it
 /// replaced. Capacity is left as it is: regionguard never scales a region
 /// down by itself. Every step's current state must still be what the
-/// failover left (`current_after` reads it), or nothing is planned.
+/// failover left (`current`, read back just now), or nothing is planned.
 pub fn failback(
     completed: &FailoverPlan,
     current: &[(usize, Change)],

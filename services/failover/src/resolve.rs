@@ -9,18 +9,21 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::net::UdpSocket;
 
+use crate::error::FailoverError;
+
 /// The addresses `name` resolves to (A and AAAA answers), sorted.
 pub async fn addresses(
     resolver: SocketAddr,
     name: &str,
     record_type: &str,
     timeout: Duration,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, FailoverError> {
     let kind = match record_type {
         "AAAA" => RecordType::AAAA,
         _ => RecordType::A,
     };
-    let mut fqdn = Name::from_ascii(name).map_err(|e| format!("{name}: {e}"))?;
+    let mut fqdn =
+        Name::from_ascii(name).map_err(|e| FailoverError::Dns(format!("{name}: {e}")))?;
     fqdn.set_fqdn(true);
     let mut query = Message::query();
     query.metadata.recursion_desired = true;
@@ -28,32 +31,36 @@ pub async fn addresses(
     query.add_query(Query::query(fqdn, kind));
     let wire = query
         .to_vec()
-        .map_err(|e| format!("encoding the query for {name}: {e}"))?;
+        .map_err(|e| FailoverError::Dns(format!("encoding the query for {name}: {e}")))?;
     let local: SocketAddr = if resolver.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
     }
     .parse()
-    .map_err(|e| format!("{e}"))?;
+    .map_err(|e| FailoverError::Dns(format!("{e}")))?;
     let socket = UdpSocket::bind(local)
         .await
-        .map_err(|e| format!("a DNS socket: {e}"))?;
+        .map_err(|e| FailoverError::Dns(format!("a DNS socket: {e}")))?;
     socket
         .connect(resolver)
         .await
-        .map_err(|e| format!("{resolver}: {e}"))?;
+        .map_err(|e| FailoverError::Dns(format!("{resolver}: {e}")))?;
     socket
         .send(&wire)
         .await
-        .map_err(|e| format!("{resolver}: {e}"))?;
+        .map_err(|e| FailoverError::Dns(format!("{resolver}: {e}")))?;
     let mut buf = vec![0u8; 4096];
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
             .await
-            .map_err(|_| format!("no answer from {resolver} for {name} within {timeout:?}"))?
-            .map_err(|e| format!("{resolver}: {e}"))?;
+            .map_err(|_| {
+                FailoverError::Dns(format!(
+                    "no answer from {resolver} for {name} within {timeout:?}"
+                ))
+            })?
+            .map_err(|e| FailoverError::Dns(format!("{resolver}: {e}")))?;
         let Ok(answer) = Message::from_vec(&buf[..n]) else {
             continue;
         };

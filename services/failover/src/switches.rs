@@ -15,7 +15,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::Service;
+use crate::service::Service;
 
 #[derive(Clone)]
 struct Switches {

@@ -22,6 +22,12 @@ pub const AWS_CALLS: &str = "regionguard_failover_aws_calls_total";
 pub const LOCK_BUSY: &str = "regionguard_failover_lock_busy_total";
 /// A routing switch's answer: 1 take traffic, 0 drain.
 pub const SWITCH: &str = "regionguard_failover_switch";
+/// Journal writes that failed after retries, by what was not recorded.
+pub const JOURNAL_WRITE_FAILURES: &str = "regionguard_failover_journal_write_failures_total";
+/// Errors that stopped a plan, a step or a rollback, by kind (`throttled`,
+/// `not_found`, `denied`, `aws_other` for AWS calls; `journal`, `plan`,
+/// `not_verified`, `dns`, `changed`, ... otherwise).
+pub const ERRORS: &str = "regionguard_failover_errors_total";
 
 /// Registers descriptions.
 pub fn describe() {
@@ -44,6 +50,26 @@ pub fn describe() {
         "executions that found another failover holding the lock"
     );
     describe_gauge!(SWITCH, "routing switch: 1 take traffic, 0 drain");
+    describe_counter!(
+        JOURNAL_WRITE_FAILURES,
+        Unit::Count,
+        "failover journal writes that failed after retries, by what was not recorded"
+    );
+    describe_counter!(
+        ERRORS,
+        Unit::Count,
+        "errors that stopped a failover plan, step or rollback, by kind"
+    );
+}
+
+/// `what`: the state not recorded, or `started` (the cooldown's and
+/// velocity limit's record).
+pub(crate) fn journal_write_failed(what: &'static str) {
+    counter!(JOURNAL_WRITE_FAILURES, "what" => what).increment(1);
+}
+
+pub(crate) fn error(e: &crate::error::FailoverError) {
+    counter!(ERRORS, "kind" => e.kind()).increment(1);
 }
 
 pub(crate) fn phase(phase: FailoverPhase) {

@@ -95,6 +95,7 @@ fn round(b: &SnapshotBench, at_ms: i64, seed: &mut u64) -> Vec<HealthEvent> {
 pub fn run(b: SnapshotBench) -> SnapshotReport {
     let interval_ms = 1_000;
     let mut view = View::new(Limits {
+        quorum: rg_rounds::Quorum::Majority,
         stale_after_ms: 3 * interval_ms,
         interval_ms,
         trend_points: 20,

@@ -11,6 +11,11 @@ use serde::Deserialize;
 #[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// Vantages that must agree on an endpoint's status: not a key of
+    /// this section; the binary sets it from `[rounds] quorum`, the rule
+    /// the detector alerts by.
+    #[serde(skip)]
+    pub quorum: rg_rounds::Quorum,
     /// HTTP address: the dashboard, `/ws`, `/api/*`, `/healthz`,
     /// `/metrics`. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
@@ -73,6 +78,7 @@ impl std::fmt::Debug for Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            quorum: rg_rounds::Quorum::Majority,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -93,6 +93,7 @@ impl Gateway {
         let config = self.config;
         let hub = Hub::new(
             View::new(Limits {
+                quorum: config.quorum,
                 stale_after_ms: config.stale_after.as_millis() as i64,
                 interval_ms: config.interval.as_millis() as i64,
                 trend_points: config.trend_points,

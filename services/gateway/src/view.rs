@@ -2,11 +2,13 @@
 //!
 //! Each endpoint keeps the latest observation of every vantage point
 //! (vantage and resolver). At a given time, the observations younger than
-//! `stale_after` count; the endpoint's status is the one a strict majority
-//! of those vantage points see, at least (the worst status after sorting
-//! them worst first and taking the middle, upper for an even count), so
-//! one flaky vantage point does not colour the dashboard — the rule the
-//! detector's quorum uses. Its response time is the mean of theirs.
+//! `stale_after` count; each vantage votes the worst status it sees
+//! through any resolver, and the endpoint's status is what the votes agree
+//! on by the detector's rule ([`rg_rounds::agree`] with `[rounds]
+//! quorum`), so one flaky vantage point does not colour the dashboard.
+//! With fewer vantages fresh than the quorum needs, a majority of those
+//! fresh decides (the page shows what is seen; the detector waits). Its
+//! response time is the mean of theirs.
 //!
 //! From the endpoints: the summary (total, the three counts, uptime =
 //! healthy / total × 100, mean response time), a card per region ("N/M
@@ -20,6 +22,7 @@ use rg_proto::v1::{
     Alert, DashboardSnapshot, FailoverDecision, HealthEvent, RegionCard, ServiceCard, Status,
     Summary, TrendPoint,
 };
+use rg_rounds::{Agreement, Quorum};
 
 /// The latest observation of one endpoint by one vantage point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,8 +34,8 @@ struct Seen {
 
 #[derive(Debug, Default)]
 struct Endpoint {
-    /// By "vantage resolver".
-    seen: HashMap<String, Seen>,
+    /// By vantage and resolver.
+    seen: HashMap<(String, String), Seen>,
 }
 
 /// Region, service, endpoint name.
@@ -45,22 +48,34 @@ pub(crate) struct EndpointFigure {
     pub(crate) response_time_us: u64,
 }
 
-/// The status a strict majority of vantage points see, at least.
-pub(crate) fn majority_status(statuses: &mut [Status]) -> Option<Status> {
-    if statuses.is_empty() {
-        return None;
-    }
-    statuses.sort_by_key(|s| std::cmp::Reverse(rank(*s)));
-    Some(statuses[statuses.len() / 2])
+/// What the vantages' votes agree on (each vote: the worst status a
+/// vantage saw through any of its resolvers); a majority of those voting
+/// when fewer vote than `quorum` needs. `None` without votes.
+pub(crate) fn agreed_status(
+    votes: &BTreeMap<String, rg_proto::domain::Status>,
+    quorum: Quorum,
+) -> Option<Status> {
+    let agreed = match rg_rounds::agree(votes, quorum) {
+        Agreement::Agreed { status, .. } => status,
+        Agreement::NoQuorum { .. } => match rg_rounds::agree(votes, Quorum::Majority) {
+            Agreement::Agreed { status, .. } => status,
+            Agreement::NoQuorum { .. } => return None,
+        },
+    };
+    Some(match agreed {
+        rg_proto::domain::Status::Healthy => Status::Healthy,
+        rg_proto::domain::Status::Warning => Status::Warning,
+        rg_proto::domain::Status::Critical => Status::Critical,
+    })
 }
 
-/// Badness order: unknown < healthy < warning < critical.
-fn rank(s: Status) -> u8 {
+/// A wire status as a vote (`None`: unspecified, no vote).
+fn vote(s: Status) -> Option<rg_proto::domain::Status> {
     match s {
-        Status::Unspecified => 0,
-        Status::Healthy => 1,
-        Status::Warning => 2,
-        Status::Critical => 3,
+        Status::Unspecified => None,
+        Status::Healthy => Some(rg_proto::domain::Status::Healthy),
+        Status::Warning => Some(rg_proto::domain::Status::Warning),
+        Status::Critical => Some(rg_proto::domain::Status::Critical),
     }
 }
 
@@ -85,6 +100,7 @@ fn mean(sum: u128, n: u64) -> u64 {
 /// What the dashboard shows, kept up to date from the streams.
 #[derive(Debug)]
 pub(crate) struct View {
+    quorum: Quorum,
     endpoints: BTreeMap<EndpointKey, Endpoint>,
     stale_after_ms: i64,
     interval_ms: i64,
@@ -104,6 +120,7 @@ pub(crate) struct View {
 /// A view's sizes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
+    pub(crate) quorum: Quorum,
     pub(crate) stale_after_ms: i64,
     pub(crate) interval_ms: i64,
     pub(crate) trend_points: usize,
@@ -117,6 +134,7 @@ const FAILOVERS_KEPT: usize = 10_000;
 impl View {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
+            quorum: limits.quorum,
             endpoints: BTreeMap::new(),
             stale_after_ms: limits.stale_after_ms.max(1),
             interval_ms: limits.interval_ms.max(1),
@@ -142,7 +160,7 @@ impl View {
             response_time_us: e.response_time_us,
             at_ms: e.observed_at_unix_ms,
         };
-        let vantage = format!("{} {}", e.vantage, e.resolver);
+        let vantage = (e.vantage.clone(), e.resolver.clone());
         let endpoint = self.endpoints.entry(key).or_default();
         match endpoint.seen.get_mut(&vantage) {
             Some(old) if old.at_ms > seen.at_ms => {}
@@ -208,16 +226,21 @@ impl View {
     /// them: it advances the trend before taking each event.
     fn figures(&self, at_ms: i64) -> impl Iterator<Item = (&EndpointKey, EndpointFigure)> + '_ {
         let oldest = at_ms - self.stale_after_ms;
-        let mut statuses = Vec::new();
+        let quorum = self.quorum;
+        let mut votes = BTreeMap::new();
         self.endpoints.iter().filter_map(move |(key, e)| {
-            statuses.clear();
+            votes.clear();
             let mut sum = 0u128;
-            for s in e.seen.values().filter(|s| s.at_ms >= oldest) {
-                statuses.push(s.status);
+            let mut n = 0u64;
+            for ((vantage, _), s) in e.seen.iter().filter(|(_, s)| s.at_ms >= oldest) {
                 sum += u128::from(s.response_time_us);
+                n += 1;
+                if let Some(v) = vote(s.status) {
+                    let worst = votes.entry(vantage.clone()).or_insert(v);
+                    *worst = (*worst).max(v);
+                }
             }
-            let n = statuses.len() as u64;
-            let status = majority_status(&mut statuses)?;
+            let status = agreed_status(&votes, quorum)?;
             Some((
                 key,
                 EndpointFigure {
@@ -342,7 +365,7 @@ impl View {
             };
             s.endpoints += 1;
             *sum += u128::from(f.response_time_us);
-            if rank(f.status) > rank(s.status()) {
+            if vote(f.status) > vote(s.status()) {
                 s.set_status(f.status);
             }
         }
@@ -379,6 +402,7 @@ mod tests {
 
     fn view() -> View {
         View::new(Limits {
+            quorum: Quorum::Majority,
             stale_after_ms: 35_000,
             interval_ms: INTERVAL,
             trend_points: 20,
@@ -410,27 +434,80 @@ mod tests {
         e
     }
 
+    fn votes(v: &[rg_proto::domain::Status]) -> BTreeMap<String, rg_proto::domain::Status> {
+        v.iter()
+            .enumerate()
+            .map(|(i, s)| (format!("v{i}"), *s))
+            .collect()
+    }
+
     #[test]
-    fn majority_status_takes_the_middle_worst_first() {
-        use Status::*;
-        assert_eq!(majority_status(&mut []), None);
-        assert_eq!(majority_status(&mut [Critical]), Some(Critical));
+    fn the_status_is_what_the_votes_agree_on_by_the_detectors_rule() {
+        use rg_proto::domain::Status::*;
+        let m = Quorum::Majority;
+        assert_eq!(agreed_status(&votes(&[]), m), None);
+        assert_eq!(
+            agreed_status(&votes(&[Critical]), m),
+            Some(Status::Critical)
+        );
         // One of three vantage points is not a majority ...
         assert_eq!(
-            majority_status(&mut [Healthy, Critical, Healthy]),
-            Some(Healthy)
+            agreed_status(&votes(&[Healthy, Critical, Healthy]), m),
+            Some(Status::Healthy)
         );
         // ... two are.
         assert_eq!(
-            majority_status(&mut [Critical, Healthy, Critical]),
-            Some(Critical)
+            agreed_status(&votes(&[Critical, Healthy, Critical]), m),
+            Some(Status::Critical)
         );
         // One of two is not a strict majority.
-        assert_eq!(majority_status(&mut [Critical, Healthy]), Some(Healthy));
+        assert_eq!(
+            agreed_status(&votes(&[Critical, Healthy]), m),
+            Some(Status::Healthy)
+        );
         // Two of three see at least a warning.
         assert_eq!(
-            majority_status(&mut [Critical, Healthy, Warning]),
-            Some(Warning)
+            agreed_status(&votes(&[Critical, Healthy, Warning]), m),
+            Some(Status::Warning)
+        );
+        // `quorum = 1`: one vantage seeing a failure is enough, as for the detector.
+        assert_eq!(
+            agreed_status(&votes(&[Critical, Healthy, Healthy]), Quorum::AtLeast(1)),
+            Some(Status::Critical)
+        );
+        // Fewer fresh vantages than the quorum: a majority of those decides.
+        assert_eq!(
+            agreed_status(&votes(&[Critical, Healthy]), Quorum::AtLeast(3)),
+            Some(Status::Healthy)
+        );
+    }
+
+    #[test]
+    fn a_vantage_votes_the_worst_of_its_resolvers() {
+        let mut v = View::new(Limits {
+            quorum: Quorum::Majority,
+            stale_after_ms: 60_000,
+            interval_ms: 10_000,
+            trend_points: 10,
+            alerts: 10,
+            timeline: 10,
+        });
+        let t = 1_000_000;
+        let mut through = |vantage: &str, resolver: &str, status| {
+            let mut e = event("us-east-1", "dynamodb", "d", vantage, status, 1_000, t);
+            e.resolver = resolver.into();
+            v.observe(&e);
+        };
+        // Vantage a: one resolver fails, one does not; vantage b: fails.
+        through("a", "10.0.0.1:53", Status::Critical);
+        through("a", "10.0.0.2:53", Status::Healthy);
+        through("a", "10.0.0.3:53", Status::Healthy);
+        through("b", "10.0.0.1:53", Status::Critical);
+        let figures: Vec<_> = v.figures(t).map(|(_, f)| f.status).collect();
+        assert_eq!(
+            figures,
+            [Status::Critical],
+            "two vantages of two see critical, however many resolvers answered"
         );
     }
 

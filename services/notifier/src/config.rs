@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rg_bus::{Problems, Validate};
+use rg_proto::domain::Severity;
 use serde::Deserialize;
 
 /// The `[notifier]` section.
@@ -22,9 +23,9 @@ pub struct Config {
     /// The dashboard's address, linked from every notice. Default
     /// `http://127.0.0.1:8080/`.
     pub dashboard_url: String,
-    /// Key-value bucket of what was delivered (so a restart sends nothing
-    /// twice) and of the alerts firing in Alertmanager. Default
-    /// `RG_NOTIFIER`.
+    /// Key-value bucket of the alerts firing in Alertmanager (sent again
+    /// after a restart); what each sink took (so a restart sends nothing
+    /// twice) is in `<state_bucket>_SENT`. Default `RG_NOTIFIER`.
     pub state_bucket: String,
     /// `[[notifier.sinks]]`: where notices go. Without any, the notifier
     /// consumes and acks, sending nothing (logged at start).
@@ -157,8 +158,6 @@ const fn default_resend() -> Duration {
 
 /// The sources a sink may take.
 pub const SOURCES: [&str; 4] = ["threshold", "anomaly", "cascade", "failover"];
-/// Severities, least first.
-pub const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
 const PHASES: [&str; 7] = [
     "requested",
     "planned",
@@ -196,12 +195,9 @@ impl SinkConfig {
         Ok(self.routing_key.clone())
     }
 
-    /// Rank of `min_severity` in [`SEVERITIES`].
-    pub fn min_rank(&self) -> usize {
-        SEVERITIES
-            .iter()
-            .position(|s| *s == self.min_severity)
-            .unwrap_or(0)
+    /// The least severe notice the sink takes.
+    pub fn min_rank(&self) -> Severity {
+        Severity::from_name(&self.min_severity).unwrap_or(Severity::Info)
     }
 }
 
@@ -276,10 +272,11 @@ impl Validate for Config {
                 _ if has_key => p.push(key("routing_key"), "only for kind = \"pagerduty\""),
                 _ => {}
             }
-            if !SEVERITIES.contains(&s.min_severity.as_str()) {
+            if Severity::from_name(&s.min_severity).is_none() {
+                let names: Vec<_> = Severity::ALL.iter().map(|s| s.as_str()).collect();
                 p.push(
                     key("min_severity"),
-                    format!("is not one of {}", SEVERITIES.join(", ")),
+                    format!("is not one of {}", names.join(", ")),
                 );
             }
             for source in &s.sources {
@@ -385,7 +382,7 @@ url = "http://127.0.0.1:9093"
         c.validate(&mut p);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.sinks[0].sources, SOURCES);
-        assert_eq!(c.sinks[0].min_rank(), 0);
+        assert_eq!(c.sinks[0].min_rank(), Severity::Info);
         assert_eq!(c.sinks[0].give_up_after, Duration::from_secs(900));
     }
 }

@@ -36,7 +36,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use rg_bus::consume::{ConsumerSpec, Delivered, Pending};
-use rg_bus::state::StateBucket;
+use rg_bus::state::{StateBucket, Typed};
 use rg_bus::{Bus, BusError, NatsConfig, Stream};
 use rg_proto::v1::{Alert, AlertSource, AlertState, FailoverDecision, Severity};
 use tokio::sync::{mpsc, oneshot};
@@ -84,34 +84,23 @@ pub async fn run(
         replicas,
     )
     .await?;
-    let mut firing: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
-    for (key, value) in firing_bucket.load().await? {
-        let Some((sink, _)) = key.split_once('.') else {
-            continue;
-        };
-        if let Ok(alert) = serde_json::from_slice(&value) {
-            firing
-                .entry(sink.to_owned())
-                .or_default()
-                .insert(key, alert);
-        }
-    }
     let (gave_up_tx, gave_up_rx) = mpsc::channel(64);
     let shared = Arc::new(Shared {
         marks,
-        firing: firing_bucket,
         gave_up: gave_up_tx,
     });
     let mut queues = Vec::new();
     for s in &sinks {
         let (tx, rx) = mpsc::channel(s.config.queue);
-        let kept = firing.remove(&s.config.name).unwrap_or_default();
+        // Alerts firing in Alertmanager, kept to send again: `<sink>.<hash>`.
+        let firing = Typed::<serde_json::Value>::new(firing_bucket.clone(), &s.config.name);
+        let kept: BTreeMap<String, serde_json::Value> = firing.load().await?.into_iter().collect();
         tracing::info!(sink = %s.config.name, kind = s.config.kind.as_str(), min_severity = %s.config.min_severity, sources = ?s.config.sources, firing = kept.len(), "sink ready");
         tokio::spawn(sink::work(
             s.clone(),
             rx,
             shared.clone(),
-            kept,
+            (firing, kept),
             shutdown.clone(),
         ));
         queues.push((s.clone(), tx));
@@ -119,7 +108,7 @@ pub async fn run(
     if sinks.is_empty() {
         tracing::warn!("no [[notifier.sinks]] configured: alerts are consumed and nothing is sent");
     }
-    tokio::spawn(report_failures(bus.clone(), gave_up_rx));
+    tokio::spawn(report_failures(bus.clone(), gave_up_rx, shutdown.clone()));
 
     let since = time::OffsetDateTime::now_utc() - LOOKBACK;
     let open = |stream: Stream, durable: &str, filter: String| {
@@ -267,8 +256,8 @@ async fn ack_when_done(pending: Pending, waits: Vec<oneshot::Receiver<()>>) {
 }
 
 /// Publishes each given-up notice on `<p>.alerts.notify.failed`, retrying
-/// until stored.
-async fn report_failures(bus: Bus, mut rx: mpsc::Receiver<GaveUp>) {
+/// until stored or shutdown.
+async fn report_failures(bus: Bus, mut rx: mpsc::Receiver<GaveUp>, shutdown: CancellationToken) {
     let subject = bus.subjects.alert("notify", "failed");
     while let Some(g) = rx.recv().await {
         let now = rg_bus::unix_now_ms();
@@ -300,30 +289,23 @@ async fn report_failures(bus: Bus, mut rx: mpsc::Receiver<GaveUp>) {
             ],
             ..Default::default()
         };
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match bus
-                .publisher
-                .publish(subject.clone(), &alert, Some(&alert.id))
-                .await
-            {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "failure notice not stored; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        match bus
+            .publisher
+            .publish_until_stored(subject.clone(), &alert, Some(&alert.id), &shutdown)
+            .await
+        {
+            None => {
+                tracing::error!(id = %alert.id, "shutting down before the failure notice was stored; it is lost");
+                return;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::error!(id = %alert.id, error = %e, "failure notice cannot be published; dropped")
             }
         }
     }
 }
 
 fn severity_of(name: &str) -> Severity {
-    match name {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        _ => Severity::Info,
-    }
+    rg_proto::domain::Severity::from_name(name).map_or(Severity::Info, |s| s.to_wire())
 }

@@ -4,7 +4,7 @@
 use rg_proto::v1::{Alert, AlertSource, AlertState, FailoverDecision, FailoverPhase, Severity};
 use serde_json::{json, Value};
 
-use crate::config::SEVERITIES;
+use rg_proto::domain::Severity as DomainSeverity;
 
 /// One thing to tell the sinks.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct Notice {
     pub name: &'static str,
     /// `threshold`, `anomaly`, `cascade` or `failover`.
     pub source: &'static str,
-    /// One of [`SEVERITIES`].
+    /// A severity's name ([`DomainSeverity::as_str`]).
     pub severity: &'static str,
     /// Resolved (an alert's end, a completed failover).
     pub resolved: bool,
@@ -184,12 +184,9 @@ impl Notice {
         }
     }
 
-    /// Rank of the severity in [`SEVERITIES`].
-    pub fn rank(&self) -> usize {
-        SEVERITIES
-            .iter()
-            .position(|s| *s == self.severity)
-            .unwrap_or(0)
+    /// The notice's severity, to compare with a sink's `min_severity`.
+    pub fn rank(&self) -> DomainSeverity {
+        DomainSeverity::from_name(self.severity).unwrap_or(DomainSeverity::Info)
     }
 
     /// Alertmanager labels: the same for a notice's firing and resolution,
@@ -321,13 +318,7 @@ impl Notice {
 
 /// The wire severity as a config name.
 pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "critical",
-        Severity::High => "high",
-        Severity::Medium => "medium",
-        Severity::Low => "low",
-        _ => "info",
-    }
+    DomainSeverity::from_wire(s).map_or("info", DomainSeverity::as_str)
 }
 
 fn truncate(s: &str, max: usize) -> String {

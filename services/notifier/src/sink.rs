@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use rg_bus::state::StateBucket;
+use rg_bus::state::{StateBucket, Typed};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -139,8 +139,6 @@ impl Sink {
 pub(crate) struct Shared {
     /// Marks of what each sink took: `<sink>.<stream>.<seq>`.
     pub(crate) marks: StateBucket,
-    /// Alerts firing in Alertmanager, kept to send again: `<sink>.<hash>`.
-    pub(crate) firing: StateBucket,
     /// Where given-up notices go.
     pub(crate) gave_up: mpsc::Sender<GaveUp>,
 }
@@ -151,7 +149,7 @@ pub(crate) async fn work(
     sink: Arc<Sink>,
     mut jobs: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
-    mut firing: BTreeMap<String, Value>,
+    (store, mut firing): (Typed<Value>, BTreeMap<String, Value>),
     shutdown: CancellationToken,
 ) {
     let name = sink.config.name.clone();
@@ -196,21 +194,19 @@ pub(crate) async fn work(
                     tracing::warn!(sink = %name, error = %e, "could not record the delivery; a restart may send it again");
                 }
                 if sink.config.kind == SinkKind::Alertmanager {
-                    let key = format!("{name}.{:016x}", fnv1a(&job.notice.id));
+                    let key = format!("{:016x}", fnv1a(&job.notice.id));
                     if job.notice.resolved {
                         firing.remove(&key);
-                        let _gone = shared.firing.delete(&key).await;
+                        if let Err(e) = store.delete(&key).await {
+                            tracing::warn!(sink = %name, error = %e, "could not forget a resolved alert; a restart may send it again until Alertmanager's hold ends");
+                        }
                     } else if job.notice.source != "failover" {
                         // Alerts are kept firing until resolved; a failover
                         // notice is an event and lapses after the hold.
                         let alert = job.notice.alertmanager(0, 0);
-                        let _kept = shared
-                            .firing
-                            .put(
-                                &key,
-                                Bytes::from(serde_json::to_vec(&alert).unwrap_or_default()),
-                            )
-                            .await;
+                        if let Err(e) = store.put(&key, &alert).await {
+                            tracing::warn!(sink = %name, error = %e, "could not keep a firing alert; a restart will not send it again");
+                        }
                         firing.insert(key, alert);
                     }
                 }
@@ -243,7 +239,7 @@ async fn deliver(
     shutdown: &CancellationToken,
 ) -> Option<Result<u32, (u32, String)>> {
     let began = Instant::now();
-    let mut backoff = sink.config.backoff;
+    let mut backoff = rg_bus::backoff::Backoff::new(sink.config.backoff, sink.config.max_backoff);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -254,19 +250,16 @@ async fn deliver(
             Err(Attempt::Retry(e)) => e,
         };
         telemetry::failed_attempt(&sink.config.name, sink.config.kind);
-        if began.elapsed() + backoff > sink.config.give_up_after {
+        if began.elapsed() + backoff.delay() > sink.config.give_up_after {
             return Some(Err((
                 attempts,
                 format!("{error} (still failing after {:?})", began.elapsed()),
             )));
         }
-        tracing::warn!(sink = %sink.config.name, id = %job.notice.id, attempts, retry_in = ?backoff, error = %error, "sink did not take the notice; retrying");
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
+        tracing::warn!(sink = %sink.config.name, id = %job.notice.id, attempts, retry_in = ?backoff.delay(), error = %error, "sink did not take the notice; retrying");
+        if !backoff.wait(shutdown).await {
+            return None;
         }
-        backoff = (backoff * 2).min(sink.config.max_backoff);
     }
 }
 

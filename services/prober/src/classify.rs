@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rg_proto::domain::{LookupError, Priority, Status};
 
-use crate::baseline::Judgement;
+use crate::adaptive::Judgement;
 
 /// One priority's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

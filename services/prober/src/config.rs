@@ -13,7 +13,7 @@ use rg_bus::{Problems, Validate};
 use rg_proto::domain::{Priority, Region, ServiceName};
 use serde::Deserialize;
 
-pub use crate::baseline::AdaptiveConfig;
+pub use crate::adaptive::AdaptiveConfig;
 use crate::classify::{Thresholds, ThresholdsByPriority};
 use crate::endpoints::{self, Endpoint};
 use crate::lookup::QueryKind;
@@ -246,7 +246,7 @@ pub struct Plan {
 /// The configuration cannot produce a plan for this instance.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
-pub struct PlanError {
+pub struct InstanceError {
     /// The key at fault, e.g. `prober.region`.
     pub key: &'static str,
     /// What is wrong.
@@ -255,12 +255,12 @@ pub struct PlanError {
 
 impl Config {
     /// The region this instance probes, or why there is none.
-    pub fn region_to_probe(&self) -> Result<Region, PlanError> {
+    pub fn region_to_probe(&self) -> Result<Region, InstanceError> {
         let name = match (&self.region, self.regions.as_slice()) {
             (Some(r), _) => r.clone(),
             (None, [only]) => only.clone(),
             (None, many) => {
-                return Err(PlanError {
+                return Err(InstanceError {
                     key: "prober.region",
                     message: format!(
                         "which region should this prober probe? give --region (one of {})",
@@ -269,7 +269,7 @@ impl Config {
                 })
             }
         };
-        Region::parse(&name).map_err(|e| PlanError {
+        Region::parse(&name).map_err(|e| InstanceError {
             key: "prober.region",
             message: e.to_string(),
         })
@@ -281,7 +281,7 @@ impl Config {
     pub fn plan(
         &self,
         system_resolvers: impl FnOnce() -> Vec<SocketAddr>,
-    ) -> Result<Plan, PlanError> {
+    ) -> Result<Plan, InstanceError> {
         let region = self.region_to_probe()?;
         let vantage = self
             .vantage
@@ -293,7 +293,7 @@ impl Config {
             if r == "system" {
                 let found = system.take().map(|f| f()).unwrap_or_default();
                 if found.is_empty() {
-                    return Err(PlanError {
+                    return Err(InstanceError {
                         key: "prober.resolvers",
                         message:
                             "\"system\" is configured but /etc/resolv.conf lists no nameserver"
@@ -313,7 +313,7 @@ impl Config {
             }
         }
         resolvers.dedup();
-        let endpoints = endpoints::build(self, &region).map_err(|message| PlanError {
+        let endpoints = endpoints::build(self, &region).map_err(|message| InstanceError {
             key: "prober.endpoints",
             message,
         })?;
@@ -353,23 +353,7 @@ impl Config {
 }
 
 fn default_vantage(region: &Region) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_lowercase())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{region}-{host}-{}", std::process::id())
+    rg_bus::instance_id(region.as_str())
 }
 
 /// The nameservers of `/etc/resolv.conf`, port 53.

@@ -28,7 +28,7 @@
 //! - [`endpoints`] — the names to look up.
 //! - [`lookup`] — the DNS client and its timing.
 //! - [`classify`] — the status rules.
-//! - [`baseline`] — adaptive warnings from each endpoint's own latency.
+//! - [`adaptive`] — adaptive warnings from each endpoint's own latency.
 //! - [`round`] — one round, lookups to events.
 //! - [`schedule`] — when rounds run.
 //! - [`publish`] — the bounded buffer and the JetStream publisher.
@@ -38,7 +38,7 @@
 //! - [`telemetry`] — metrics and notable occurrences.
 #![warn(missing_docs)]
 
-pub mod baseline;
+pub mod adaptive;
 pub mod bench;
 pub mod classify;
 pub mod config;

@@ -34,7 +34,7 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// One encoded event on its way to JetStream.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
+pub struct EncodedEvent {
     /// `<p>.health.<region>.<service>`.
     pub subject: String,
     /// The encoded `HealthEvent`.
@@ -54,7 +54,7 @@ pub struct EventBuffer {
 
 #[derive(Debug, Default)]
 struct BufferState {
-    queue: VecDeque<Outgoing>,
+    queue: VecDeque<EncodedEvent>,
     dropped_unreported: u64,
 }
 
@@ -75,7 +75,7 @@ impl EventBuffer {
     }
 
     /// Appends an event; when full, drops the oldest (counted).
-    pub fn push(&self, event: Outgoing) {
+    pub fn push(&self, event: EncodedEvent) {
         let len = {
             let mut s = self.lock();
             if s.queue.len() >= self.capacity {
@@ -91,7 +91,7 @@ impl EventBuffer {
     }
 
     /// Takes up to `max` events from the front.
-    fn take(&self, max: usize) -> Vec<Outgoing> {
+    fn take(&self, max: usize) -> Vec<EncodedEvent> {
         let mut s = self.lock();
         let n = s.queue.len().min(max);
         s.queue.drain(..n).collect()
@@ -99,7 +99,7 @@ impl EventBuffer {
 
     /// Puts events that were not stored back at the front, in order. If
     /// the buffer filled up meanwhile, the oldest (these) are dropped.
-    fn requeue(&self, events: Vec<Outgoing>) {
+    fn requeue(&self, events: Vec<EncodedEvent>) {
         let len = {
             let mut s = self.lock();
             for e in events.into_iter().rev() {
@@ -159,7 +159,7 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     tracing::info!(subject = %bus.subjects.health_all(), "publishing health events");
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = rg_bus::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut last_report = Instant::now();
     let mut drain_deadline: Option<Instant> = None;
     loop {
@@ -198,7 +198,7 @@ pub async fn run(
         let (stored, failed, error) = send_batch(&bus, batch).await;
         telemetry::published(stored);
         if failed.is_empty() {
-            backoff = BACKOFF_MIN;
+            backoff.reset();
             continue;
         }
         let retry = failed.len();
@@ -211,12 +211,12 @@ pub async fn run(
                 }
             }
             Some(e) => {
-                tracing::warn!(retry, error = %e, retry_in = ?backoff, "events not acknowledged; retrying")
+                tracing::warn!(retry, error = %e, retry_in = ?backoff.delay(), "events not acknowledged; retrying")
             }
             None => {}
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        // Not cut short by the drain: the drain deadline above ends the loop.
+        backoff.sleep().await;
     }
 }
 
@@ -224,8 +224,8 @@ pub async fn run(
 /// the events to retry (in order) and the first retryable error.
 async fn send_batch(
     bus: &Bus,
-    batch: Vec<Outgoing>,
-) -> (usize, Vec<Outgoing>, Option<PublishError>) {
+    batch: Vec<EncodedEvent>,
+) -> (usize, Vec<EncodedEvent>, Option<PublishError>) {
     let mut pending = Vec::with_capacity(batch.len());
     let mut failed = Vec::new();
     let mut first_error = None;
@@ -295,15 +295,15 @@ fn report_drops(buffer: &EventBuffer) {
 mod tests {
     use super::*;
 
-    fn event(i: u64) -> Outgoing {
-        Outgoing {
+    fn event(i: u64) -> EncodedEvent {
+        EncodedEvent {
             subject: "rg.health.x.y".into(),
             payload: Bytes::new(),
             msg_id: format!("v:{i}"),
         }
     }
 
-    fn ids(events: &[Outgoing]) -> Vec<&str> {
+    fn ids(events: &[EncodedEvent]) -> Vec<&str> {
         events.iter().map(|e| e.msg_id.as_str()).collect()
     }
 

@@ -13,11 +13,11 @@ use rg_proto::domain::{LookupError, Status};
 use rg_proto::v1;
 use tokio::time::Instant;
 
-use crate::baseline::{Baselines, Judgement};
+use crate::adaptive::{AdaptiveHistory, Judgement};
 use crate::config::{Plan, Resolver};
 use crate::endpoints::Endpoint;
 use crate::lookup::{LookupEngine, LookupOutcome, PreparedQuery};
-use crate::publish::{EventBuffer, Outgoing};
+use crate::publish::{EncodedEvent, EventBuffer};
 use crate::telemetry;
 
 /// An endpoint ready to probe: its query encoded, its subject formatted.
@@ -69,7 +69,7 @@ pub struct Prober {
     /// Where requests to the region's other vantage points go.
     peers: std::sync::OnceLock<tokio::sync::mpsc::Sender<v1::ConfirmRequest>>,
     /// Each (target, path)'s latency history, with adaptive warnings on.
-    baselines: Option<Baselines>,
+    adaptive: Option<AdaptiveHistory>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -133,12 +133,12 @@ impl Prober {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(1);
-        let baselines = plan
+        let adaptive = plan
             .adaptive
             .enabled
-            .then(|| Baselines::new(plan.adaptive.clone(), targets.len() * paths.len()));
+            .then(|| AdaptiveHistory::new(plan.adaptive.clone(), targets.len() * paths.len()));
         Ok(Self {
-            baselines,
+            adaptive,
             plan,
             targets,
             paths,
@@ -391,18 +391,18 @@ impl Prober {
         let (target, path) = (&self.targets[t], &self.paths[p]);
         let e = &target.endpoint;
         let thresholds = &self.plan.thresholds;
-        let (status, baseline) = match &self.baselines {
+        let (status, baseline) = match &self.adaptive {
             None => (
                 thresholds.classify(e.priority, outcome.error, outcome.response_time),
                 None,
             ),
-            Some(baselines) => {
+            Some(adaptive) => {
                 let i = t * self.paths.len() + p;
                 let judgement = if outcome.error.is_none() {
-                    baselines.observe(i, outcome.sent_at_unix_ms, outcome.response_time)
+                    adaptive.observe(i, outcome.sent_at_unix_ms, outcome.response_time)
                 } else {
                     Judgement {
-                        baseline: baselines.baseline(i, outcome.sent_at_unix_ms),
+                        baseline: adaptive.baseline(i, outcome.sent_at_unix_ms),
                         above: false,
                     }
                 };
@@ -461,7 +461,7 @@ impl Prober {
             peers_asked,
             round_lookups: u32::try_from(self.lookups_per_round()).unwrap_or(u32::MAX),
         };
-        self.buffer.push(Outgoing {
+        self.buffer.push(EncodedEvent {
             subject: target.subject.clone(),
             payload: event.encode_to_vec().into(),
             msg_id: format!("{}:{sequence}", self.plan.vantage),

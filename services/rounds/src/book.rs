@@ -392,7 +392,7 @@ impl<T> RoundBook<T> {
             }
             // A vantage confirms a failure with two failed re-probes out of
             // at most three; the decision cannot change once a strict
-            // majority of the vantages of the region's last round did.
+            // majority of the vantages expected in this round did.
             let confirming = tally
                 .votes
                 .values()

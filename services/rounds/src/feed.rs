@@ -106,21 +106,16 @@ impl HealthFeed {
             match Observation::try_from(&d.message) {
                 Ok(obs) => return Some((obs, d.pending)),
                 Err(e) => {
-                    let subject = d.pending.subject().to_owned();
                     let payload = d.message.encode_to_vec().into();
-                    match self
-                        .dead_letter
-                        .send(&subject, payload, e.as_metrics_label(), &e.to_string())
-                        .await
-                    {
-                        Ok(()) => {
-                            d.pending.ack().await;
-                        }
-                        Err(pe) => {
-                            tracing::warn!(%subject, error = %pe, "could not dead-letter an invalid event; redelivery requested");
-                            d.pending.nak(Duration::from_secs(1)).await;
-                        }
-                    }
+                    self.dead_letter
+                        .park(
+                            d.pending,
+                            payload,
+                            e.as_metrics_label(),
+                            &e.to_string(),
+                            Duration::from_secs(1),
+                        )
+                        .await;
                 }
             }
         }

@@ -9,8 +9,8 @@
 //!   worst status it saw through any resolver) and their [`Agreement`].
 //!
 //! A round of a region is handed out when nothing more is on its way: every
-//! lookup of the round has arrived (as many as the last whole round had)
-//! and every re-probe those lookups called for (the events say how many
+//! lookup of the round has arrived (as many as each vantage's events say
+//! its round makes, `round_lookups`) and every re-probe those lookups called for (the events say how many
 //! re-probes follow a failure, and whether the other vantage points were
 //! asked too). So a slow failure is never cut off by a fast one: a DynamoDB
 //! lookup that times out is judged in the same round as an ELB lookup that
@@ -21,6 +21,7 @@
 //! out on a deadline.
 //!
 //! # Layout
+//! - [`settings`] — the `[rounds]` section every judge of rounds shares.
 //! - [`quorum`] — agreement across vantage points.
 //! - [`book`] — rounds and their completeness.
 //! - [`alerting`] — severity and open alerts.
@@ -39,6 +40,8 @@ pub mod dependency_map;
 pub mod feed;
 pub mod quorum;
 pub mod risk;
+pub mod settings;
 
 pub use book::{Added, DecidedBy, EndpointRound, Round, RoundBook, RoundTiming};
 pub use quorum::{agree, Agreement, Quorum};
+pub use settings::RoundSettings;

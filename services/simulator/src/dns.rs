@@ -12,14 +12,10 @@ use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, Re
 use hickory_server::proto::rr::{rdata, DNSClass, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use metrics::counter;
 
 use crate::faults::Effect;
 use crate::state::State;
 use crate::zone::Zone;
-
-/// Queries answered, by fault applied and response code.
-pub const QUERIES: &str = "regionguard_simulator_queries_total";
 
 /// Answers DNS queries for the simulated regions.
 #[derive(Clone)]
@@ -157,5 +153,5 @@ fn rcode_name(code: ResponseCode) -> &'static str {
 }
 
 fn count(fault: &'static str, rcode: &'static str) {
-    counter!(QUERIES, "fault" => fault, "rcode" => rcode).increment(1);
+    crate::telemetry::query(fault, rcode);
 }

@@ -23,6 +23,7 @@
 //!   answers, SERVFAIL).
 //! - [`scenario`] — scenario files.
 //! - [`dns`] — the request handler.
+//! - [`telemetry`] — metrics.
 //! - `state`, `control` (private) — shared state; NATS requests, scenario playback, expiry.
 #![warn(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod faults;
 pub mod noise;
 pub mod scenario;
 mod state;
+pub mod telemetry;
 pub mod zone;
 
 use std::net::SocketAddr;
@@ -46,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use noise::NoiseConfig;
-pub use state::{FAULTS_ACTIVE, FAULT_CHANGES};
+pub use telemetry::{FAULTS_ACTIVE, FAULT_CHANGES, QUERIES};
 
 /// Idle TCP connections are closed after this long.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +107,7 @@ impl Simulator {
     /// Serves DNS (and fault requests when `control` is on) until
     /// `shutdown`.
     pub async fn run(self, nats: NatsConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+        telemetry::describe();
         let started = tokio::time::Instant::now();
         let mut server = hickory_server::Server::new(dns::Handler {
             state: self.state.clone(),

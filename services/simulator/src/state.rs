@@ -4,16 +4,11 @@
 
 use std::sync::RwLock;
 
-use metrics::{counter, gauge};
 use rg_proto::v1::{fault_request::Action, FaultReply, FaultRequest, FaultSpec};
 
 use crate::faults::{Effect, Fault, FaultError, FaultTable};
+use crate::telemetry;
 use crate::zone::{Located, Zone};
-
-/// Faults active now.
-pub const FAULTS_ACTIVE: &str = "regionguard_simulator_faults_active";
-/// Fault changes, by action (inject, clear, expire, refused).
-pub const FAULT_CHANGES: &str = "regionguard_simulator_fault_changes_total";
 
 /// Zone plus faults.
 #[derive(Debug)]
@@ -106,19 +101,19 @@ impl State {
                     } else {
                         "clear"
                     };
-                    counter!(FAULT_CHANGES, "action" => action).increment(1);
+                    telemetry::fault_changed(action);
                     tracing::info!(fault = %f.describe(), origin, action, expires_at_unix_ms = f.expires_at_unix_ms.unwrap_or(0), "fault changed");
                 }
                 reply.changed = changed.iter().map(Fault::to_spec).collect();
             }
             Err(e) => {
-                counter!(FAULT_CHANGES, "action" => "refused").increment(1);
+                telemetry::fault_changed("refused");
                 tracing::warn!(origin, error = %e, "fault request refused");
                 reply.error = e.to_string();
             }
         }
         let active = self.read().active(now);
-        gauge!(FAULTS_ACTIVE).set(active.len() as f64);
+        telemetry::faults_active(active.len());
         reply.active = active.iter().map(Fault::to_spec).collect();
         reply
     }
@@ -135,10 +130,10 @@ impl State {
             self.write().expire(now)
         };
         for f in &gone {
-            counter!(FAULT_CHANGES, "action" => "expire").increment(1);
+            telemetry::fault_changed("expire");
             tracing::info!(fault = %f.describe(), "fault expired");
         }
-        gauge!(FAULTS_ACTIVE).set(self.read().len() as f64);
+        telemetry::faults_active(self.read().len());
     }
 
     /// Injects a spec (scenario steps).

@@ -212,7 +212,7 @@ pub struct Judgement {
 
 /// The histories of every (endpoint, resolver) of a prober.
 #[derive(Debug)]
-pub struct Baselines {
+pub struct AdaptiveHistory {
     config: AdaptiveConfig,
     slot_ms: u64,
     // One std Mutex per history: lookups of different endpoints never wait
@@ -220,7 +220,7 @@ pub struct Baselines {
     histories: Vec<Mutex<Option<Box<History>>>>,
 }
 
-impl Baselines {
+impl AdaptiveHistory {
     /// Histories for `n` (endpoint, resolver) pairs.
     pub fn new(config: AdaptiveConfig, n: usize) -> Self {
         let slot_ms = (config.window.as_millis() as u64 / SLOTS as u64).max(1);
@@ -239,7 +239,7 @@ impl Baselines {
     /// Judges a successful lookup of pair `i` that took `took`, sent at
     /// `at_unix_ms`, against the history, and adds it to the history when
     /// it belongs there (see the module's documentation). Failed lookups
-    /// are neither judged nor learnt: call [`Baselines::baseline`].
+    /// are neither judged nor learnt: call [`AdaptiveHistory::baseline`].
     pub fn observe(&self, i: usize, at_unix_ms: i64, took: Duration) -> Judgement {
         let Some(slot) = self.histories.get(i) else {
             return Judgement {
@@ -292,7 +292,7 @@ mod tests {
     /// Feeds `n` lookups of `took(k)` 10 s apart from `start`; returns
     /// the judgements and the time after the last.
     fn feed(
-        b: &Baselines,
+        b: &AdaptiveHistory,
         start: i64,
         n: usize,
         took: impl Fn(usize) -> Duration,
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_3ms_endpoint_at_60ms_is_noticed() {
-        let b = Baselines::new(on(), 1);
+        let b = AdaptiveHistory::new(on(), 1);
         // Three milliseconds, give or take a little.
         let (warm, t) = feed(&b, 0, 60, |k| ms(2.5 + (k % 5) as f64 * 0.25));
         assert!(warm.iter().all(|j| !j.above), "normal lookups never warn");
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_90ms_endpoint_on_another_continent_is_not_a_permanent_warning() {
-        let b = Baselines::new(on(), 1);
+        let b = AdaptiveHistory::new(on(), 1);
         let (j, _) = feed(&b, 0, 400, |k| ms(85.0 + (k % 11) as f64));
         assert!(j.iter().all(|j| !j.above));
         let q = j[399].baseline.unwrap();
@@ -361,7 +361,7 @@ mod tests {
             config.window.as_millis() as i64,
             config.window.as_millis() as i64 / 6,
         );
-        let b = Baselines::new(config, 1);
+        let b = AdaptiveHistory::new(config, 1);
         let (_, t) = feed(&b, 0, 100, |_| ms(3.0));
         let last_normal = t - 10_000;
         // 60 ms from now on, one lookup every 10 s.
@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn old_samples_leave_the_window() {
-        let b = Baselines::new(on(), 1);
+        let b = AdaptiveHistory::new(on(), 1);
         let (_, _) = feed(&b, 0, 40, |_| ms(5.0));
         assert!(b.baseline(0, 390_000).is_some());
         assert_eq!(b.baseline(0, 3_600_000 + 600_000 + 400_000), None);
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn pairs_are_independent_and_out_of_range_is_harmless() {
-        let b = Baselines::new(on(), 2);
+        let b = AdaptiveHistory::new(on(), 2);
         for k in 0..40 {
             b.observe(0, k * 1000, ms(1.0));
             b.observe(1, k * 1000, ms(80.0));
@@ -420,7 +420,7 @@ mod tests {
             ..on()
         };
         assert_eq!(c.limit(ms(5.0)), Duration::MAX);
-        let b = Baselines::new(c, 1);
+        let b = AdaptiveHistory::new(c, 1);
         let (j, _) = feed(&b, 0, 40, |_| ms(5.0));
         assert!(j.iter().all(|j| !j.above));
     }
