@@ -542,13 +542,14 @@ async fn bench_pipeline_times_every_stage_and_finds_no_event_lost() {
     // The benchmark of BENCHMARKS.md, small: two injections into a system
     // started by `up`, its report read as JSON.
     init_logging();
-    let (mut up, _ports) = Up::start(
+    let (mut up, ports) = Up::start(
         &["us-east-1", "eu-west-1"],
         "[cascade.failover]\ncooldown = \"1s\"\n",
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // a few healthy rounds
+    // A few healthy rounds decided.
+    wait_rounds_decided(&format!("nats://127.0.0.1:{}", ports.nats), "detector", 3).await;
     let pid = up.child.id().unwrap().to_string();
     let out = up.cli(&[
         "bench",

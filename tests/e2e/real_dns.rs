@@ -44,7 +44,7 @@ struct World {
     _unbound: Unbound,
     procs: Vec<ServiceProcess>,
     metrics: BTreeMap<String, SocketAddr>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     config: PathBuf,
 }
 
@@ -77,7 +77,7 @@ impl World {
             _unbound: unbound,
             procs: Vec::new(),
             metrics: BTreeMap::new(),
-            _dir: dir,
+            dir,
             config,
         };
         for region in rg_proto::domain::DEFAULT_REGIONS {
@@ -96,19 +96,8 @@ impl World {
     }
 
     fn spawn(&mut self, name: &str, section: &str, args: &[&str]) {
-        let metrics = SocketAddr::from(([127, 0, 0, 1], rg_testkit::free_port()));
-        let config = self.config.display().to_string();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--config", &config]);
-        let listen = format!("RG_{section}__METRICS_LISTEN");
-        let metrics_text = metrics.to_string();
-        let process = ServiceProcess::start(
-            name,
-            std::path::Path::new(env!("CARGO_BIN_EXE_regionguard")),
-            &all,
-            &[(listen.as_str(), metrics_text.as_str()), ("RG_LOG", "info")],
-            self._dir.path(),
-        );
+        let (process, metrics) =
+            spawn_service(name, section, args, &self.config, self.dir.path(), &[]);
         self.metrics.insert(name.to_owned(), metrics);
         self.procs.push(process);
     }

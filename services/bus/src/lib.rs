@@ -86,6 +86,20 @@ pub enum BusError {
 }
 
 impl Bus {
+    /// [`connect`](Self::connect) for a service's `run`: `None` when
+    /// `shutdown` came first (the service just stops).
+    pub async fn connect_or_stop(
+        nats: &NatsConfig,
+        name: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>, BusError> {
+        match Self::connect(nats, name, shutdown).await {
+            Ok(bus) => Ok(Some(bus)),
+            Err(BusError::Cancelled) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Connects as `name` and provisions the streams, retrying with backoff
     /// (and a log line each time) while NATS or JetStream does not answer.
     /// Returns [`BusError::Cancelled`] if `shutdown` fires first.
@@ -166,6 +180,15 @@ fn host_token(host: Option<&str>) -> String {
         .collect()
 }
 
+/// Wall-clock time in milliseconds since the unix epoch (0 before it), the
+/// unit of every `*_unix_ms` field.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -177,13 +200,4 @@ mod tests {
         assert_eq!(super::host_token(Some("  ")), "host");
         assert_eq!(super::host_token(None), "host");
     }
-}
-
-/// Wall-clock time in milliseconds since the unix epoch (0 before it), the
-/// unit of every `*_unix_ms` field.
-pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -33,7 +33,7 @@ pub mod telemetry;
 use anyhow::Context as _;
 use rg_bus::consume::Pending;
 use rg_bus::state::{StateBucket, Typed};
-use rg_bus::{Bus, BusError, NatsConfig};
+use rg_bus::{Bus, NatsConfig};
 use rg_rounds::feed::{drive, Admitted, FeedSpec, HealthFeed};
 use tokio_util::sync::CancellationToken;
 
@@ -49,10 +49,11 @@ pub async fn run(
     telemetry::describe();
     let map =
         dependency_map::DependencyMap::build(&config.services).context("the dependency map")?;
-    let bus = match Bus::connect(&nats, "regionguard-cascade", &shutdown).await {
-        Ok(bus) => bus,
-        Err(BusError::Cancelled) => return Ok(()),
-        Err(e) => return Err(e).context("connecting to NATS"),
+    let Some(bus) = Bus::connect_or_stop(&nats, "regionguard-cascade", &shutdown)
+        .await
+        .context("connecting to NATS")?
+    else {
+        return Ok(());
     };
     let regions = Typed::<RegionState>::new(
         StateBucket::open(
@@ -67,13 +68,7 @@ pub async fn run(
     let saved = regions.load().await?;
     tracing::info!(bucket = %config.state_bucket, regions = saved.len(), services = map.len(), "loaded region state");
     let mut engine: Engine<Pending> = Engine::new(&config, map, saved);
-    let spec = FeedSpec {
-        durable: config.durable.clone(),
-        regions: Vec::new(),
-        start_lookback: config.rounds.start_lookback,
-        max_pending: config.rounds.max_pending,
-        ack_wait: config.rounds.ack_wait(),
-    };
+    let spec = FeedSpec::new(&config.durable, Vec::new(), &config.rounds);
     let feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
     let (bus, regions, stop) = (&bus, &regions, &shutdown);
     let admitted = |a| {

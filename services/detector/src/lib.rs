@@ -45,7 +45,7 @@ pub mod threshold;
 
 use anyhow::Context as _;
 use rg_bus::consume::Pending;
-use rg_bus::{Bus, BusError, NatsConfig};
+use rg_bus::{Bus, NatsConfig};
 use rg_rounds::feed::{drive, Admitted, FeedSpec, HealthFeed};
 use tokio_util::sync::CancellationToken;
 
@@ -60,25 +60,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     telemetry::describe();
-    let bus = match Bus::connect(&nats, "regionguard-detector", &shutdown).await {
-        Ok(bus) => bus,
-        Err(BusError::Cancelled) => return Ok(()),
-        Err(e) => return Err(e).context("connecting to NATS"),
+    let Some(bus) = Bus::connect_or_stop(&nats, "regionguard-detector", &shutdown)
+        .await
+        .context("connecting to NATS")?
+    else {
+        return Ok(());
     };
     let store =
         state::StateStore::open(&bus.js, &config.state_bucket, nats.streams.replicas).await?;
     let saved = store.load().await?;
     tracing::info!(bucket = %config.state_bucket, entries = saved.len(), "loaded alert state");
     let mut engine: Engine<Pending> = Engine::new(config.engine(), saved);
-    let spec = FeedSpec {
-        durable: config.durable.clone(),
-        regions: config.regions.clone(),
-        start_lookback: config.rounds.start_lookback,
-        max_pending: config.rounds.max_pending,
-        // Events wait for their round to be decided: a round, plus settle,
-        // plus slack.
-        ack_wait: config.rounds.ack_wait(),
-    };
+    let spec = FeedSpec::new(&config.durable, config.regions.clone(), &config.rounds);
     let feed = HealthFeed::open(&bus, &spec, &shutdown).await?;
     let (bus, store, stop) = (&bus, &store, &shutdown);
     let admitted = |a| match a {

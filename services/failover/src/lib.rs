@@ -59,7 +59,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use rg_bus::tail::{self, Event, From};
-use rg_bus::{Bus, BusError, NatsConfig, Stream};
+use rg_bus::{Bus, NatsConfig, Stream};
 use rg_proto::domain::Observation;
 use rg_proto::v1::{FailoverPhase, HealthEvent};
 use tokio_util::sync::CancellationToken;
@@ -78,10 +78,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     telemetry::describe();
     let replica = config.replica.clone().unwrap_or_else(default_replica);
-    let bus = match Bus::connect(&nats, "regionguard-failover", &shutdown).await {
-        Ok(bus) => bus,
-        Err(BusError::Cancelled) => return Ok(()),
-        Err(e) => return Err(e).context("connecting to NATS"),
+    let Some(bus) = Bus::connect_or_stop(&nats, "regionguard-failover", &shutdown)
+        .await
+        .context("connecting to NATS")?
+    else {
+        return Ok(());
     };
     let journal = Journal::open(
         &bus.js,

@@ -43,7 +43,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use rg_bus::tail::{self, Event, From};
-use rg_bus::{Bus, BusError, NatsConfig, Stream};
+use rg_bus::{Bus, NatsConfig, Stream};
 use rg_proto::domain::Observation;
 use rg_proto::v1::{
     control_service_server::ControlServiceServer, Alert, FailoverDecision, HealthEvent,
@@ -160,10 +160,11 @@ async fn feed(
     hub: &Arc<Hub>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = match Bus::connect(nats, "regionguard-gateway", shutdown).await {
-        Ok(bus) => bus,
-        Err(BusError::Cancelled) => return Ok(()),
-        Err(e) => return Err(e).context("connecting to NATS"),
+    let Some(bus) = Bus::connect_or_stop(nats, "regionguard-gateway", shutdown)
+        .await
+        .context("connecting to NATS")?
+    else {
+        return Ok(());
     };
     hub.set_bus(bus.clone());
     let started = SystemTime::now();

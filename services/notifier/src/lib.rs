@@ -37,7 +37,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use rg_bus::consume::{ConsumerSpec, Delivered, Pending};
 use rg_bus::state::{StateBucket, Typed};
-use rg_bus::{Bus, BusError, NatsConfig, Stream};
+use rg_bus::{Bus, NatsConfig, Stream};
 use rg_proto::v1::{Alert, AlertSource, AlertState, FailoverDecision, Severity};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -64,10 +64,11 @@ pub async fn run(
         .cloned()
         .map(|c| Sink::new(c).map(Arc::new))
         .collect::<anyhow::Result<_>>()?;
-    let bus = match Bus::connect(&nats, "regionguard-notifier", &shutdown).await {
-        Ok(bus) => bus,
-        Err(BusError::Cancelled) => return Ok(()),
-        Err(e) => return Err(e).context("connecting to NATS"),
+    let Some(bus) = Bus::connect_or_stop(&nats, "regionguard-notifier", &shutdown)
+        .await
+        .context("connecting to NATS")?
+    else {
+        return Ok(());
     };
     let replicas = nats.streams.replicas;
     let marks = StateBucket::open(

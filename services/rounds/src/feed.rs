@@ -36,6 +36,21 @@ pub struct FeedSpec {
     pub ack_wait: Duration,
 }
 
+impl FeedSpec {
+    /// The feed of consumer `durable` over `regions` (empty: all), with
+    /// the `[rounds]` settings: events wait unacknowledged until their
+    /// round is decided.
+    pub fn new(durable: &str, regions: Vec<String>, rounds: &crate::RoundSettings) -> Self {
+        Self {
+            durable: durable.to_owned(),
+            regions,
+            start_lookback: rounds.start_lookback,
+            max_pending: rounds.max_pending,
+            ack_wait: rounds.ack_wait(),
+        }
+    }
+}
+
 /// The merged, validated feed.
 pub struct HealthFeed {
     rx: mpsc::Receiver<Delivered<HealthEvent>>,
