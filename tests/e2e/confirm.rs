@@ -182,17 +182,9 @@ async fn a_confirmed_dynamodb_failure_is_an_alert_and_a_request_within_two_secon
     let mut events =
         Feed::<HealthEvent>::subscribe(&server.url(), "rg.health.us-east-1.dynamodb").await;
     let client = async_nats::connect(server.url()).await.unwrap();
-    // One full round decided first (it tells who the vantages are): wait
-    // for events of two rounds.
-    let (_, first) = events
-        .wait_for("a first round", SLOW * 2, |_, _| true)
-        .await;
-    events
-        .wait_for("a second round", SLOW * 2, |_, e| {
-            e.round_id > first.round_id
-        })
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Full rounds decided first (they tell who the vantages are).
+    wait_rounds_decided(&server.url(), "detector", 2).await;
+    wait_rounds_decided(&server.url(), "cascade", 2).await;
 
     inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
     let (_, failed) = events

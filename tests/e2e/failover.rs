@@ -233,8 +233,8 @@ impl World {
     /// once the failover's consumer exists and health has been seen.
     async fn request(&self, id: &str) {
         wait_for_consumer(&self.server.url(), "RG_DECISIONS", "failover").await;
-        // A few probe rounds, so every region has a health score.
-        tokio::time::sleep(INTERVAL * 4).await;
+        // A few probe rounds stored, so every region has a health score.
+        wait_rounds_stored(&self.server.url(), 3).await;
         let mut d = FailoverDecision {
             id: id.into(),
             from_region: "us-east-1".into(),

@@ -29,7 +29,7 @@ use linfa::DatasetBase;
 use linfa_preprocessing::linear_scaling::LinearScaler;
 use ndarray::Array2;
 
-use crate::features::{self, Check, Feature, LatencyBaselines, HOUR_NEEDS};
+use crate::features::{self, Check, Feature, LatencyMedians, HOUR_NEEDS};
 use crate::isolation_forest::{Contamination, IsolationForestParams};
 
 /// Which model a batch is scored against.
@@ -227,7 +227,7 @@ pub struct AnomalyDetector {
     shift_sum: f64,
     /// The raw shifts of the last normal (learned) batches.
     shifts: VecDeque<f64>,
-    baselines: LatencyBaselines,
+    medians: LatencyMedians,
 }
 
 impl AnomalyDetector {
@@ -239,7 +239,7 @@ impl AnomalyDetector {
             waiting: VecDeque::new(),
             shift_sum: 0.0,
             shifts: VecDeque::new(),
-            baselines: LatencyBaselines::default(),
+            medians: LatencyMedians::default(),
         }
     }
 
@@ -321,7 +321,7 @@ impl AnomalyDetector {
     /// many standard errors it is.
     fn weigh(&self, rows: &[Check], verdict: &mut Verdict, shifted: bool) {
         let floor = self.config.min_effect_ms;
-        let usual: Vec<Option<f64>> = rows.iter().map(|r| self.baselines.median(r)).collect();
+        let usual: Vec<Option<f64>> = rows.iter().map(|r| self.medians.median(r)).collect();
         let excess: Vec<Option<f64>> = rows
             .iter()
             .zip(&usual)
@@ -401,7 +401,7 @@ impl AnomalyDetector {
 
     /// Batch mode (and warm-up): fit on the rows themselves.
     fn against_itself(&self, rows: &[Check], basis: Basis) -> Verdict {
-        let x = features::matrix(rows, &self.config.features, &self.baselines, false);
+        let x = features::matrix(rows, &self.config.features, &self.medians, false);
         let mut verdict = self.batch_verdict(&x, Some(&self.config.features));
         verdict.basis = basis;
         verdict.alert &= basis == Basis::Batch;
@@ -465,7 +465,7 @@ impl AnomalyDetector {
         let norms: Vec<f64> = self.history.iter().map(|(_, n)| *n).collect();
         let use_hour = span_ms(&history) >= HOUR_NEEDS.as_millis() as i64;
         let h = features::matrix_with_norms(&history, &norms, &self.config.features, use_hour);
-        let x = features::matrix(rows, &self.config.features, &self.baselines, use_hour);
+        let x = features::matrix(rows, &self.config.features, &self.medians, use_hour);
         let Some((h_scaled, x_scaled)) = standardize(&h, &x) else {
             return Verdict::empty(Basis::Baseline);
         };
@@ -675,14 +675,14 @@ impl AnomalyDetector {
     fn remember(&mut self, rows: Vec<Check>) {
         let floor = self.config.min_effect_ms;
         for row in rows {
-            let norm = self.baselines.normalized(&row);
+            let norm = self.medians.normalized(&row);
             let far = floor > 0.0
                 && norm >= STALL
                 && self
-                    .baselines
+                    .medians
                     .median(&row)
                     .is_some_and(|m| row.response_time_ms - m >= floor);
-            self.baselines.observe(&row);
+            self.medians.observe(&row);
             if self.config.mode == Mode::Baseline && row.success && !far {
                 if self.history.len() == self.config.history_rows.max(1) {
                     self.history.pop_front();

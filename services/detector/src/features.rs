@@ -94,7 +94,7 @@ impl Feature {
 
 /// Per-endpoint latency medians, learned from accepted (normal) checks.
 #[derive(Debug, Clone, Default)]
-pub struct LatencyBaselines {
+pub struct LatencyMedians {
     /// Endpoint, then vantage (nested so lookups need no allocation).
     recent: HashMap<String, HashMap<String, Window>>,
 }
@@ -107,7 +107,7 @@ struct Window {
     median: f64,
 }
 
-impl LatencyBaselines {
+impl LatencyMedians {
     /// Learns from a check the model accepted as normal.
     pub fn observe(&mut self, check: &Check) {
         if !check.success {
@@ -163,10 +163,10 @@ impl LatencyBaselines {
 pub fn matrix(
     checks: &[Check],
     features: &[Feature],
-    baselines: &LatencyBaselines,
+    medians: &LatencyMedians,
     use_hour: bool,
 ) -> Array2<f64> {
-    let norms: Vec<f64> = checks.iter().map(|c| baselines.normalized(c)).collect();
+    let norms: Vec<f64> = checks.iter().map(|c| medians.normalized(c)).collect();
     matrix_with_norms(checks, &norms, features, use_hour)
 }
 
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn features_of_a_check() {
-        let mut b = LatencyBaselines::default();
+        let mut b = LatencyMedians::default();
         for ms in [10.0, 12.0, 11.0] {
             b.observe(&check("a", ms, true, 0));
         }

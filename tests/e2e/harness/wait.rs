@@ -75,47 +75,64 @@ pub(crate) async fn wait_for_consumer(url: &str, stream: &str, consumer: &str) {
 /// rounds of each region it reads: it acks a round's events when it has
 /// decided the round, so `n` rounds are decided.
 pub(crate) async fn wait_rounds_decided(url: &str, consumer: &str, n: usize) {
+    wait_rounds(url, Some(consumer), n).await;
+}
+
+/// Waits until RG_HEALTH holds events of at least `n` rounds of each
+/// region it has events of.
+pub(crate) async fn wait_rounds_stored(url: &str, n: usize) {
+    wait_rounds(url, None, n).await;
+}
+
+/// Counts the rounds per region of the health events up to `consumer`'s
+/// ack floor (or the stream's end) until every region has `n`.
+async fn wait_rounds(url: &str, consumer: Option<&str>, n: usize) {
     let client = async_nats::connect(url).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     let stream = rg_bus::Subjects::new("rg").stream(rg_bus::Stream::Health);
+    let what = match consumer {
+        Some(c) => format!("{n} rounds decided by {c}"),
+        None => format!("{n} rounds stored"),
+    };
     let seen = std::sync::Mutex::new((0u64, BTreeMap::<String, BTreeSet<u64>>::new()));
-    rg_testkit::wait_until(
-        &format!("{n} rounds decided by {consumer}"),
-        Duration::from_secs(60),
-        || async {
-            let Ok(mut s) = js.get_stream(&stream).await else {
-                return rg_testkit::Waited::NotYet("no health stream".into());
-            };
-            let Ok(info) = s.consumer_info(consumer).await else {
-                return rg_testkit::Waited::NotYet(format!("no consumer {consumer}"));
-            };
-            let floor = info.ack_floor.stream_sequence;
-            let first = s.info().await.map(|i| i.state.first_sequence).unwrap_or(1);
-            let (read, mut rounds) = std::mem::take(&mut *seen.lock().unwrap());
-            let mut read = read.max(first.saturating_sub(1));
-            while read < floor {
-                read += 1;
-                if let Ok(m) = s.get_raw_message(read).await {
-                    if let Ok(e) = HealthEvent::decode(m.payload.as_ref()) {
-                        rounds.entry(e.region).or_default().insert(e.round_id);
-                    }
+    rg_testkit::wait_until(&what, Duration::from_secs(60), || async {
+        let Ok(mut s) = js.get_stream(&stream).await else {
+            return rg_testkit::Waited::NotYet("no health stream".into());
+        };
+        let Ok(info) = s.info().await.cloned() else {
+            return rg_testkit::Waited::NotYet("no stream info".into());
+        };
+        let floor = match consumer {
+            Some(c) => match s.consumer_info(c).await {
+                Ok(ci) => ci.ack_floor.stream_sequence,
+                Err(_) => return rg_testkit::Waited::NotYet(format!("no consumer {c}")),
+            },
+            None => info.state.last_sequence,
+        };
+        let (read, mut rounds) = std::mem::take(&mut *seen.lock().unwrap());
+        let mut read = read.max(info.state.first_sequence.saturating_sub(1));
+        while read < floor {
+            read += 1;
+            if let Ok(m) = s.get_raw_message(read).await {
+                if let Ok(e) = HealthEvent::decode(m.payload.as_ref()) {
+                    rounds.entry(e.region).or_default().insert(e.round_id);
                 }
             }
-            let fewest = rounds.values().map(BTreeSet::len).min().unwrap_or(0);
-            let state = format!(
-                "ack floor {floor}; rounds decided per region: {:?}",
-                rounds
-                    .iter()
-                    .map(|(r, s)| (r.clone(), s.len()))
-                    .collect::<Vec<_>>()
-            );
-            *seen.lock().unwrap() = (read, rounds);
-            if fewest >= n {
-                rg_testkit::Waited::Done(())
-            } else {
-                rg_testkit::Waited::NotYet(state)
-            }
-        },
-    )
+        }
+        let fewest = rounds.values().map(BTreeSet::len).min().unwrap_or(0);
+        let state = format!(
+            "up to sequence {floor}, rounds per region: {:?}",
+            rounds
+                .iter()
+                .map(|(r, s)| (r.clone(), s.len()))
+                .collect::<Vec<_>>()
+        );
+        *seen.lock().unwrap() = (read, rounds);
+        if fewest >= n {
+            rg_testkit::Waited::Done(())
+        } else {
+            rg_testkit::Waited::NotYet(state)
+        }
+    })
     .await;
 }
