@@ -212,7 +212,11 @@ where
                     } else {
                         key
                     };
-                    problems.push(key, "unknown key");
+                    let message = moved(&key).map_or_else(
+                        || "unknown key".to_owned(),
+                        |to| format!("unknown key (it moved to {to})"),
+                    );
+                    problems.push(key, message);
                 }
                 break Some(config);
             }
@@ -350,8 +354,39 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
     Ok(())
 }
 
+/// Where a key that moved now lives: the round settings the detector and
+/// the cascade service each had are the shared `[rounds]` section.
+fn moved(key: &str) -> Option<String> {
+    const ROUNDS: [&str; 7] = [
+        "quorum",
+        "settle",
+        "round_timeout",
+        "confirmed_wait",
+        "quiet_older_than",
+        "start_lookback",
+        "max_pending",
+    ];
+    let (section, name) = key.split_once('.')?;
+    (matches!(section, "detector" | "cascade") && ROUNDS.contains(&name))
+        .then(|| format!("rounds.{name}"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_round_setting_under_detector_or_cascade_says_where_it_moved() {
+        assert_eq!(
+            super::moved("detector.settle").as_deref(),
+            Some("rounds.settle")
+        );
+        assert_eq!(
+            super::moved("cascade.quorum").as_deref(),
+            Some("rounds.quorum")
+        );
+        assert_eq!(super::moved("prober.settle"), None);
+        assert_eq!(super::moved("detector.renotify"), None);
+    }
+
     use std::time::Duration;
 
     use super::*;

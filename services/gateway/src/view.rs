@@ -51,8 +51,8 @@ pub(crate) struct EndpointFigure {
 /// What the vantages' votes agree on (each vote: the worst status a
 /// vantage saw through any of its resolvers); a majority of those voting
 /// when fewer vote than `quorum` needs. `None` without votes.
-pub(crate) fn agreed_status(
-    votes: &BTreeMap<String, rg_proto::domain::Status>,
+pub(crate) fn agreed_status<K: Ord>(
+    votes: &BTreeMap<K, rg_proto::domain::Status>,
     quorum: Quorum,
 ) -> Option<Status> {
     let agreed = match rg_rounds::agree(votes, quorum) {
@@ -236,7 +236,7 @@ impl View {
                 sum += u128::from(s.response_time_us);
                 n += 1;
                 if let Some(v) = vote(s.status) {
-                    let worst = votes.entry(vantage.clone()).or_insert(v);
+                    let worst = votes.entry(vantage.as_str()).or_insert(v);
                     *worst = (*worst).max(v);
                 }
             }

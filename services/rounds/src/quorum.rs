@@ -77,8 +77,8 @@ pub enum Agreement {
     },
 }
 
-/// Combines votes (one per vantage).
-pub fn agree(votes: &BTreeMap<String, Status>, quorum: Quorum) -> Agreement {
+/// Combines votes (one per vantage, keyed by the vantage's id).
+pub fn agree<K>(votes: &BTreeMap<K, Status>, quorum: Quorum) -> Agreement {
     let n = votes.len();
     let k = quorum.required(n);
     if n == 0 || k > n {
