@@ -227,9 +227,9 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Typed<T> {
         Ok(self.entry(key).await?.and_then(|(v, _)| v))
     }
 
-    /// The value of `key` with its revision, for a compare-and-set; the
-    /// value is `None` when the entry is unreadable.
-    pub async fn entry(&self, key: &str) -> Result<Option<(Option<T>, u64)>, StateError> {
+    /// The value of `key` with its revision; the value is `None` when the
+    /// entry is unreadable.
+    async fn entry(&self, key: &str) -> Result<Option<(Option<T>, u64)>, StateError> {
         let full = self.key(key);
         Ok(self
             .bucket
@@ -241,18 +241,6 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Typed<T> {
     /// Stores `value` under `key`.
     pub async fn put(&self, key: &str, value: &T) -> Result<(), StateError> {
         self.bucket.put(&self.key(key), self.encode(value)?).await
-    }
-
-    /// Compare-and-set (see [`StateBucket::swap`]).
-    pub async fn swap(
-        &self,
-        key: &str,
-        value: &T,
-        revision: u64,
-    ) -> Result<Option<u64>, StateError> {
-        self.bucket
-            .swap(&self.key(key), self.encode(value)?, revision)
-            .await
     }
 
     /// Removes `key`.

@@ -177,14 +177,6 @@ impl FailoverError {
             Self::Step(_) => "step",
         }
     }
-
-    /// The AWS kind, when an AWS call failed.
-    pub fn aws_kind(&self) -> Option<AwsErrorKind> {
-        match self {
-            Self::Aws(e) => Some(e.kind),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

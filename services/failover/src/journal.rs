@@ -167,7 +167,6 @@ impl Journal {
     }
 
     async fn write(&self, id: &str, record: &Record) {
-        let never = tokio_util::sync::CancellationToken::new();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
         let mut tries = 0;
         loop {
@@ -176,7 +175,7 @@ impl Journal {
                 Ok(()) => return,
                 Err(e) if tries < 3 => {
                     tracing::warn!(failover = %id, state = record.state.name(), error = %e, retry_in = ?backoff.delay(), "journal write failed; retrying");
-                    backoff.wait(&never).await;
+                    backoff.sleep().await;
                 }
                 Err(e) => {
                     tracing::error!(failover = %id, state = record.state.name(), error = %e, "journal write failed: the journal does not have this state");
