@@ -84,11 +84,19 @@ async fn approve(
     Ok(approval)
 }
 
+/// `failover request` exit status: refused, or failed without a change.
+const EXIT_REFUSED: u8 = 3;
+/// `failover request` exit status: executed and rolled back.
+const EXIT_ROLLED_BACK: u8 = 4;
+/// `failover request` exit status: no answer within `--wait`.
+const EXIT_NO_ANSWER: u8 = 5;
+
 pub(crate) async fn request(
     globals: Globals,
     from: &str,
     reason: &str,
     requester: &str,
+    wait: std::time::Duration,
 ) -> ExitCode {
     let config = match globals.load(Vec::new()) {
         Ok(c) => c,
@@ -108,28 +116,127 @@ pub(crate) async fn request(
         ..Default::default()
     };
     d.set_phase(rg_proto::v1::FailoverPhase::Requested);
-    let published = async {
-        let client = rg_bus::connect::connect_once(&config.nats, "regionguard-request")
-            .await
-            .map_err(|e| e.to_string())?;
-        let publisher = rg_bus::publish::Publisher::new(async_nats::jetstream::new(client));
-        publisher
-            .publish(
-                config.nats.subjects().failover("requested"),
-                &d,
-                Some(&d.id),
-            )
-            .await
-            .map_err(|e| format!("publishing the request: {e}"))
-    };
-    match published.await {
-        Ok(_) => {
-            println!("requested failover {} away from {from}", d.id);
-            ExitCode::SUCCESS
-        }
+    let subjects = config.nats.subjects();
+    let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-request").await {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    // Subscribed before the request goes out: no answer can be missed.
+    let answers = if wait.is_zero() {
+        None
+    } else {
+        match client.subscribe(subjects.decisions_all()).await {
+            Ok(sub) => Some(sub),
+            Err(e) => {
+                eprintln!("Error: subscribing to the failover phases: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let publisher = rg_bus::publish::Publisher::new(async_nats::jetstream::new(client));
+    if let Err(e) = publisher
+        .publish(subjects.failover("requested"), &d, Some(&d.id))
+        .await
+    {
+        eprintln!("Error: publishing the request: {e}");
+        return ExitCode::FAILURE;
+    }
+    let Some(answers) = answers else {
+        println!(
+            "queued failover request {} away from {from} (not waiting for the answer; see `regionguard tail 'rg.decisions.failover.>'`)",
+            d.id
+        );
+        return ExitCode::SUCCESS;
+    };
+    println!(
+        "requested failover {} away from {from}; waiting up to {wait:?} for the failover service",
+        d.id
+    );
+    match answer(answers, &d.id, wait).await {
+        Some(a) => report(&a),
+        None => {
+            eprintln!(
+                "no answer within {wait:?}: the failover service is not running, or runs in observe mode (requests are only logged); the request {} stays queued",
+                d.id
+            );
+            ExitCode::from(EXIT_NO_ANSWER)
+        }
+    }
+}
+
+/// The failover service's first answer to request `id`: a planned,
+/// completed, failed or rolled-back phase.
+async fn answer(
+    mut sub: async_nats::Subscriber,
+    id: &str,
+    wait: std::time::Duration,
+) -> Option<FailoverDecision> {
+    use futures::StreamExt as _;
+    use prost::Message as _;
+    use rg_proto::v1::FailoverPhase as P;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, sub.next()).await.ok()??;
+        let Ok(d) = FailoverDecision::decode(msg.payload.as_ref()) else {
+            continue;
+        };
+        if d.id == id
+            && matches!(
+                d.phase(),
+                P::Planned | P::Completed | P::Failed | P::RolledBack
+            )
+        {
+            return Some(d);
+        }
+    }
+}
+
+fn report(d: &FailoverDecision) -> ExitCode {
+    use rg_proto::v1::FailoverPhase as P;
+    let plan = d.plan.clone().unwrap_or_default();
+    let candidates = || {
+        for c in &plan.candidates {
+            let verdict = if c.verdict.is_empty() {
+                &c.note
+            } else {
+                &c.verdict
+            };
+            println!("  {} {:.2}: {verdict}", c.region, c.health_score);
+        }
+    };
+    match d.phase() {
+        P::Planned => {
+            println!(
+                "planned: {} -> {} in {} steps ({} mode)",
+                d.from_region,
+                d.to_region,
+                plan.steps.len(),
+                format!("{:?}", d.mode()).to_lowercase()
+            );
+            println!("{}", plan.rationale);
+            for w in &plan.warnings {
+                println!("warning: {w}");
+            }
+            if d.mode() == rg_proto::v1::FailoverMode::Approve {
+                println!("approve with: regionguard failover approve {}", d.id);
+            }
+            ExitCode::SUCCESS
+        }
+        P::Completed => {
+            println!("completed: {} -> {}", d.from_region, d.to_region);
+            ExitCode::SUCCESS
+        }
+        P::RolledBack => {
+            eprintln!("rolled back: {}", d.error);
+            ExitCode::from(EXIT_ROLLED_BACK)
+        }
+        _ => {
+            eprintln!("refused: {}", d.error);
+            candidates();
+            ExitCode::from(EXIT_REFUSED)
         }
     }
 }

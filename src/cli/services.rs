@@ -249,6 +249,12 @@ enum FailoverAction {
         /// Who asks (default: $USER).
         #[arg(long, env = "USER", value_name = "NAME")]
         requester: Option<String>,
+        /// How long to wait for the failover service's answer (planned,
+        /// completed, refused); 0 only queues the request. Exit status: 0
+        /// planned or completed, 3 refused or failed, 4 rolled back, 5 no
+        /// answer in time.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
     },
     /// Approve a planned failover: publishes its APPROVED phase, which a
     /// failover service in approve mode executes.
@@ -270,12 +276,14 @@ pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
             from,
             reason,
             requester,
+            wait,
         }) => {
             return super::approve::request(
                 globals,
                 &from,
                 &reason,
                 requester.as_deref().unwrap_or("cli"),
+                wait,
             )
             .await;
         }

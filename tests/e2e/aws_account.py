@@ -83,7 +83,8 @@ def read(endpoint, zone_id, distribution_id):
     records = {}
     for r in r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]:
         if r["Name"] == "api.example.test." and r["Type"] == "A":
-            records[r.get("SetIdentifier", "")] = [v["Value"] for v in r.get("ResourceRecords", [])]
+            records[r.get("SetIdentifier", "")] = {"role": r.get("Failover"),
+                                                  "values": [v["Value"] for v in r.get("ResourceRecords", [])]}
     cf = client("cloudfront", endpoint)
     dc = cf.get_distribution_config(Id=distribution_id)["DistributionConfig"]
     group = next(g for g in dc["OriginGroups"]["Items"] if g["Id"] == "app-group")

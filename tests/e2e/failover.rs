@@ -13,7 +13,7 @@ use rg_failover::config::{
     Route53Record,
 };
 use rg_failover::Mode;
-use rg_proto::v1::{FailoverDecision, FailoverPhase, StepStatus};
+use rg_proto::v1::{FailoverDecision, FailoverPhase, FaultKind, StepStatus};
 use rg_testkit::{init_logging, Moto, NatsServer};
 use serde_json::{json, Value};
 
@@ -157,9 +157,10 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
                 name: "api.example.test.".into(),
                 record_type: "A".into(),
                 kind: RecordKind::Failover,
-                ttl: 60,
+                ttl: None,
                 weight: 100,
-                set_identifiers: ("primary".into(), "secondary".into()),
+                set_identifiers: BTreeMap::new(),
+                aliases: BTreeMap::new(),
                 values: by_region("192.0.2.10", "198.51.100.10")
                     .into_iter()
                     .map(|(r, v)| (r, vec![v]))
@@ -186,7 +187,7 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
 
 /// NATS, the simulator and probers of three regions, a failover service,
 /// and a feed of every failover phase.
-struct World {
+pub(crate) struct World {
     server: NatsServer,
     nats: rg_bus::NatsConfig,
     js: async_nats::jetstream::Context,
@@ -196,7 +197,7 @@ struct World {
 }
 
 impl World {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         init_logging();
         let server = NatsServer::start();
         let nats = nats_config(&server.url());
@@ -213,13 +214,13 @@ impl World {
         }
     }
 
-    fn start_failover(&self, config: rg_failover::Config) -> Running {
+    pub(crate) fn start_failover(&self, config: rg_failover::Config) -> Running {
         let token = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(rg_failover::run(config, self.nats.clone(), token.clone()));
         Running::new(token, task)
     }
 
-    async fn publish(&self, d: &FailoverDecision) {
+    pub(crate) async fn publish(&self, d: &FailoverDecision) {
         let subject = format!("rg.decisions.failover.{}", d.phase().token());
         self.js
             .publish(subject, d.encode_to_vec().into())
@@ -231,7 +232,7 @@ impl World {
 
     /// A request away from us-east-1, as the cascade service sends it,
     /// once the failover's consumer exists and health has been seen.
-    async fn request(&self, id: &str) {
+    pub(crate) async fn request(&self, id: &str) {
         wait_for_consumer(&self.server.url(), "RG_DECISIONS", "failover").await;
         // A few probe rounds stored, so every region has a health score.
         wait_rounds_stored(&self.server.url(), 3).await;
@@ -247,7 +248,7 @@ impl World {
         self.publish(&d).await;
     }
 
-    async fn phase(&mut self, id: &str, phase: FailoverPhase) -> FailoverDecision {
+    pub(crate) async fn phase(&mut self, id: &str, phase: FailoverPhase) -> FailoverDecision {
         self.phases
             .wait_for(phase.token(), WAIT, |_, d| d.id == id && d.phase() == phase)
             .await
@@ -261,7 +262,19 @@ fn seeded_state() -> Value {
         "ecs": {"us-east-1": 3, "us-west-2": 1},
         "origin": {"app": "use1.origin.example.test"},
         "origin_group": ["use1", "usw2"],
-        "records": {"primary": ["192.0.2.10"], "secondary": ["198.51.100.10"]}
+        "records": {
+            "primary": {"role": "PRIMARY", "values": ["192.0.2.10"]},
+            "secondary": {"role": "SECONDARY", "values": ["198.51.100.10"]}
+        }
+    })
+}
+
+/// The seeded failover records after a failover to us-west-2: the roles
+/// moved, each record keeping its values (and health check).
+fn failed_over_records() -> Value {
+    json!({
+        "primary": {"role": "SECONDARY", "values": ["192.0.2.10"]},
+        "secondary": {"role": "PRIMARY", "values": ["198.51.100.10"]}
     })
 }
 
@@ -338,10 +351,7 @@ async fn an_approved_failover_moves_records_origin_and_capacity_to_the_target() 
     );
 
     let after = account.read();
-    assert_eq!(
-        after["records"],
-        json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]})
-    );
+    assert_eq!(after["records"], failed_over_records());
     assert_eq!(after["origin"], json!({"app": "usw2.origin.example.test"}));
     // The origin group tries us-west-2's origin first now.
     assert_eq!(after["origin_group"], json!(["usw2", "use1"]));
@@ -391,9 +401,7 @@ async fn a_record_missing_in_the_zone_fails_the_plan_with_the_reason_before_any_
         failed
             .error
             .contains("record missing.example.test. A in zone")
-            && failed
-                .error
-                .contains("with set identifier primary does not exist"),
+            && failed.error.contains("does not exist"),
         "{}",
         failed.error
     );
@@ -474,7 +482,7 @@ async fn a_failover_killed_after_route53_is_rolled_back_by_the_next_start() {
     first.abort().await;
     assert_eq!(
         account.read()["records"],
-        json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]}),
+        failed_over_records(),
         "Route 53 was changed before the kill"
     );
 
@@ -623,6 +631,49 @@ async fn routing_switches_flip_on_failover_and_an_approved_failback_restores_the
 
 /// A failover in auto mode whose verification asks Debian's unbound,
 /// serving `name` with `address`, for the application's name.
+/// The failback gate: us-east-1 scores above the (lowered) bar with
+/// DynamoDB failing, yet no failback is proposed until DynamoDB has been
+/// healthy for the whole `failback_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_failback_is_proposed_while_dynamodb_still_fails_in_the_failed_region() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let mut config = account.config(Mode::Approve);
+    config.failback_after = Duration::from_secs(2);
+    // Only the gate can hold the failback back: the score passes.
+    config.min_target_score = 0.3;
+    let _failover = w.start_failover(config);
+    let client = async_nats::connect(w.server.url()).await.unwrap();
+    inject(&client, "us-east-1", "dynamodb", FaultKind::EmptyAnswer, 0).await;
+    w.request("fo-gate").await;
+    let planned = w.phase("fo-gate", FailoverPhase::Planned).await;
+    w.publish(&planned.approval("cli:test", now_ms()).unwrap())
+        .await;
+    w.phase("fo-gate", FailoverPhase::Completed).await;
+
+    // Four failback windows with DynamoDB still failing.
+    w.phases.drain_for(Duration::from_secs(8)).await;
+    let early: Vec<_> = w
+        .phases
+        .seen
+        .iter()
+        .filter(|(_, d)| d.id == "fo-gate:failback")
+        .collect();
+    assert!(
+        early.is_empty(),
+        "a failback while DynamoDB fails: {early:?}"
+    );
+
+    let cleared = now_ms();
+    clear_all(&client).await;
+    let proposed = w.phase("fo-gate:failback", FailoverPhase::Requested).await;
+    assert!(
+        proposed.at_unix_ms - cleared >= 2_000,
+        "proposed {} ms after DynamoDB recovered; the gate needs 2 s",
+        proposed.at_unix_ms - cleared
+    );
+}
+
 async fn failover_verified_by_dns(id: &str, address: &str) -> (Account, FailoverDecision) {
     let account = Account::seed();
     let name = "api-test.amazonaws.com";
@@ -733,6 +784,12 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
         said.starts_with("requested failover manual-us-east-1-"),
         "{said}"
     );
+    // The command waited for the plan and said what it is.
+    assert!(
+        said.contains("planned: us-east-1 -> us-west-2")
+            && said.contains(&format!("approve with: regionguard failover approve {id}")),
+        "{said}"
+    );
     let planned = w.phase(&id, FailoverPhase::Planned).await;
     assert_eq!(
         (planned.reason.as_str(), planned.to_region.as_str()),
@@ -765,6 +822,26 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A request the service refuses (the cooldown) exits 3 with the reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args([
+            "failover",
+            "request",
+            "--from",
+            "us-east-1",
+            "--nats",
+            &w.nats.servers[0],
+        ])
+        .env_remove("RG_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused:") && stderr.contains("cooldown"),
+        "{stderr}"
+    );
+
     // What it did is on its metrics.
     let metrics = rg_testkit::http::get(
         std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
@@ -776,6 +853,7 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
     for line in [
         r#"regionguard_failover_phases_total{phase="completed"} 1"#,
         r#"regionguard_failover_phases_total{phase="planned"} 2"#,
+        r#"regionguard_failover_phases_total{phase="failed"} 1"#,
         r#"regionguard_failover_steps_total{kind="route53_record",outcome="done"} 1"#,
         r#"regionguard_failover_steps_total{kind="cloudfront_origin_group",outcome="done"} 1"#,
         r#"regionguard_failover_steps_total{kind="verify",outcome="done"} 1"#,
@@ -840,10 +918,7 @@ async fn up_with_an_aws_endpoint_fails_over_a_seeded_account_once_approved_from_
     assert!(said.contains("approved failover"), "{said}");
     next_phase(&mut phases, FailoverPhase::Completed).await;
     let after = account.read();
-    assert_eq!(
-        after["records"],
-        json!({"primary": ["198.51.100.10"], "secondary": ["192.0.2.10"]})
-    );
+    assert_eq!(after["records"], failed_over_records());
     assert_eq!(after["origin"], json!({"app": "usw2.origin.example.test"}));
     assert_eq!(after["origin_group"], json!(["usw2", "use1"]));
 

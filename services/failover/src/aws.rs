@@ -13,13 +13,14 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudfront::types::DistributionConfig;
 use aws_sdk_route53::types::{
-    Change as R53Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
-    ResourceRecordSet, ResourceRecordSetFailover, RrType,
+    AliasTarget, Change as R53Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
+    ResourceRecordSet, ResourceRecordSetFailover, ResourceRecordSetRegion, RrType,
 };
 
 use crate::config::{AwsConfig, Config};
 use crate::error::{sdk, AwsError, AwsErrorKind};
-use crate::plan::{Change, Current, RecordSet};
+use crate::plan::{Change, Current};
+use crate::route53::{canonical, Alias, RecordSet};
 
 /// Clients for every API a failover calls.
 pub struct Aws {
@@ -111,12 +112,12 @@ impl Aws {
 
     // === reading ===
 
-    /// What the plan from `from` to `target` needs to know.
+    /// What a plan from `from` to any of `targets` needs to know.
     pub async fn read(
         &self,
         config: &Config,
         from: &str,
-        target: &str,
+        targets: &[&str],
     ) -> Result<Current, AwsError> {
         let mut current = Current::default();
         for r in &config.route53 {
@@ -134,7 +135,39 @@ impl Aws {
                 .origin_groups
                 .push(self.origin_group(&g.distribution_id, &g.group_id).await?);
         }
-        for region in [from, target] {
+        for b in &config.cloudfront_behaviors {
+            current.behaviors.push(
+                self.behavior_target(&b.distribution_id, b.pattern())
+                    .await?,
+            );
+            if !current
+                .distribution_targets
+                .contains_key(&b.distribution_id)
+            {
+                let (_, dc) = self.distribution(&b.distribution_id).await?;
+                let mut ids = std::collections::BTreeSet::new();
+                if let Some(dc) = dc {
+                    ids.extend(
+                        dc.origins()
+                            .iter()
+                            .flat_map(|o| o.items())
+                            .map(|o| o.id().to_owned()),
+                    );
+                    ids.extend(
+                        dc.origin_groups()
+                            .and_then(|g| g.items.as_deref())
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|g| g.id().to_owned()),
+                    );
+                }
+                current
+                    .distribution_targets
+                    .insert(b.distribution_id.clone(), ids);
+            }
+        }
+        let regions = std::iter::once(from).chain(targets.iter().copied());
+        for region in regions {
             let Some(res) = config.regions.get(region) else {
                 continue;
             };
@@ -180,21 +213,56 @@ impl Aws {
             .resource_record_sets()
             .iter()
             .filter(|r| canonical(r.name()) == want && r.r#type().as_str() == record_type)
-            .map(|r| RecordSet {
-                name: want.clone(),
-                record_type: record_type.to_owned(),
-                ttl: r.ttl(),
-                values: r
-                    .resource_records()
-                    .iter()
-                    .map(|v| v.value().to_owned())
-                    .collect(),
-                set_identifier: r.set_identifier().map(str::to_owned),
-                weight: r.weight(),
-                failover: r.failover().map(|f| f.as_str().to_owned()),
-                health_check_id: r.health_check_id().map(str::to_owned),
+            .map(|r| {
+                let alias = r.alias_target().map(|a| Alias {
+                    hosted_zone_id: a.hosted_zone_id().to_owned(),
+                    dns_name: canonical(a.dns_name()),
+                    evaluate_target_health: a.evaluate_target_health(),
+                });
+                RecordSet {
+                    name: want.clone(),
+                    record_type: record_type.to_owned(),
+                    // An alias record has no TTL (an emulator may say 0).
+                    ttl: if alias.is_some() { None } else { r.ttl() },
+                    values: r
+                        .resource_records()
+                        .iter()
+                        .map(|v| v.value().to_owned())
+                        .collect(),
+                    alias,
+                    set_identifier: r.set_identifier().map(str::to_owned),
+                    weight: r.weight(),
+                    failover: r.failover().map(|f| f.as_str().to_owned()),
+                    region: r.region().map(|g| g.as_str().to_owned()),
+                    health_check_id: r.health_check_id().map(str::to_owned),
+                }
             })
             .collect())
+    }
+
+    /// The target origin of a cache behaviour now (`None` pattern: the
+    /// default behaviour; `None` result: no such behaviour).
+    pub async fn behavior_target(
+        &self,
+        distribution_id: &str,
+        path_pattern: Option<&str>,
+    ) -> Result<Option<String>, AwsError> {
+        let (_, config) = self.distribution(distribution_id).await?;
+        let Some(dc) = config else {
+            return Ok(None);
+        };
+        Ok(match path_pattern {
+            None => dc
+                .default_cache_behavior()
+                .map(|b| b.target_origin_id().to_owned()),
+            Some(p) => dc
+                .cache_behaviors()
+                .and_then(|b| b.items.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .find(|b| b.path_pattern() == p)
+                .map(|b| b.target_origin_id().to_owned()),
+        })
     }
 
     /// The domain of a CloudFront origin now (None: no such origin).
@@ -309,6 +377,33 @@ impl Aws {
                 })
                 .await
             }
+            Change::CloudFrontBehavior {
+                distribution_id,
+                path_pattern,
+                target_origin_id,
+            } => {
+                self.edit_distribution(distribution_id, |dc| {
+                    let which = path_pattern.as_deref().unwrap_or("default");
+                    let slot = match path_pattern {
+                        None => dc
+                            .default_cache_behavior
+                            .as_mut()
+                            .map(|b| &mut b.target_origin_id),
+                        Some(p) => dc
+                            .cache_behaviors
+                            .as_mut()
+                            .and_then(|b| b.items.as_mut())
+                            .and_then(|items| items.iter_mut().find(|b| b.path_pattern == *p))
+                            .map(|b| &mut b.target_origin_id),
+                    }
+                    .ok_or_else(|| {
+                        format!("distribution {distribution_id} has no {which} behaviour")
+                    })?;
+                    slot.clone_from(target_origin_id);
+                    Ok(())
+                })
+                .await
+            }
             Change::CloudFrontOriginGroup {
                 distribution_id,
                 group_id,
@@ -411,12 +506,27 @@ impl Aws {
             let mut set = ResourceRecordSet::builder()
                 .name(&r.name)
                 .r#type(RrType::from(r.record_type.as_str()))
-                .set_ttl(r.ttl)
                 .set_set_identifier(r.set_identifier.clone())
                 .set_weight(r.weight)
                 .set_health_check_id(r.health_check_id.clone());
             if let Some(f) = &r.failover {
                 set = set.failover(ResourceRecordSetFailover::from(f.as_str()));
+            }
+            if let Some(region) = &r.region {
+                set = set.region(ResourceRecordSetRegion::from(region.as_str()));
+            }
+            match &r.alias {
+                Some(a) => {
+                    set = set.alias_target(
+                        AliasTarget::builder()
+                            .hosted_zone_id(&a.hosted_zone_id)
+                            .dns_name(&a.dns_name)
+                            .evaluate_target_health(a.evaluate_target_health)
+                            .build()
+                            .map_err(invalid)?,
+                    );
+                }
+                None => set = set.set_ttl(r.ttl),
             }
             for v in &r.values {
                 set = set.resource_records(
@@ -539,16 +649,6 @@ fn regional<C: Clone>(
         .entry(region.to_owned())
         .or_insert_with(make)
         .clone()
-}
-
-/// A record name with its trailing dot, lowercase.
-fn canonical(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    if lower.ends_with('.') {
-        lower
-    } else {
-        format!("{lower}.")
-    }
 }
 
 #[cfg(test)]

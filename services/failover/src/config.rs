@@ -87,6 +87,19 @@ pub struct Config {
     /// `[[failover.cloudfront_origin_groups]]`: an origin group whose
     /// primary (first member) is the active region's origin.
     pub cloudfront_origin_groups: Vec<CloudFrontOriginGroup>,
+    /// `[[failover.cloudfront_behaviors]]`: a cache behaviour (the default
+    /// one or a path pattern) whose target origin moves to the target
+    /// region's origin or origin group.
+    pub cloudfront_behaviors: Vec<CloudFrontBehavior>,
+    /// Regions to fail over to, in order of preference, e.g.
+    /// `["us-west-2", "eu-west-1"]`. Among candidates whose health is
+    /// within `score_margin` of the best, the first listed wins; unlisted
+    /// regions come after listed ones. Default: none (health decides).
+    pub standby_order: Vec<String>,
+    /// How much lower a candidate's health may be than the best one's and
+    /// still count as good as it (then the standby order, and a warm
+    /// standby before a pilot light, decide). Default `0.1`.
+    pub score_margin: f64,
     /// `[failover.regions.<region>]`: capacity to scale up in a target.
     pub regions: BTreeMap<String, RegionResources>,
     /// `[failover.verify]`: how to check that traffic moved.
@@ -166,18 +179,51 @@ impl Default for AwsConfig {
     }
 }
 
-/// How a Route 53 record routes.
+/// How a Route 53 record routes, and what a failover changes in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
-    /// One record; its values become the target region's.
+    /// One record; it takes the target region's answer (`values` or
+    /// `aliases`).
     Simple,
-    /// One record per region (set identifier = region name); the target's
-    /// weight becomes `weight`, the others 0.
+    /// One record per region; the target's weight becomes `weight`, every
+    /// other region's 0.
     Weighted,
-    /// A PRIMARY and a SECONDARY record; PRIMARY takes the target region's
-    /// values, SECONDARY the failed region's.
+    /// A PRIMARY and a SECONDARY record, one per region: the roles move,
+    /// each record keeping its answer and its health check, so the target
+    /// region's record becomes PRIMARY.
     Failover,
+    /// One record per region (its Route 53 region): the failed region's
+    /// record takes the target region's record's answer and health check.
+    Latency,
+}
+
+impl RecordKind {
+    /// The kind's name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Simple => "simple",
+            Self::Weighted => "weighted",
+            Self::Failover => "failover",
+            Self::Latency => "latency",
+        }
+    }
+}
+
+/// An alias target: a regional load balancer, a CloudFront distribution,
+/// an API Gateway domain, another record of the zone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// The target's hosted zone id (e.g. `Z35SXDOTRQ7X7K` for load
+    /// balancers in us-east-1, `Z2FDTNDATAQYW2` for CloudFront).
+    pub hosted_zone_id: String,
+    /// The target's DNS name.
+    pub dns_name: String,
+    /// Route 53 answers this record only while the target is healthy.
+    /// Default `false`.
+    #[serde(default)]
+    pub evaluate_target_health: bool,
 }
 
 /// `[[failover.route53]]`.
@@ -191,35 +237,38 @@ pub struct Route53Record {
     /// Record type. Default `A`.
     #[serde(default = "default_record_type", rename = "type")]
     pub record_type: String,
-    /// `simple`, `weighted` or `failover`.
+    /// `simple`, `weighted`, `failover` or `latency`.
     pub kind: RecordKind,
-    /// TTL of records written. Default `60`.
-    #[serde(default = "default_ttl")]
-    pub ttl: i64,
+    /// TTL of the value records a failover writes. Default: each record's
+    /// own (a simple record turned from an alias into values: 60).
+    #[serde(default)]
+    pub ttl: Option<i64>,
     /// For `weighted`: the target's weight. Default `100`.
     #[serde(default = "default_weight")]
     pub weight: i64,
-    /// For `failover`: set identifiers of the two records. Default
-    /// `primary` and `secondary`.
-    #[serde(default = "default_failover_ids")]
-    pub set_identifiers: (String, String),
-    /// For `simple` and `failover`: the values that send traffic to each
-    /// region, e.g. `{ "us-east-1" = ["192.0.2.10"] }`.
+    /// For `weighted`, `failover` and `latency`: each region's record, by
+    /// set identifier, e.g. `{ "us-east-1" = "api-use1" }`. Default:
+    /// discovered from the record sets (a latency record's region, a set
+    /// identifier that names the region, `values` or `aliases` below, an
+    /// alias target in the region).
+    #[serde(default)]
+    pub set_identifiers: BTreeMap<String, String>,
+    /// For `simple`: the values that send traffic to each region, e.g.
+    /// `{ "us-east-1" = ["192.0.2.10"] }`. For the others: how to tell
+    /// each region's record.
     #[serde(default)]
     pub values: BTreeMap<String, Vec<String>>,
+    /// For `simple`: the alias target that sends traffic to each region.
+    /// For the others: how to tell each region's record.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, AliasConfig>,
 }
 
 fn default_record_type() -> String {
     "A".into()
 }
-const fn default_ttl() -> i64 {
-    60
-}
 const fn default_weight() -> i64 {
     100
-}
-fn default_failover_ids() -> (String, String) {
-    ("primary".into(), "secondary".into())
 }
 
 /// `[[failover.cloudfront]]`.
@@ -247,6 +296,28 @@ pub struct CloudFrontOriginGroup {
     pub group_id: String,
     /// Each region's origin id among the group's members.
     pub members: BTreeMap<String, String>,
+}
+
+/// `[[failover.cloudfront_behaviors]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontBehavior {
+    /// Distribution id, e.g. `E2ABCDEF`.
+    pub distribution_id: String,
+    /// The behaviour's path pattern, e.g. `/api/*`. Absent (or `*`): the
+    /// default behaviour.
+    #[serde(default)]
+    pub path_pattern: Option<String>,
+    /// The origin (or origin group) id that serves each region, e.g.
+    /// `{ "us-east-1" = "origin-us-east-1", "us-west-2" = "origin-us-west-2" }`.
+    pub targets: BTreeMap<String, String>,
+}
+
+impl CloudFrontBehavior {
+    /// The path pattern, `None` for the default behaviour.
+    pub fn pattern(&self) -> Option<&str> {
+        self.path_pattern.as_deref().filter(|p| *p != "*")
+    }
 }
 
 /// `[failover.regions.<region>]`.
@@ -299,6 +370,9 @@ impl Default for Config {
             route53: Vec::new(),
             cloudfront: Vec::new(),
             cloudfront_origin_groups: Vec::new(),
+            cloudfront_behaviors: Vec::new(),
+            standby_order: Vec::new(),
+            score_margin: 0.1,
             regions: BTreeMap::new(),
             verify: None,
             switches: SwitchesConfig::default(),
@@ -325,6 +399,11 @@ impl Config {
         let mut out: std::collections::BTreeSet<String> = self.regions.keys().cloned().collect();
         for r in &self.route53 {
             out.extend(r.values.keys().cloned());
+            out.extend(r.aliases.keys().cloned());
+            out.extend(r.set_identifiers.keys().cloned());
+        }
+        for b in &self.cloudfront_behaviors {
+            out.extend(b.targets.keys().cloned());
         }
         for c in &self.cloudfront {
             out.extend(c.domains.keys().cloned());
@@ -389,28 +468,78 @@ impl Validate for Config {
             if r.name.is_empty() {
                 p.push(key("name"), "must not be empty");
             }
-            if r.ttl < 0 {
+            if r.ttl.is_some_and(|t| t < 0) {
                 p.push(key("ttl"), "must not be negative");
             }
+            for (region, v) in &r.values {
+                if v.is_empty() {
+                    p.push(key(&format!("values.{region}")), "must not be empty");
+                }
+                if r.aliases.contains_key(region) {
+                    p.push(
+                        key(&format!("aliases.{region}")),
+                        "a region has values or an alias, not both",
+                    );
+                }
+            }
+            for (region, a) in &r.aliases {
+                if a.hosted_zone_id.is_empty() || a.dns_name.is_empty() {
+                    p.push(
+                        key(&format!("aliases.{region}")),
+                        "needs hosted_zone_id and dns_name",
+                    );
+                }
+            }
+            let mut ids: Vec<&String> = r.set_identifiers.values().collect();
+            ids.sort();
+            ids.dedup();
+            if ids.len() != r.set_identifiers.len() {
+                p.push(key("set_identifiers"), "names one record for two regions");
+            }
             match r.kind {
-                RecordKind::Simple | RecordKind::Failover => {
-                    if r.values.len() < 2 {
-                        p.push(key("values"), "needs the values of at least two regions");
+                RecordKind::Simple => {
+                    if r.values.len() + r.aliases.len() < 2 {
+                        p.push(
+                            key("values"),
+                            "a simple record needs the answer (values or aliases) of at least two regions",
+                        );
                     }
-                    for (region, v) in &r.values {
-                        if v.is_empty() {
-                            p.push(key(&format!("values.{region}")), "must not be empty");
-                        }
+                    if !r.set_identifiers.is_empty() {
+                        p.push(
+                            key("set_identifiers"),
+                            "a simple record has no set identifier",
+                        );
                     }
                 }
                 RecordKind::Weighted => {
-                    if !r.values.is_empty() {
-                        p.push(key("values"), "a weighted record keeps its values; only weights change (one record per region, set identifier = region)");
-                    }
                     if !(0..=255).contains(&r.weight) {
                         p.push(key("weight"), "must be within 0..=255");
                     }
                 }
+                RecordKind::Failover | RecordKind::Latency => {}
+            }
+        }
+        for (i, b) in self.cloudfront_behaviors.iter().enumerate() {
+            let key = |k: &str| format!("cloudfront_behaviors[{i}].{k}");
+            if b.distribution_id.is_empty() {
+                p.push(key("distribution_id"), "must not be empty");
+            }
+            if b.targets.len() < 2 {
+                p.push(key("targets"), "needs the origins of at least two regions");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.score_margin) {
+            p.push("score_margin", "must be within 0..=1");
+        }
+        for (i, region) in self.standby_order.iter().enumerate() {
+            if self.standby_order[..i].contains(region) {
+                p.push("standby_order", format!("names {region} twice"));
+            }
+            if !declared.is_empty() && !declared.contains(region) {
+                p.push(
+                    "standby_order",
+                    format!("names {region}, for which nothing is declared"),
+                );
             }
         }
         for (i, c) in self.cloudfront.iter().enumerate() {

@@ -3,22 +3,42 @@
 //! state every step will replace, and, just before executing, whether that
 //! state changed since the plan was made.
 
-use rg_proto::v1::{FailoverDecision, FailoverPlan};
+use rg_proto::v1::{FailoverDecision, FailoverPlan, RegionCandidate};
 
 use crate::error::FailoverError;
 use crate::service::Service;
-use crate::{health, plan};
+use crate::{choose, health, plan};
+
+/// A plan that could not be made, with the candidates considered.
+pub(crate) struct NoPlan {
+    pub(crate) error: FailoverError,
+    pub(crate) candidates: Vec<RegionCandidate>,
+}
+
+impl<E: Into<FailoverError>> From<E> for NoPlan {
+    fn from(e: E) -> Self {
+        Self {
+            error: e.into(),
+            candidates: Vec::new(),
+        }
+    }
+}
 
 impl Service {
-    /// What AWS and the switches hold now, for a plan from `from` to `target`.
-    async fn read_current(&self, from: &str, target: &str) -> Result<plan::Current, FailoverError> {
+    /// What AWS and the switches hold now, for a plan from `from` to any
+    /// of `targets`.
+    async fn read_current(
+        &self,
+        from: &str,
+        targets: &[&str],
+    ) -> Result<plan::Current, FailoverError> {
         let aws = self.aws.as_ref().ok_or(FailoverError::Observing)?;
         let mut current = aws
-            .read(&self.config, from, target)
+            .read(&self.config, from, targets)
             .await
             .map_err(|e| e.about("reading the current state"))?;
         if self.config.switches.enabled {
-            for region in [from, target] {
+            for region in std::iter::once(from).chain(targets.iter().copied()) {
                 let on = self.journal.switch(region).await?;
                 current.switches.insert(region.to_owned(), on);
             }
@@ -26,14 +46,9 @@ impl Service {
         Ok(current)
     }
 
-    /// Deep health, target, current state, plan.
-    pub(crate) async fn plan(
-        &self,
-        request: &FailoverDecision,
-    ) -> Result<FailoverDecision, FailoverError> {
-        if request.failback {
-            return self.plan_failback(request).await;
-        }
+    /// Every region considered, with its health, capacity and place in
+    /// the standby order, best first.
+    async fn candidates(&self, from: &str) -> Result<Vec<RegionCandidate>, FailoverError> {
         let aws = self.aws.as_ref().ok_or(FailoverError::Observing)?;
         let declared = self.config.declared_regions();
         let since = rg_bus::unix_now_ms() - self.config.health_window.as_millis() as i64;
@@ -42,13 +57,21 @@ impl Service {
             let mut regions = health.regions();
             regions.extend(declared.iter().cloned());
             health.candidates(
-                &request.from_region,
+                from,
                 &regions,
                 since,
                 self.config.min_target_score,
                 &self.config.criticality,
             )
         };
+        for c in candidates.iter_mut() {
+            c.standby_rank = self
+                .config
+                .standby_order
+                .iter()
+                .position(|r| *r == c.region)
+                .map_or(0, |i| i as u32 + 1);
+        }
         if !declared.is_empty() {
             for c in candidates
                 .iter_mut()
@@ -89,34 +112,84 @@ impl Service {
                 services.push((format!("{}/{}", svc.cluster, svc.service), found));
             }
             match health::capacity_check(&groups, &services) {
-                Ok(note) if !note.is_empty() => c.note = format!("{}; {note}", c.note),
-                Ok(_) => {}
+                Ok((note, running)) => {
+                    c.running_capacity = running;
+                    if !note.is_empty() {
+                        c.note = format!("{}; {note}", c.note);
+                    }
+                }
                 Err(why) => {
                     c.eligible = false;
                     c.note = format!("{}; {why}", c.note);
                 }
             }
         }
-        candidates.sort_by(|a, b| {
-            b.eligible
-                .cmp(&a.eligible)
-                .then(b.health_score.total_cmp(&a.health_score))
-        });
-        let (target, rationale) = plan::choose_target(&candidates)?;
-        let current = self.read_current(&request.from_region, &target).await?;
-        let plan = plan::build(
-            &self.config,
-            &request.from_region,
-            &target,
-            &current,
+        choose::rank(&mut candidates, self.config.score_margin);
+        Ok(candidates)
+    }
+
+    /// Deep health, candidates, current state, plan: the best candidate
+    /// every declared resource covers becomes the target. A candidate a
+    /// resource does not cover is ineligible, with the reason. On failure,
+    /// the candidates considered come with the error.
+    pub(crate) async fn plan(
+        &self,
+        request: &FailoverDecision,
+    ) -> Result<FailoverDecision, NoPlan> {
+        if request.failback {
+            return self.plan_failback(request).await.map_err(NoPlan::from);
+        }
+        let from = request.from_region.as_str();
+        let mut candidates = self.candidates(from).await?;
+        let eligible: Vec<String> = candidates
+            .iter()
+            .filter(|c| c.eligible)
+            .map(|c| c.region.clone())
+            .collect();
+        if eligible.is_empty() {
+            return Err(NoPlan {
+                error: choose::none_can(&candidates).into(),
+                candidates,
+            });
+        }
+        let targets: Vec<&str> = eligible.iter().map(String::as_str).collect();
+        let current = match self.read_current(from, &targets).await {
+            Ok(c) => c,
+            Err(error) => return Err(NoPlan { error, candidates }),
+        };
+        for target in &eligible {
+            match plan::build(&self.config, from, target, &current) {
+                Ok(mut plan) => {
+                    let rationale =
+                        choose::verdicts(&mut candidates, target, self.config.score_margin);
+                    plan.candidates = candidates;
+                    plan.rationale = rationale;
+                    return Ok(FailoverDecision {
+                        to_region: target.clone(),
+                        plan: Some(plan),
+                        error: String::new(),
+                        ..request.clone()
+                    });
+                }
+                Err(plan::PlanError::NotCovered { why, .. }) => {
+                    if let Some(c) = candidates.iter_mut().find(|c| c.region == *target) {
+                        c.eligible = false;
+                        c.note = format!("{}; {why}", c.note);
+                        c.verdict = format!("not eligible: {why}");
+                    }
+                }
+                Err(e) => {
+                    return Err(NoPlan {
+                        error: e.into(),
+                        candidates,
+                    })
+                }
+            }
+        }
+        choose::rank(&mut candidates, self.config.score_margin);
+        Err(NoPlan {
+            error: choose::none_can(&candidates).into(),
             candidates,
-            rationale,
-        )?;
-        Ok(FailoverDecision {
-            to_region: target,
-            plan: Some(plan),
-            error: String::new(),
-            ..request.clone()
         })
     }
 
@@ -131,26 +204,46 @@ impl Service {
             self.plan_failback(planned).await?.plan.unwrap_or_default()
         } else {
             let current = self
-                .read_current(&planned.from_region, &planned.to_region)
+                .read_current(&planned.from_region, &[planned.to_region.as_str()])
                 .await?;
             plan::build(
                 &self.config,
                 &planned.from_region,
                 &planned.to_region,
                 &current,
-                Vec::new(),
-                String::new(),
             )?
         };
-        let steps = |p: &FailoverPlan| {
-            p.steps
-                .iter()
-                .map(|s| (s.resource.clone(), s.before.clone(), s.after.clone()))
-                .collect::<Vec<_>>()
-        };
-        if steps(&again) != steps(plan) {
-            return Err(FailoverError::Changed);
-        }
-        Ok(())
+        changed(plan, &again)
     }
+}
+
+/// The first resource whose state a plan made now (`again`) would replace
+/// differs from what `planned` recorded, with both states.
+fn changed(planned: &FailoverPlan, again: &FailoverPlan) -> Result<(), FailoverError> {
+    let state = |p: &FailoverPlan, resource: &str| {
+        p.steps
+            .iter()
+            .find(|s| s.resource == resource)
+            .map(|s| (s.before.clone(), s.after.clone()))
+    };
+    let resources = planned
+        .steps
+        .iter()
+        .chain(&again.steps)
+        .map(|s| s.resource.as_str());
+    for resource in resources {
+        let (was, now) = (state(planned, resource), state(again, resource));
+        if was == now {
+            continue;
+        }
+        return Err(FailoverError::Changed {
+            resource: resource.to_owned(),
+            planned: was.map_or_else(|| "nothing (no step)".into(), |(before, _)| before),
+            now: now.map_or_else(
+                || "already what the plan would write".into(),
+                |(before, _)| before,
+            ),
+        });
+    }
+    Ok(())
 }

@@ -5,7 +5,8 @@
 //! (`regionguard_failover_errors_total{kind}`).
 
 use aws_sdk_route53::config::http::HttpResponse;
-use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::operation::RequestId;
 use rg_bus::state::StateError;
 
 use crate::plan::PlanError;
@@ -105,22 +106,62 @@ impl AwsError {
     }
 }
 
-/// Turns an SDK error of `call` into an [`AwsError`], keeping its kind.
+/// Turns an SDK error of `call` into an [`AwsError`], keeping its kind,
+/// as one line: the error code, AWS's message and the request id, or,
+/// when AWS was not reached, the innermost cause (no SDK debug output).
 pub(crate) fn sdk<E>(call: &'static str) -> impl Fn(SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     move |e| {
-        let kind = AwsErrorKind::classify(e.code(), e.raw_response().map(|r| r.status().as_u16()));
-        let message = match DisplayErrorContext(&e).to_string() {
-            m if m.is_empty() => e.to_string(),
-            m => m,
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let kind = AwsErrorKind::classify(e.code(), status);
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(m)) => format!("{code}: {}", one_line(m)),
+            (Some(code), None) => code.to_owned(),
+            (None, Some(m)) => one_line(m),
+            (None, None) => match status {
+                Some(s) => format!("HTTP {s}"),
+                None => innermost(&e),
+            },
+        };
+        let message = match e.request_id() {
+            Some(id) => format!("{message} (request id {id})"),
+            None => message,
         };
         AwsError {
             call,
             kind,
             message,
         }
+    }
+}
+
+/// The deepest cause of an error with no AWS answer (a refused
+/// connection, a timeout), with what it happened in.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    let first = chain.first().cloned().unwrap_or_default();
+    let last = chain.last().cloned().unwrap_or_default();
+    if chain.len() > 1 && first != last {
+        one_line(&format!("{first}: {last}"))
+    } else {
+        one_line(&first)
+    }
+}
+
+/// Whitespace (newlines included) collapsed, at most 300 characters.
+fn one_line(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() > 300 {
+        format!("{}…", joined.chars().take(300).collect::<String>())
+    } else {
+        joined
     }
 }
 
@@ -142,9 +183,18 @@ pub enum FailoverError {
     /// A failback names a failover that is not completed.
     #[error("no completed failover {0} to fail back")]
     NothingToFailBack(String),
-    /// The resources differ from what the plan recorded.
-    #[error("the resources changed since the plan was made")]
-    Changed,
+    /// A resource differs from what the plan recorded.
+    #[error(
+        "{resource} changed since the plan was made: the plan replaces {planned}, it is now {now}"
+    )]
+    Changed {
+        /// The resource, e.g. `route53:Z1/api.example.com./A`.
+        resource: String,
+        /// The state the plan recorded (JSON, or "nothing").
+        planned: String,
+        /// The state now (JSON, or "nothing").
+        now: String,
+    },
     /// Verification did not pass in time.
     #[error("not verified within {within:?}: {missing}")]
     NotVerified {
@@ -171,7 +221,7 @@ impl FailoverError {
             Self::Plan(_) => "plan",
             Self::Observing => "observing",
             Self::NothingToFailBack(_) => "nothing_to_fail_back",
-            Self::Changed => "changed",
+            Self::Changed { .. } => "changed",
             Self::NotVerified { .. } => "not_verified",
             Self::Dns(_) => "dns",
             Self::Step(_) => "step",
@@ -236,7 +286,12 @@ mod tests {
             aws(AwsErrorKind::Denied).kind(),
             aws(AwsErrorKind::Other).kind(),
             FailoverError::Observing.kind(),
-            FailoverError::Changed.kind(),
+            FailoverError::Changed {
+                resource: "r".into(),
+                planned: "a".into(),
+                now: "b".into(),
+            }
+            .kind(),
             FailoverError::Dns("x".into()).kind(),
             FailoverError::Step("x".into()).kind(),
             FailoverError::NothingToFailBack("x".into()).kind(),

@@ -77,6 +77,19 @@ impl Actuators<'_> {
                     .await?
                     .unwrap_or_default(),
             }),
+            Change::CloudFrontBehavior {
+                distribution_id,
+                path_pattern,
+                ..
+            } => Ok(Change::CloudFrontBehavior {
+                distribution_id: distribution_id.clone(),
+                path_pattern: path_pattern.clone(),
+                target_origin_id: self
+                    .aws
+                    .behavior_target(distribution_id, path_pattern.as_deref())
+                    .await?
+                    .unwrap_or_default(),
+            }),
             Change::CloudFrontOriginGroup {
                 distribution_id,
                 group_id,

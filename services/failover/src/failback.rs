@@ -20,12 +20,14 @@ fn failback_id(id: &str) -> String {
 }
 
 /// Proposes the failback of each completed failover once its failed
-/// region has been healthy (score at least `min_target_score`) for
-/// `failback_after` without a break. The request goes through the normal
+/// region has been healthy (score at least `min_target_score`, and the
+/// [`crate::gate::FailbackGate`] open) for `failback_after` without a
+/// break. The request goes through the normal
 /// path: planned, then executed once approved (or at once in auto mode
 /// with `failback_auto`).
 pub(crate) async fn propose(service: Arc<Service>, shutdown: CancellationToken) {
     let mut healthy_since: HashMap<String, i64> = HashMap::new();
+    let mut held_because: HashMap<String, String> = HashMap::new();
     let mut proposed = HashSet::new();
     let tick = (service.config.failback_after / 4)
         .clamp(Duration::from_millis(200), Duration::from_secs(30));
@@ -54,11 +56,29 @@ pub(crate) async fn propose(service: Arc<Service>, shutdown: CancellationToken) 
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .score(&d.from_region, since, &service.config.criticality);
-            let healthy = score.is_some_and(|s| s.score >= service.config.min_target_score);
-            if !healthy {
+            let held = match score {
+                Some(s) if s.score >= service.config.min_target_score => service
+                    .gate
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .blocked(&d.from_region, now, service.config.failback_after),
+                Some(s) => Some(format!(
+                    "health {:.2} is below {:.2}",
+                    s.score, service.config.min_target_score
+                )),
+                None => Some("no health events within the window".into()),
+            };
+            if let Some(why) = held {
+                // Logged when the reason changes, not when its age does.
+                let key: String = why.chars().filter(|c| !c.is_ascii_digit()).collect();
+                if held_because.get(&d.id) != Some(&key) {
+                    tracing::info!(failover = %d.id, region = %d.from_region, %why, "no failback yet");
+                    held_because.insert(d.id.clone(), key);
+                }
                 healthy_since.remove(&d.id);
                 continue;
             }
+            held_because.remove(&d.id);
             let first = *healthy_since.entry(d.id.clone()).or_insert(now);
             if now - first < service.config.failback_after.as_millis() as i64 {
                 continue;

@@ -164,6 +164,8 @@ impl RegionHealth {
                     avg_response_time_us: avg,
                     eligible,
                     note,
+                    running_capacity: -1,
+                    ..Default::default()
                 }
             })
             .collect();
@@ -180,14 +182,16 @@ impl RegionHealth {
 
 /// A candidate's capacity as the AWS APIs report it: each Auto Scaling
 /// group (desired, InService) and ECS service (desired, running), `None`
-/// when it does not exist. A note for the plan when all is in order (a
-/// group or service at 0 desired is fine: a pilot light the failover scales
-/// up); the reason it cannot take traffic otherwise.
+/// when it does not exist. When all is in order (a group or service at 0
+/// desired is fine: a pilot light the failover scales up), a note for the
+/// plan and what runs in all (InService instances plus running tasks; -1
+/// when nothing is declared); the reason it cannot take traffic otherwise.
 pub fn capacity_check(
     groups: &[(String, Option<(i32, i32)>)],
     services: &[(String, Option<(i32, i32)>)],
-) -> Result<String, String> {
+) -> Result<(String, i64), String> {
     let mut notes = Vec::new();
+    let mut running = 0i64;
     for (what, list, unit) in [("asg", groups, "InService"), ("ecs", services, "running")] {
         for (name, found) in list {
             match found {
@@ -196,12 +200,16 @@ pub fn capacity_check(
                     return Err(format!("{what} {name}: only {have}/{desired} {unit}"))
                 }
                 Some((desired, have)) => {
+                    running += i64::from(*have);
                     notes.push(format!("{what} {name} {have}/{desired} {unit}"))
                 }
             }
         }
     }
-    Ok(notes.join(", "))
+    if groups.is_empty() && services.is_empty() {
+        running = -1;
+    }
+    Ok((notes.join(", "), running))
 }
 
 #[cfg(test)]
@@ -263,7 +271,7 @@ mod tests {
         let g = |n: &str, v: Option<(i32, i32)>| (n.to_owned(), v);
         assert_eq!(
             capacity_check(&[g("web", Some((2, 2)))], &[g("app/web", Some((0, 0)))]),
-            Ok("asg web 2/2 InService, ecs app/web 0/0 running".into())
+            Ok(("asg web 2/2 InService, ecs app/web 0/0 running".into(), 2))
         );
         assert_eq!(
             capacity_check(&[g("web", None)], &[]),
@@ -273,7 +281,7 @@ mod tests {
             capacity_check(&[], &[g("app/web", Some((3, 1)))]),
             Err("ecs app/web: only 1/3 running".into())
         );
-        assert_eq!(capacity_check(&[], &[]), Ok(String::new()));
+        assert_eq!(capacity_check(&[], &[]), Ok((String::new(), -1)));
     }
 
     #[test]

@@ -40,16 +40,19 @@
 
 pub mod admission;
 pub mod aws;
+pub mod choose;
 pub mod config;
 mod current;
 pub mod error;
 pub mod execute;
 mod failback;
+pub mod gate;
 pub mod health;
 pub mod journal;
 pub mod plan;
 mod recovery;
 pub mod resolve;
+pub mod route53;
 mod service;
 mod switches;
 pub mod telemetry;
@@ -61,7 +64,7 @@ use anyhow::Context as _;
 use rg_bus::tail::{self, Event, From};
 use rg_bus::{Bus, NatsConfig, Stream};
 use rg_proto::domain::Observation;
-use rg_proto::v1::{FailoverPhase, HealthEvent};
+use rg_proto::v1::{Alert, FailoverPhase, HealthEvent};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Mode};
@@ -109,13 +112,44 @@ pub async fn run(
         "failover",
         shutdown.clone(),
     );
+    let gate = Arc::new(Mutex::new(gate::FailbackGate::default()));
     let feed = health.clone();
+    let gate_feed = gate.clone();
+    let criticality = config.criticality.clone();
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
             if let Event::Message(m) = e {
                 if let Ok(o) = Observation::try_from(&m.message) {
                     feed.lock().unwrap_or_else(|p| p.into_inner()).observe(&o);
+                    gate_feed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .observe(&o, &criticality);
                 }
+            }
+        }
+    });
+    // Cascade alerts, for the failback gate: from far enough back to see
+    // an alert still open.
+    let alerts_since = SystemTime::now()
+        .checked_sub((config.failback_after * 2).max(std::time::Duration::from_secs(3600)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut alerts = tail::spawn::<Alert>(
+        bus.js.clone(),
+        bus.subjects.stream(Stream::Alerts),
+        bus.subjects.alert("cascade", "*"),
+        From::Time(alerts_since),
+        "failover-gate",
+        shutdown.clone(),
+    );
+    let gate_alerts = gate.clone();
+    tokio::spawn(async move {
+        while let Some(e) = alerts.recv().await {
+            if let Event::Message(m) = e {
+                gate_alerts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .alert(&m.message);
             }
         }
     });
@@ -126,6 +160,7 @@ pub async fn run(
         journal,
         aws,
         health,
+        gate,
         replica,
         shutdown: shutdown.clone(),
     });

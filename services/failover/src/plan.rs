@@ -15,34 +15,10 @@ use std::collections::BTreeMap;
 use rg_proto::v1::{FailoverPlan, FailoverStep, RegionCandidate, StepKind, StepStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, RecordKind};
+use crate::config::Config;
+use crate::route53;
 
-/// A Route 53 record set as regionguard reads and writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordSet {
-    /// Name, with the trailing dot.
-    pub name: String,
-    /// Record type, e.g. `A`.
-    #[serde(rename = "type")]
-    pub record_type: String,
-    /// TTL, seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
-    /// The values.
-    pub values: Vec<String>,
-    /// Set identifier (weighted and failover records).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set_identifier: Option<String>,
-    /// Weight (weighted records).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i64>,
-    /// `PRIMARY` or `SECONDARY` (failover records).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<String>,
-    /// Health check (kept as it is).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check_id: Option<String>,
-}
+pub use crate::route53::{Alias, RecordSet};
 
 /// The state of one resource: what a step's `before` and `after` hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +39,17 @@ pub enum Change {
         origin_id: String,
         /// Domain name.
         domain: String,
+    },
+    /// The origin (or origin group) a CloudFront cache behaviour sends
+    /// requests to.
+    CloudFrontBehavior {
+        /// Distribution id.
+        distribution_id: String,
+        /// Path pattern; `None` for the default behaviour.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_pattern: Option<String>,
+        /// Target origin id.
+        target_origin_id: String,
     },
     /// The members of a CloudFront origin group, in order: the first is
     /// the primary, tried first.
@@ -148,6 +135,14 @@ impl Change {
                 origin_id,
                 ..
             } => format!("cloudfront:{distribution_id}/origin:{origin_id}"),
+            Self::CloudFrontBehavior {
+                distribution_id,
+                path_pattern,
+                ..
+            } => format!(
+                "cloudfront:{distribution_id}/behavior:{}",
+                path_pattern.as_deref().unwrap_or("default")
+            ),
             Self::CloudFrontOriginGroup {
                 distribution_id,
                 group_id,
@@ -169,6 +164,7 @@ impl Change {
         match self {
             Self::Route53 { .. } => StepKind::Route53Record,
             Self::CloudFrontOrigin { .. } => StepKind::CloudfrontOrigin,
+            Self::CloudFrontBehavior { .. } => StepKind::CloudfrontBehavior,
             Self::CloudFrontOriginGroup { .. } => StepKind::CloudfrontOriginGroup,
             Self::Autoscaling { .. } => StepKind::AutoscalingCapacity,
             Self::Ecs { .. } => StepKind::EcsDesiredCount,
@@ -183,6 +179,7 @@ impl Change {
             self,
             Self::Route53 { .. }
                 | Self::CloudFrontOrigin { .. }
+                | Self::CloudFrontBehavior { .. }
                 | Self::CloudFrontOriginGroup { .. }
         )
     }
@@ -209,6 +206,11 @@ pub struct Current {
     /// Per configured origin group: its members now, primary first (None:
     /// no such group).
     pub origin_groups: Vec<Option<Vec<String>>>,
+    /// Per configured cache behaviour: its target origin now (None: no
+    /// such behaviour).
+    pub behaviors: Vec<Option<String>>,
+    /// Per distribution: the ids of its origins and origin groups.
+    pub distribution_targets: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// (region, group) -> (min, max, desired); absent: no such group.
     pub groups: BTreeMap<(String, String), (i32, i32, i32)>,
     /// (region, cluster, service) -> desired count; absent: no such service.
@@ -224,56 +226,21 @@ pub enum PlanError {
     /// No region can take the traffic.
     #[error("no region can take the traffic: {0}")]
     NoTarget(String),
-    /// The config names a region for which it declares nothing.
-    #[error("{what} declares nothing for region {region}")]
-    Undeclared {
-        /// What lacks the region.
-        what: String,
-        /// The region.
-        region: String,
-    },
     /// A configured resource does not exist.
     #[error("{0} does not exist")]
     Missing(String),
-    /// A record regionguard cannot write (e.g. an alias record).
+    /// A target region a declared resource does not cover: that region
+    /// cannot take the traffic.
+    #[error("{region} is not covered: {why}")]
+    NotCovered {
+        /// The target region.
+        region: String,
+        /// What lacks it.
+        why: String,
+    },
+    /// Records or resources regionguard cannot move as declared.
     #[error("{0}")]
     Unsupported(String),
-}
-
-/// Picks the target: the first eligible candidate.
-pub fn choose_target(candidates: &[RegionCandidate]) -> Result<(String, String), PlanError> {
-    let Some(best) = candidates.first().filter(|c| c.eligible) else {
-        let why = candidates
-            .iter()
-            .map(|c| format!("{}: {}", c.region, c.note))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(PlanError::NoTarget(if why.is_empty() {
-            "no region is known".into()
-        } else {
-            why
-        }));
-    };
-    let others: Vec<String> = candidates
-        .iter()
-        .skip(1)
-        .filter(|c| c.eligible)
-        .map(|c| format!("{} {:.2}", c.region, c.health_score))
-        .collect();
-    let rationale = if others.is_empty() {
-        format!(
-            "{} is the only region that can take the traffic ({})",
-            best.region, best.note
-        )
-    } else {
-        format!(
-            "{} has the best health ({}); other eligible regions: {}",
-            best.region,
-            best.note,
-            others.join(", ")
-        )
-    };
-    Ok((best.region.clone(), rationale))
 }
 
 fn step(before: &Change, after: &Change) -> FailoverStep {
@@ -295,9 +262,11 @@ pub fn build(
     from: &str,
     target: &str,
     current: &Current,
-    candidates: Vec<RegionCandidate>,
-    rationale: String,
 ) -> Result<FailoverPlan, PlanError> {
+    let not_covered = |why: String| PlanError::NotCovered {
+        region: target.to_owned(),
+        why,
+    };
     let mut steps = Vec::new();
     let mut verify_groups = Vec::new();
     let mut verify_services = Vec::new();
@@ -309,10 +278,9 @@ pub fn build(
     //    region's i-th group's capacity.
     for (i, group) in target_res.autoscaling_groups.iter().enumerate() {
         let key = (target.to_owned(), group.clone());
-        let &(min, max, desired) = current
-            .groups
-            .get(&key)
-            .ok_or_else(|| PlanError::Missing(format!("Auto Scaling group {group} in {target}")))?;
+        let &(min, max, desired) = current.groups.get(&key).ok_or_else(|| {
+            not_covered(format!("Auto Scaling group {group} does not exist there"))
+        })?;
         let (f_min, f_desired) = match from_res.autoscaling_groups.get(i) {
             Some(g) => current
                 .groups
@@ -344,8 +312,8 @@ pub fn build(
     for (i, svc) in target_res.ecs_services.iter().enumerate() {
         let key = (target.to_owned(), svc.cluster.clone(), svc.service.clone());
         let &desired = current.services.get(&key).ok_or_else(|| {
-            PlanError::Missing(format!(
-                "ECS service {}/{} in {target}",
+            not_covered(format!(
+                "ECS service {}/{} does not exist there",
                 svc.cluster, svc.service
             ))
         })?;
@@ -401,80 +369,16 @@ pub fn build(
         }
     }
 
+    let mut regions = config.declared_regions();
+    regions.extend([from.to_owned(), target.to_owned()]);
+    let mut first_values = None;
     for (i, r) in config.route53.iter().enumerate() {
         let found = current.records.get(i).map(Vec::as_slice).unwrap_or(&[]);
-        let what = format!("record {} {} in zone {}", r.name, r.record_type, r.zone_id);
-        if found.iter().any(|x| x.values.is_empty()) {
-            return Err(PlanError::Unsupported(format!(
-                "{what} is an alias or has no values: regionguard writes value records only"
-            )));
+        let regions = route53::regions_named(&regions, found);
+        let after_records = route53::fail_over(r, found, &regions, from, target)?;
+        if i == 0 {
+            first_values = Some(route53::target_values(r, found, &regions, target));
         }
-        let values = |region: &str| {
-            r.values
-                .get(region)
-                .cloned()
-                .ok_or_else(|| PlanError::Undeclared {
-                    what: format!("route53 {what}"),
-                    region: region.to_owned(),
-                })
-        };
-        let after_records: Vec<RecordSet> = match r.kind {
-            RecordKind::Simple => {
-                let rec = found
-                    .iter()
-                    .find(|x| x.set_identifier.is_none())
-                    .ok_or_else(|| PlanError::Missing(what.clone()))?;
-                vec![RecordSet {
-                    values: values(target)?,
-                    ..rec.clone()
-                }]
-            }
-            RecordKind::Failover => {
-                let (primary_id, secondary_id) = &r.set_identifiers;
-                let by_id = |id: &str| {
-                    found
-                        .iter()
-                        .find(|x| x.set_identifier.as_deref() == Some(id))
-                        .ok_or_else(|| {
-                            PlanError::Missing(format!("{what} with set identifier {id}"))
-                        })
-                };
-                let primary = by_id(primary_id)?;
-                let secondary = by_id(secondary_id)?;
-                vec![
-                    RecordSet {
-                        values: values(target)?,
-                        ..primary.clone()
-                    },
-                    RecordSet {
-                        values: values(from)?,
-                        ..secondary.clone()
-                    },
-                ]
-            }
-            RecordKind::Weighted => {
-                if !found
-                    .iter()
-                    .any(|x| x.set_identifier.as_deref() == Some(target))
-                {
-                    return Err(PlanError::Missing(format!(
-                        "{what} with set identifier {target}"
-                    )));
-                }
-                found
-                    .iter()
-                    .filter(|x| x.weight.is_some())
-                    .map(|x| RecordSet {
-                        weight: Some(if x.set_identifier.as_deref() == Some(target) {
-                            r.weight
-                        } else {
-                            0
-                        }),
-                        ..x.clone()
-                    })
-                    .collect()
-            }
-        };
         let before_records: Vec<RecordSet> = after_records
             .iter()
             .filter_map(|a| {
@@ -511,10 +415,7 @@ pub fn build(
             .domains
             .get(target)
             .cloned()
-            .ok_or_else(|| PlanError::Undeclared {
-                what: what.clone(),
-                region: target.to_owned(),
-            })?;
+            .ok_or_else(|| not_covered(format!("{what} declares no domain for it")))?;
         let before = Change::CloudFrontOrigin {
             distribution_id: c.distribution_id.clone(),
             origin_id: c.origin_id.clone(),
@@ -530,6 +431,49 @@ pub fn build(
         }
     }
 
+    let mut warnings = Vec::new();
+    for (i, b) in config.cloudfront_behaviors.iter().enumerate() {
+        let what = format!(
+            "CloudFront behaviour {} of distribution {}",
+            b.pattern().unwrap_or("default"),
+            b.distribution_id
+        );
+        let now = current
+            .behaviors
+            .get(i)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        let theirs = b
+            .targets
+            .get(target)
+            .ok_or_else(|| not_covered(format!("{what} declares no origin for it")))?;
+        let exists = current
+            .distribution_targets
+            .get(&b.distribution_id)
+            .is_some_and(|ids| ids.contains(theirs));
+        if !exists {
+            return Err(not_covered(format!(
+                "distribution {} has no origin or origin group {theirs} for {what}",
+                b.distribution_id
+            )));
+        }
+        if Some(&now) != b.targets.get(from) {
+            if &now != theirs {
+                warnings.push(format!(
+                    "{what} sends requests to {now}, not to {from}'s origin: it is left as it is"
+                ));
+            }
+            continue;
+        }
+        let change = |target_origin_id: String| Change::CloudFrontBehavior {
+            distribution_id: b.distribution_id.clone(),
+            path_pattern: b.pattern().map(str::to_owned),
+            target_origin_id,
+        };
+        steps.push(step(&change(now), &change(theirs.clone())));
+    }
+
     for (i, g) in config.cloudfront_origin_groups.iter().enumerate() {
         let what = format!(
             "CloudFront origin group {} of distribution {}",
@@ -541,13 +485,13 @@ pub fn build(
             .cloned()
             .flatten()
             .ok_or_else(|| PlanError::Missing(what.clone()))?;
-        let primary = g.members.get(target).ok_or_else(|| PlanError::Undeclared {
-            what: what.clone(),
-            region: target.to_owned(),
-        })?;
+        let primary = g
+            .members
+            .get(target)
+            .ok_or_else(|| not_covered(format!("{what} declares no member for it")))?;
         if !now.contains(primary) {
-            return Err(PlanError::Missing(format!(
-                "origin {primary} ({target}) among the members of {what}"
+            return Err(not_covered(format!(
+                "origin {primary} ({target}) is not among the members of {what}"
             )));
         }
         let after = Change::CloudFrontOriginGroup {
@@ -566,24 +510,17 @@ pub fn build(
     }
 
     // 3. Verification.
-    let mut warnings = Vec::new();
-    let dns = match (&config.verify, config.route53.first()) {
-        (Some(v), Some(r)) => match r.values.get(target) {
-            Some(values) => {
-                let mut expected = values.clone();
-                expected.sort();
-                Some(DnsCheck {
-                    name: v.name.clone(),
-                    resolver: v.resolver.to_string(),
-                    record_type: r.record_type.clone(),
-                    expected,
-                })
-            }
-            None => {
-                warnings.push(format!("{} cannot be verified by DNS: the first Route 53 record declares no values for {target}", v.name));
-                None
-            }
-        },
+    let dns = match (&config.verify, first_values) {
+        (Some(v), Some(Some(expected))) => Some(DnsCheck {
+            name: v.name.clone(),
+            resolver: v.resolver.to_string(),
+            record_type: config.route53[0].record_type.clone(),
+            expected,
+        }),
+        (Some(v), Some(None)) => {
+            warnings.push(format!("{} cannot be verified by DNS: {target}'s answer for the first Route 53 record is an alias or is not declared", v.name));
+            None
+        }
         (Some(v), None) => {
             warnings.push(format!(
                 "{} cannot be verified by DNS: no Route 53 record is declared",
@@ -619,10 +556,9 @@ pub fn build(
         ));
     }
     Ok(FailoverPlan {
-        candidates,
-        rationale,
         steps,
         warnings,
+        ..Default::default()
     })
 }
 
@@ -651,6 +587,7 @@ pub fn failback(
             StepKind::RoutingSwitch
                 | StepKind::Route53Record
                 | StepKind::CloudfrontOrigin
+                | StepKind::CloudfrontBehavior
                 | StepKind::CloudfrontOriginGroup
         );
         if !traffic || s.status() != StepStatus::Done {
@@ -693,7 +630,7 @@ pub fn failback(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Route53Record;
+    use crate::config::{RecordKind, Route53Record};
 
     fn record(kind: RecordKind, values: &[(&str, &str)]) -> Route53Record {
         Route53Record {
@@ -701,9 +638,10 @@ mod tests {
             name: "api.example.com.".into(),
             record_type: "A".into(),
             kind,
-            ttl: 60,
+            ttl: None,
             weight: 100,
-            set_identifiers: ("primary".into(), "secondary".into()),
+            set_identifiers: BTreeMap::new(),
+            aliases: BTreeMap::new(),
             values: values
                 .iter()
                 .map(|(r, v)| ((*r).to_owned(), vec![(*v).to_owned()]))
@@ -717,9 +655,11 @@ mod tests {
             record_type: "A".into(),
             ttl: Some(60),
             values: vec![value.into()],
+            alias: None,
             set_identifier: id.map(str::to_owned),
             weight,
             failover: None,
+            region: None,
             health_check_id: None,
         }
     }
@@ -737,18 +677,10 @@ mod tests {
             records: vec![vec![set(None, "192.0.2.1", None)]],
             ..Current::default()
         };
-        let e = build(
-            &config,
-            "us-east-1",
-            "us-west-2",
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .unwrap_err();
+        let e = build(&config, "us-east-1", "us-west-2", &current).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "route53 record api.example.com. A in zone Z1 declares nothing for region us-west-2"
+            "us-west-2 is not covered: record api.example.com. A in zone Z1 declares no answer (values or aliases) for it"
         );
     }
 
@@ -765,15 +697,7 @@ mod tests {
             ]],
             ..Current::default()
         };
-        let plan = build(
-            &config,
-            "us-east-1",
-            "us-west-2",
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .unwrap();
+        let plan = build(&config, "us-east-1", "us-west-2", &current).unwrap();
         let Ok(Change::Route53 { records, .. }) = Change::from_json(&plan.steps[0].after) else {
             panic!("{:?}", plan.steps)
         };
@@ -805,15 +729,7 @@ mod tests {
             records: vec![vec![set(None, "192.0.2.1", None)]],
             ..Current::default()
         };
-        let mut plan = build(
-            &config,
-            "us-east-1",
-            "us-west-2",
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .unwrap();
+        let mut plan = build(&config, "us-east-1", "us-west-2", &current).unwrap();
         for s in &mut plan.steps {
             s.set_status(StepStatus::Done);
         }
@@ -853,15 +769,7 @@ mod tests {
             origin_groups: vec![members(&["use1", "backup", "usw2"])],
             ..Current::default()
         };
-        let plan = build(
-            &config,
-            "us-east-1",
-            "us-west-2",
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .unwrap();
+        let plan = build(&config, "us-east-1", "us-west-2", &current).unwrap();
         assert_eq!(plan.steps[0].resource, "cloudfront:E1/origin-group:app");
         assert!(plan.steps[0].needs_control_plane);
         let Ok(Change::CloudFrontOriginGroup { members: after, .. }) =
@@ -876,15 +784,7 @@ mod tests {
             origin_groups: vec![members(&["usw2", "use1"])],
             ..Current::default()
         };
-        let plan = build(
-            &config,
-            "us-east-1",
-            "us-west-2",
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .unwrap();
+        let plan = build(&config, "us-east-1", "us-west-2", &current).unwrap();
         assert!(plan
             .steps
             .iter()
@@ -895,18 +795,10 @@ mod tests {
             origin_groups: vec![members(&["use1", "backup"])],
             ..Current::default()
         };
-        let e = build(
-            &config,
-            "us-east-1",
-            "us-west-2",
-            &current,
-            Vec::new(),
-            String::new(),
-        )
-        .unwrap_err();
+        let e = build(&config, "us-east-1", "us-west-2", &current).unwrap_err();
         assert!(
             e.to_string()
-                .contains("origin usw2 (us-west-2) among the members"),
+                .contains("origin usw2 (us-west-2) is not among the members"),
             "{e}"
         );
     }

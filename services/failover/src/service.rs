@@ -23,6 +23,7 @@ pub(crate) struct Service {
     pub(crate) journal: Journal,
     pub(crate) aws: Option<Arc<aws::Aws>>,
     pub(crate) health: Arc<Mutex<RegionHealth>>,
+    pub(crate) gate: Arc<Mutex<crate::gate::FailbackGate>>,
     pub(crate) replica: String,
     pub(crate) shutdown: CancellationToken,
 }
@@ -174,10 +175,17 @@ impl Service {
         }
         let planned = match self.plan(&request).await {
             Ok(d) => d,
-            Err(e) => {
-                telemetry::error(&e);
+            Err(crate::current::NoPlan { error, candidates }) => {
+                telemetry::error(&error);
                 let mut failed = request.clone();
-                failed.error = format!("no plan: {e}");
+                failed.error = format!("no plan: {error}");
+                if !candidates.is_empty() {
+                    failed.plan = Some(FailoverPlan {
+                        candidates,
+                        rationale: failed.error.clone(),
+                        ..Default::default()
+                    });
+                }
                 self.publish(failed, FailoverPhase::Failed).await;
                 self.journal.note(&request.id, State::Refused).await;
                 return Outcome::Handled;

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""AWS accounts of different shapes in moto (through boto3), as AWS's own
+documentation describes them, for the failover tests:
+
+  alias-failover    failover records that are aliases to regional load
+                    balancers with Evaluate Target Health and a health check
+                    on each record (set identifiers "primary"/"secondary");
+                    a second failover pair of value records with set
+                    identifiers "blue"/"green"; a CNAME and an alias to
+                    CloudFront that no failover touches; a warm standby.
+  weighted-latency  weighted records with set identifiers app-a/app-b/app-c
+                    and latency records lat-1/lat-2/lat-3 (one per region,
+                    each with a health check) in three regions; warm
+                    us-east-1 and us-west-2, a pilot light in eu-west-1.
+  cdn-standbys      a CloudFront distribution whose default behaviour
+                    targets origin-us-east-1, whose /api/* behaviour targets
+                    an origin group og-api (us-east-1 and us-west-2 only)
+                    and whose /static/* behaviour targets origin-us-east-1;
+                    a warm standby in us-west-2 (Auto Scaling 0/1/12, ECS 1)
+                    and a pilot light in eu-west-1 (0/0/12, ECS 0).
+
+`seed --shape S` creates one and prints its ids as JSON; `dump` prints
+every record set of the zone, the distribution's behaviours, origins and
+origin groups, and each region's capacity, as JSON.
+"""
+import argparse
+import json
+
+import boto3
+
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+ELB_ZONES = {"us-east-1": "Z35SXDOTRQ7X7K", "us-west-2": "Z1H1FL5HABSF5", "eu-west-1": "Z32O12XQLNTSW2"}
+
+
+def client(name, endpoint, region="us-east-1"):
+    return boto3.client(name, endpoint_url=endpoint, region_name=region,
+                        aws_access_key_id="emulator", aws_secret_access_key="emulator")
+
+
+def health_check(r53, name):
+    return r53.create_health_check(CallerReference=name, HealthCheckConfig={
+        "Type": "HTTPS", "FullyQualifiedDomainName": name, "Port": 443,
+        "ResourcePath": "/health", "RequestInterval": 30, "FailureThreshold": 3})["HealthCheck"]["Id"]
+
+
+def upsert(r53, zone, sets):
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+        "Changes": [{"Action": "UPSERT", "ResourceRecordSet": s} for s in sets]})
+
+
+def capacity(endpoint, region, asg, ecs_n):
+    ec2 = client("ec2", endpoint, region)
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc)["GroupId"]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName="app", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"})
+    lo, desired, hi = asg
+    client("autoscaling", endpoint, region).create_auto_scaling_group(
+        AutoScalingGroupName="app-asg", MinSize=lo, MaxSize=hi, DesiredCapacity=desired,
+        LaunchTemplate={"LaunchTemplateName": "app"}, VPCZoneIdentifier=subnet)
+    ecs = client("ecs", endpoint, region)
+    ecs.create_cluster(clusterName="prod")
+    ecs.register_task_definition(family="api", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+                                 cpu="256", memory="512",
+                                 containerDefinitions=[{"name": "api", "image": "api", "essential": True}])
+    ecs.create_service(cluster="prod", serviceName="api", taskDefinition="api", desiredCount=ecs_n,
+                       launchType="FARGATE", networkConfiguration={"awsvpcConfiguration": {
+                           "subnets": [subnet], "securityGroups": [sg]}})
+    ecs.update_service(cluster="prod", service="api", desiredCount=ecs_n)
+
+
+def zone(r53, name):
+    return r53.create_hosted_zone(Name=name, CallerReference=name)["HostedZone"]["Id"].split("/")[-1]
+
+
+def seed_alias_failover(endpoint):
+    r53 = client("route53", endpoint)
+    z = zone(r53, "shop.test.")
+    sets = []
+    for set_id, role, region in [("primary", "PRIMARY", "us-east-1"), ("secondary", "SECONDARY", "us-west-2")]:
+        sets.append({"Name": "api.shop.test.", "Type": "A", "SetIdentifier": set_id, "Failover": role,
+                     "HealthCheckId": health_check(r53, f"api-{region}.shop.test"),
+                     "AliasTarget": {"HostedZoneId": ELB_ZONES[region],
+                                     "DNSName": f"dualstack.api-lb-1234.{region}.elb.amazonaws.com.",
+                                     "EvaluateTargetHealth": True}})
+    for set_id, role, region, value in [("blue", "PRIMARY", "us-east-1", "192.0.2.20"),
+                                        ("green", "SECONDARY", "us-west-2", "198.51.100.20")]:
+        sets.append({"Name": "login.shop.test.", "Type": "A", "SetIdentifier": set_id, "Failover": role,
+                     "TTL": 30, "HealthCheckId": health_check(r53, f"login-{region}.shop.test"),
+                     "ResourceRecords": [{"Value": value}]})
+    sets.append({"Name": "www.shop.test.", "Type": "CNAME", "TTL": 300, "ResourceRecords": [{"Value": "cdn.shop.test"}]})
+    sets.append({"Name": "cdn.shop.test.", "Type": "A", "AliasTarget": {
+        "HostedZoneId": "Z2FDTNDATAQYW2", "DNSName": "d111111abcdef8.cloudfront.net.", "EvaluateTargetHealth": False}})
+    upsert(r53, z, sets)
+    capacity(endpoint, "us-east-1", (2, 4, 12), 3)
+    capacity(endpoint, "us-west-2", (0, 1, 12), 1)
+    return {"zone_id": z}
+
+
+def seed_weighted_latency(endpoint):
+    r53 = client("route53", endpoint)
+    z = zone(r53, "media.test.")
+    sets = []
+    for set_id, region, value, weight in [("app-a", "us-east-1", "192.0.2.30", 70),
+                                          ("app-b", "us-west-2", "198.51.100.30", 30),
+                                          ("app-c", "eu-west-1", "203.0.113.30", 0)]:
+        sets.append({"Name": "app.media.test.", "Type": "A", "SetIdentifier": set_id, "Weight": weight,
+                     "TTL": 60, "ResourceRecords": [{"Value": value}]})
+    for set_id, region, value in [("lat-1", "us-east-1", "192.0.2.40"), ("lat-2", "us-west-2", "198.51.100.40"),
+                                  ("lat-3", "eu-west-1", "203.0.113.40")]:
+        sets.append({"Name": "edge.media.test.", "Type": "A", "SetIdentifier": set_id, "Region": region,
+                     "TTL": 60, "HealthCheckId": health_check(r53, f"edge-{region}.media.test"),
+                     "ResourceRecords": [{"Value": value}]})
+    upsert(r53, z, sets)
+    capacity(endpoint, "us-east-1", (1, 2, 12), 2)
+    capacity(endpoint, "us-west-2", (1, 2, 12), 2)
+    capacity(endpoint, "eu-west-1", (0, 0, 12), 0)  # a pilot light
+    return {"zone_id": z}
+
+
+def seed_cdn_standbys(endpoint):
+    r53 = client("route53", endpoint)
+    z = zone(r53, "video.test.")
+    upsert(r53, z, [{"Name": "origin.video.test.", "Type": "A", "TTL": 60,
+                     "ResourceRecords": [{"Value": "192.0.2.50"}]}])
+    cf = client("cloudfront", endpoint)
+
+    def origin(origin_id, domain):
+        return {"Id": origin_id, "DomainName": domain,
+                "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only"}}
+
+    def behaviour(target, path=None):
+        b = {"TargetOriginId": target, "ViewerProtocolPolicy": "redirect-to-https",
+             "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+             "MinTTL": 0, "TrustedSigners": {"Enabled": False, "Quantity": 0}}
+        if path:
+            b["PathPattern"] = path
+        return b
+
+    origins = [origin(f"origin-{r}", f"web-lb.{r}.elb.amazonaws.com") for r in REGIONS]
+    origins += [origin(f"api-{r}", f"api-lb.{r}.elb.amazonaws.com") for r in ["us-east-1", "us-west-2"]]
+    dist = cf.create_distribution(DistributionConfig={
+        "CallerReference": "video", "Comment": "video", "Enabled": True,
+        "Origins": {"Quantity": len(origins), "Items": origins},
+        "OriginGroups": {"Quantity": 1, "Items": [{
+            "Id": "og-api",
+            "FailoverCriteria": {"StatusCodes": {"Quantity": 2, "Items": [502, 503]}},
+            "Members": {"Quantity": 2, "Items": [{"OriginId": "api-us-east-1"}, {"OriginId": "api-us-west-2"}]}}]},
+        "DefaultCacheBehavior": behaviour("origin-us-east-1"),
+        "CacheBehaviors": {"Quantity": 2, "Items": [behaviour("og-api", "/api/*"),
+                                                    behaviour("origin-us-east-1", "/static/*")]}})["Distribution"]["Id"]
+    capacity(endpoint, "us-east-1", (2, 4, 12), 3)
+    capacity(endpoint, "us-west-2", (0, 1, 12), 1)
+    capacity(endpoint, "eu-west-1", (0, 0, 12), 0)
+    return {"zone_id": z, "distribution_id": dist}
+
+
+SHAPES = {"alias-failover": seed_alias_failover, "weighted-latency": seed_weighted_latency,
+          "cdn-standbys": seed_cdn_standbys}
+
+
+def dump(endpoint, zone_id, distribution_id):
+    r53 = client("route53", endpoint)
+    sets = [s for s in r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+            if s["Type"] not in ("NS", "SOA")]
+    for s in sets:
+        if "AliasTarget" in s:
+            s.pop("TTL", None)  # moto says 0 for an alias record
+    checks = {h["Id"]: h["HealthCheckConfig"].get("FullyQualifiedDomainName", "")
+              for h in r53.list_health_checks()["HealthChecks"]}
+    out = {"records": sorted(sets, key=lambda s: (s["Name"], s["Type"], s.get("SetIdentifier", ""))),
+           "health_checks": checks, "asg": {}, "ecs": {}}
+    if distribution_id:
+        dc = client("cloudfront", endpoint).get_distribution_config(Id=distribution_id)["DistributionConfig"]
+        behaviours = {"default": dc["DefaultCacheBehavior"]["TargetOriginId"]}
+        for b in dc.get("CacheBehaviors", {}).get("Items", []):
+            behaviours[b["PathPattern"]] = b["TargetOriginId"]
+        out["behaviors"] = behaviours
+        out["origins"] = {o["Id"]: o["DomainName"] for o in dc["Origins"]["Items"]}
+        out["origin_groups"] = {g["Id"]: [m["OriginId"] for m in g["Members"]["Items"]]
+                                for g in dc.get("OriginGroups", {}).get("Items", [])}
+    for region in REGIONS:
+        groups = client("autoscaling", endpoint, region).describe_auto_scaling_groups()["AutoScalingGroups"]
+        for g in groups:
+            out["asg"][region] = {"min": g["MinSize"], "max": g["MaxSize"], "desired": g["DesiredCapacity"]}
+        try:
+            s = client("ecs", endpoint, region).describe_services(cluster="prod", services=["api"])["services"]
+            if s:
+                out["ecs"][region] = s[0]["desiredCount"]
+        except Exception:  # no cluster in this region
+            pass
+    print(json.dumps(out, sort_keys=True))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("command", choices=["seed", "dump"])
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--shape", choices=sorted(SHAPES))
+    p.add_argument("--zone-id")
+    p.add_argument("--distribution-id")
+    a = p.parse_args()
+    if a.command == "seed":
+        print(json.dumps(SHAPES[a.shape](a.endpoint)))
+    else:
+        dump(a.endpoint, a.zone_id, a.distribution_id)
