@@ -32,18 +32,14 @@ pub(crate) async fn run(globals: Globals, id: &str, approver: &str) -> ExitCode 
     }
 }
 
-async fn approve(
+/// The latest phase of failover `id` in the audit trail.
+async fn latest_phase(
     nats: &rg_bus::NatsConfig,
+    js: &async_nats::jetstream::Context,
     id: &str,
-    approver: &str,
 ) -> Result<FailoverDecision, String> {
-    let client = rg_bus::connect::connect_once(nats, "regionguard-approve")
-        .await
-        .map_err(|e| e.to_string())?;
-    let js = async_nats::jetstream::new(client);
     let subjects = nats.subjects();
     let stream_name = subjects.stream(rg_bus::Stream::Decisions);
-    // The recent audit trail, to find the failover's latest phase.
     let stop = tokio_util::sync::CancellationToken::new();
     let mut trail = rg_bus::tail::spawn::<FailoverDecision>(
         js.clone(),
@@ -68,14 +64,26 @@ async fn approve(
     if read.is_err() {
         return Err(format!("reading {stream_name} took too long"));
     }
-    let latest = latest.ok_or_else(|| format!("no failover {id:?} in {stream_name}"))?;
+    latest.ok_or_else(|| format!("no failover {id:?} in {stream_name}"))
+}
+
+async fn approve(
+    nats: &rg_bus::NatsConfig,
+    id: &str,
+    approver: &str,
+) -> Result<FailoverDecision, String> {
+    let client = rg_bus::connect::connect_once(nats, "regionguard-approve")
+        .await
+        .map_err(|e| e.to_string())?;
+    let js = async_nats::jetstream::new(client);
+    let latest = latest_phase(nats, &js, id).await?;
     let approval = latest
         .approval(&format!("cli:{approver}"), rg_bus::unix_now_ms())
         .map_err(|e| e.to_string())?;
     let publisher = rg_bus::publish::Publisher::new(js);
     publisher
         .publish(
-            subjects.failover(approval.phase().token()),
+            nats.subjects().failover(approval.phase().token()),
             &approval,
             Some(&approval.approval_msg_id()),
         )
@@ -116,7 +124,6 @@ pub(crate) async fn request(
         ..Default::default()
     };
     d.set_phase(rg_proto::v1::FailoverPhase::Requested);
-    let subjects = config.nats.subjects();
     let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-request").await {
         Ok(c) => c,
         Err(e) => {
@@ -124,6 +131,71 @@ pub(crate) async fn request(
             return ExitCode::FAILURE;
         }
     };
+    send_and_wait(&config.nats, client, d, wait).await
+}
+
+/// `failover failback ID`: asks for the failback of completed failover
+/// `id` now, as the service itself proposes it after `failback_after`.
+pub(crate) async fn failback(
+    globals: Globals,
+    id: &str,
+    requester: &str,
+    wait: std::time::Duration,
+) -> ExitCode {
+    let config = match globals.load(Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return super::config_error(&e),
+    };
+    let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-request").await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let done = match latest_phase(&config.nats, &js, id).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if done.failback {
+        eprintln!("Error: {id} is a failback; fail back failovers only");
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    if done.phase() != rg_proto::v1::FailoverPhase::Completed {
+        eprintln!(
+            "Error: failover {id} is {}, not completed: nothing to fail back",
+            done.phase().token()
+        );
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    let mut d = FailoverDecision {
+        id: format!("{id}:failback"),
+        from_region: done.to_region.clone(),
+        to_region: done.from_region.clone(),
+        reason: format!("failback of {id} requested by an operator"),
+        actor: format!("cli:{requester}"),
+        at_unix_ms: rg_bus::unix_now_ms(),
+        failback: true,
+        ..Default::default()
+    };
+    d.set_phase(rg_proto::v1::FailoverPhase::Requested);
+    send_and_wait(&config.nats, client, d, wait).await
+}
+
+/// Publishes request `d` and, unless `wait` is zero, waits for the
+/// failover service's answer and reports it.
+async fn send_and_wait(
+    nats: &rg_bus::NatsConfig,
+    client: async_nats::Client,
+    d: FailoverDecision,
+    wait: std::time::Duration,
+) -> ExitCode {
+    let subjects = nats.subjects();
+    let from = d.from_region.clone();
     // Subscribed before the request goes out: no answer can be missed.
     let answers = if wait.is_zero() {
         None
@@ -146,13 +218,14 @@ pub(crate) async fn request(
     }
     let Some(answers) = answers else {
         println!(
-            "queued failover request {} away from {from} (not waiting for the answer; see `regionguard tail 'rg.decisions.failover.>'`)",
+            "queued request {} away from {from} (not waiting for the answer; see `regionguard tail 'rg.decisions.failover.>'`)",
             d.id
         );
         return ExitCode::SUCCESS;
     };
     println!(
-        "requested failover {} away from {from}; waiting up to {wait:?} for the failover service",
+        "requested {} {} away from {from}; waiting up to {wait:?} for the failover service",
+        if d.failback { "failback" } else { "failover" },
         d.id
     );
     match answer(answers, &d.id, wait).await {

@@ -156,9 +156,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             | Command::Detector(_)
             | Command::Cascade(_)
             | Command::Gateway(_)
-            | Command::Failover(_)
             | Command::Notifier(_)
-    );
+    ) || matches!(&cli.command, Command::Failover(f) if f.runs_service());
     if service {
         telemetry::init(cli.log_format);
     } else {

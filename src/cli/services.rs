@@ -256,6 +256,21 @@ enum FailoverAction {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
     },
+    /// Ask for the failback of a completed failover now (the service also
+    /// proposes it by itself once the region has been well for
+    /// `failback_after`): traffic steps undone exactly, capacity left.
+    /// Waits and exits like `request`.
+    Failback {
+        /// The completed failover's id.
+        id: String,
+        /// Who asks (default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        requester: Option<String>,
+        /// How long to wait for the failover service's answer; 0 only
+        /// queues the request.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
     /// Approve a planned failover: publishes its APPROVED phase, which a
     /// failover service in approve mode executes.
     Approve {
@@ -267,8 +282,29 @@ enum FailoverAction {
     },
 }
 
+impl FailoverArgs {
+    /// True when it runs the service (not `failover request` or `approve`,
+    /// which are tools: they print results and log only what went wrong).
+    pub(crate) fn runs_service(&self) -> bool {
+        self.action.is_none()
+    }
+}
+
 pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
     match args.action {
+        Some(FailoverAction::Failback {
+            id,
+            requester,
+            wait,
+        }) => {
+            return super::approve::failback(
+                globals,
+                &id,
+                requester.as_deref().unwrap_or("cli"),
+                wait,
+            )
+            .await;
+        }
         Some(FailoverAction::Approve { id, approver }) => {
             return super::approve::run(globals, &id, approver.as_deref().unwrap_or("cli")).await;
         }

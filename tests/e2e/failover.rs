@@ -842,6 +842,19 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
         "{stderr}"
     );
 
+    // The failback by hand: planned, approved, every record back.
+    let said = cli(&w.nats, &["failover", "failback", &id]);
+    assert!(
+        said.contains(&format!(
+            "requested failback {id}:failback away from us-west-2"
+        )) && said.contains("planned: us-west-2 -> us-east-1"),
+        "{said}"
+    );
+    cli(&w.nats, &["failover", "approve", &format!("{id}:failback")]);
+    w.phase(&format!("{id}:failback"), FailoverPhase::Completed)
+        .await;
+    assert_eq!(account.read()["records"], seeded_state()["records"]);
+
     // What it did is on its metrics.
     let metrics = rg_testkit::http::get(
         std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
@@ -851,11 +864,11 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
     .unwrap()
     .body;
     for line in [
-        r#"regionguard_failover_phases_total{phase="completed"} 1"#,
-        r#"regionguard_failover_phases_total{phase="planned"} 2"#,
+        r#"regionguard_failover_phases_total{phase="completed"} 2"#,
+        r#"regionguard_failover_phases_total{phase="planned"} 3"#,
         r#"regionguard_failover_phases_total{phase="failed"} 1"#,
-        r#"regionguard_failover_steps_total{kind="route53_record",outcome="done"} 1"#,
-        r#"regionguard_failover_steps_total{kind="cloudfront_origin_group",outcome="done"} 1"#,
+        r#"regionguard_failover_steps_total{kind="route53_record",outcome="done"} 2"#,
+        r#"regionguard_failover_steps_total{kind="cloudfront_origin_group",outcome="done"} 2"#,
         r#"regionguard_failover_steps_total{kind="verify",outcome="done"} 1"#,
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");

@@ -213,13 +213,54 @@ impl Service {
                 &current,
             )?
         };
-        changed(plan, &again)
+        let Some((resource, planned, now)) = changed(plan, &again) else {
+            return Ok(());
+        };
+        let now = match now {
+            Some(now) => now,
+            // No step any more: the resource holds something the plan
+            // would not touch now (or already its end state); read it.
+            None => self.read_state(plan, &resource).await,
+        };
+        Err(FailoverError::Changed {
+            resource,
+            planned,
+            now,
+        })
+    }
+
+    /// The state of a planned step's resource now, as JSON, or why it
+    /// cannot be read.
+    async fn read_state(&self, plan: &FailoverPlan, resource: &str) -> String {
+        let Some(aws) = self.aws.as_ref() else {
+            return "unknown (observe mode)".into();
+        };
+        let Some(like) = plan
+            .steps
+            .iter()
+            .find(|s| s.resource == resource)
+            .and_then(|s| plan::Change::from_json(&s.before).ok())
+        else {
+            return "unknown".into();
+        };
+        let act = crate::execute::Actuators {
+            aws,
+            journal: &self.journal,
+        };
+        match act.read_now(&like).await {
+            Ok(now) => now.to_json(),
+            Err(e) => format!("unreadable ({e})"),
+        }
     }
 }
 
 /// The first resource whose state a plan made now (`again`) would replace
-/// differs from what `planned` recorded, with both states.
-fn changed(planned: &FailoverPlan, again: &FailoverPlan) -> Result<(), FailoverError> {
+/// differs from what `planned` recorded: the resource, the state the plan
+/// recorded, and the state now when `again` has a step for it.
+fn changed(
+    planned: &FailoverPlan,
+    again: &FailoverPlan,
+) -> Option<(String, String, Option<String>)> {
     let state = |p: &FailoverPlan, resource: &str| {
         p.steps
             .iter()
@@ -236,14 +277,11 @@ fn changed(planned: &FailoverPlan, again: &FailoverPlan) -> Result<(), FailoverE
         if was == now {
             continue;
         }
-        return Err(FailoverError::Changed {
-            resource: resource.to_owned(),
-            planned: was.map_or_else(|| "nothing (no step)".into(), |(before, _)| before),
-            now: now.map_or_else(
-                || "already what the plan would write".into(),
-                |(before, _)| before,
-            ),
-        });
+        return Some((
+            resource.to_owned(),
+            was.map_or_else(|| "nothing (no step)".into(), |(before, _)| before),
+            now.map(|(before, _)| before),
+        ));
     }
-    Ok(())
+    None
 }

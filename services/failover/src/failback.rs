@@ -138,8 +138,8 @@ impl Service {
             }
         }
         let rationale = format!(
-            "{} has been healthy for {:?}: traffic returns to it as before failover {original}",
-            completed.from_region, self.config.failback_after
+            "traffic returns to {} as before failover {original} ({})",
+            completed.from_region, request.reason
         );
         let plan = plan::failback(&steps, &now, Vec::new(), rationale)?;
         Ok(FailoverDecision {
