@@ -4,7 +4,22 @@ use std::process::ExitCode;
 
 use super::Globals;
 
-pub(crate) fn run(globals: Globals) -> ExitCode {
+/// `check-config` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    /// Also check every declared Route 53 record, CloudFront origin,
+    /// behaviour and origin group, Auto Scaling group and ECS service
+    /// against the AWS account (read-only calls), and that a plan can be
+    /// made from every declared region to every other.
+    #[arg(long)]
+    aws: bool,
+    /// The AWS endpoint for `--aws`, e.g. a moto server (overrides
+    /// `failover.aws.endpoint_url`; dummy credentials are used with it).
+    #[arg(long, value_name = "URL", requires = "aws")]
+    aws_endpoint: Option<String>,
+}
+
+pub(crate) async fn run(globals: Globals, args: CheckArgs) -> ExitCode {
     let config = match globals.load(Vec::new()) {
         Ok(c) => c,
         Err(e) => return super::config_error(&e),
@@ -80,5 +95,28 @@ pub(crate) fn run(globals: Globals) -> ExitCode {
             sinks.join(", ")
         }
     );
-    ExitCode::SUCCESS
+    if !args.aws {
+        return ExitCode::SUCCESS;
+    }
+    let mut failover = config.failover.clone();
+    if let Some(url) = args.aws_endpoint {
+        failover.aws.endpoint_url = Some(url);
+        failover.aws.emulator_credentials = true;
+    }
+    println!(
+        "checking the failover's resources against {} (read only)",
+        failover.aws.endpoint_url.as_deref().unwrap_or("AWS")
+    );
+    let findings = rg_failover::account::check(&failover).await;
+    for f in &findings {
+        println!("  {} {}", if f.ok { "ok  " } else { "FAIL" }, f.message);
+    }
+    let failed = findings.iter().filter(|f| !f.ok).count();
+    if failed == 0 {
+        println!("every declared resource exists and covers the regions it claims");
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} problem(s): a failover would fail on them");
+        ExitCode::FAILURE
+    }
 }

@@ -104,8 +104,10 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Load and validate the configuration, print a summary, and exit
-    /// (0 when valid, 2 when not).
-    CheckConfig,
+    /// (0 when valid, 2 when not); `--aws` also checks the failover's
+    /// resources against the AWS account (read only; 1 when a failover
+    /// would fail on one).
+    CheckConfig(check_config::CheckArgs),
     /// Create (or bring in line with the configuration) every stream and
     /// key-value bucket the services use, then exit. Needed once, as an
     /// administrator, when the services' NATS users may not create streams
@@ -180,7 +182,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Fault(cmd) => fault::run(globals, cmd).await,
         Command::Up(args) => up::run(globals, args).await,
         Command::Bench(cmd) => bench::run(globals, cmd).await,
-        Command::CheckConfig => check_config::run(globals),
+        Command::CheckConfig(args) => check_config::run(globals, args).await,
         Command::Provision => provision::run(globals).await,
         Command::Status(args) => status::run(globals, args).await,
         Command::Supervise(args) => supervise::run(args).await,

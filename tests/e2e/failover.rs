@@ -442,6 +442,12 @@ async fn a_cloudfront_failure_rolls_back_route53_and_capacity_exactly() {
 
     let rolled = w.phase("fo-cf", FailoverPhase::RolledBack).await;
     assert!(rolled.error.contains("cloudfront"), "{}", rolled.error);
+    // One line, the call and the cause: no SDK debug output.
+    assert!(
+        !rolled.error.contains('\n') && rolled.error.len() < 600,
+        "{}",
+        rolled.error
+    );
     let steps = rolled.plan.unwrap().steps;
     let status: Vec<_> = steps
         .iter()

@@ -70,7 +70,19 @@ impl Shaped {
 
     /// The `[failover]` section a user writes for this account.
     fn config(&self, resources: &str) -> rg_failover::Config {
-        let text = format!(
+        let text = self.toml(resources);
+        #[derive(serde::Deserialize)]
+        struct File {
+            failover: rg_failover::Config,
+        }
+        toml::from_str::<File>(&text)
+            .unwrap_or_else(|e| panic!("the test's config: {e}\n{text}"))
+            .failover
+    }
+
+    /// The `[failover]` section as TOML.
+    fn toml(&self, resources: &str) -> String {
+        format!(
             r#"
 [failover]
 mode = "approve"
@@ -91,14 +103,7 @@ insync_timeout = "10s"
             url = self.moto.url(),
         )
         .replace("{zone}", &self.id("zone_id"))
-        .replace("{dist}", &self.id("distribution_id"));
-        #[derive(serde::Deserialize)]
-        struct File {
-            failover: rg_failover::Config,
-        }
-        toml::from_str::<File>(&text)
-            .unwrap_or_else(|e| panic!("the test's config: {e}\n{text}"))
-            .failover
+        .replace("{dist}", &self.id("distribution_id"))
     }
 }
 
@@ -389,13 +394,8 @@ ecs_services = [{ cluster = "prod", service = "api" }]
     assert_eq!(account.dump()["records"], seeded["records"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cloudfront_behaviours_move_to_the_warm_standby_when_the_first_standby_is_not_covered() {
-    let account = Shaped::seed("cdn-standbys");
-    let seeded = account.dump();
-    let mut w = World::start().await;
-    let config = account.config(
-        r#"
+/// The CloudFront account's resources, as a user declares them.
+const CDN_RESOURCES: &str = r#"
 standby_order = ["eu-west-1", "us-west-2"]
 
 [[failover.route53]]
@@ -428,8 +428,14 @@ ecs_services = [{ cluster = "prod", service = "api" }]
 [failover.regions.eu-west-1]
 autoscaling_groups = ["app-asg"]
 ecs_services = [{ cluster = "prod", service = "api" }]
-"#,
-    );
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudfront_behaviours_move_to_the_warm_standby_when_the_first_standby_is_not_covered() {
+    let account = Shaped::seed("cdn-standbys");
+    let seeded = account.dump();
+    let mut w = World::start().await;
+    let config = account.config(CDN_RESOURCES);
     let _failover = w.start_failover(config);
     w.request("video-1").await;
     let planned = w.phase("video-1", FailoverPhase::Planned).await;
@@ -477,4 +483,52 @@ ecs_services = [{ cluster = "prod", service = "api" }]
     for key in ["records", "behaviors", "origins", "origin_groups"] {
         assert_eq!(back[key], seeded[key], "{key} restored exactly");
     }
+}
+
+/// `check-config --aws` finds, before any outage, what a failover would
+/// refuse: here, that eu-west-1 is not covered by the origin group, and a
+/// distribution that does not exist (one line: the call, AWS's error code
+/// and message, the request id).
+#[test]
+fn check_config_aws_names_what_a_failover_would_refuse() {
+    let account = Shaped::seed("cdn-standbys");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |resources: &str| {
+        let path = dir.path().join("regionguard.toml");
+        std::fs::write(&path, account.toml(resources)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+            .args(["check-config", "--aws", "--config"])
+            .arg(&path)
+            .env_remove("RG_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = run(CDN_RESOURCES);
+    assert_eq!(code, Some(1), "{said}");
+    for line in [
+        "ok   cloudfront behaviour /static/* of",
+        "ok   cloudfront origin group og-api of",
+        "ok   us-east-1 -> us-west-2: a plan of",
+        "FAIL us-east-1 -> eu-west-1: eu-west-1 is not covered: CloudFront origin group og-api",
+        "ok   asg app-asg in eu-west-1: min 0, desired 0, max 12",
+    ] {
+        assert!(said.contains(line), "no {line:?} in:\n{said}");
+    }
+
+    let missing = CDN_RESOURCES.replacen("{dist}", "E0NOSUCHDIST", 1);
+    let (code, said) = run(&missing);
+    assert_eq!(code, Some(1), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("NoSuchDistribution"))
+        .unwrap_or_else(|| panic!("no NoSuchDistribution in:\n{said}"));
+    assert!(
+        line.contains("cloudfront:GetDistributionConfig: NoSuchDistribution: ")
+            && line.contains("(request id "),
+        "{line}"
+    );
 }

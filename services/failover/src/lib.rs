@@ -38,6 +38,7 @@
 //! - [`telemetry`] — metrics.
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod admission;
 pub mod aws;
 pub mod choose;

@@ -89,6 +89,29 @@ impl RecordSet {
         }
     }
 
+    /// The record set in a few words: set identifier, role, weight,
+    /// region, answer, health check.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(id) = &self.set_identifier {
+            parts.push(format!("set {id:?}"));
+        }
+        if let Some(role) = &self.failover {
+            parts.push(role.clone());
+        }
+        if let Some(w) = self.weight {
+            parts.push(format!("weight {w}"));
+        }
+        if let Some(r) = &self.region {
+            parts.push(format!("region {r}"));
+        }
+        parts.push(self.answer());
+        if let Some(hc) = &self.health_check_id {
+            parts.push(format!("health check {hc}"));
+        }
+        parts.join(" ")
+    }
+
     /// The record with another record's answer (values or alias target)
     /// and health check.
     fn answering_as(&self, other: &RecordSet) -> RecordSet {
@@ -198,6 +221,33 @@ fn by_region(
         }
     }
     Ok((mine, unknown))
+}
+
+/// Each region's record set of a weighted, failover or latency record, as
+/// a failover would tell them apart (empty for a simple record).
+pub fn sets_by_region(
+    r: &Route53Record,
+    found: &[RecordSet],
+    regions: &BTreeSet<String>,
+) -> Result<BTreeMap<String, RecordSet>, PlanError> {
+    if r.kind == RecordKind::Simple {
+        return Ok(BTreeMap::new());
+    }
+    let what = format!("record {} {} in zone {}", r.name, r.record_type, r.zone_id);
+    let (mine, unknown) = by_region(r, &what, found, regions)?;
+    if let Some(region) = r.set_identifiers.keys().find(|k| !mine.contains_key(*k)) {
+        return Err(PlanError::Missing(format!(
+            "{what} with set identifier {:?} ({region})",
+            r.set_identifiers[region]
+        )));
+    }
+    if !unknown.is_empty() && mine.is_empty() {
+        return Err(PlanError::Unsupported(format!(
+            "{what}: no set identifier matches a declared region{}",
+            unknown_note(&unknown)
+        )));
+    }
+    Ok(mine)
 }
 
 /// Every region a record could send traffic to: the declared ones, and
