@@ -193,9 +193,24 @@ def dump(endpoint, zone_id, distribution_id):
     print(json.dumps(out, sort_keys=True))
 
 
+def set_ttl(endpoint, zone_id, name, set_id, ttl):
+    """An operator's edit: one record set's TTL changed, the rest kept."""
+    r53 = client("route53", endpoint)
+    for s in r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]:
+        if s["Name"] == name and s.get("SetIdentifier") == set_id:
+            s["TTL"] = ttl
+            upsert(r53, zone_id, [s])
+            print(json.dumps({"changed": name}))
+            return
+    raise SystemExit(f"no record {name} {set_id}")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["seed", "dump"])
+    p.add_argument("command", choices=["seed", "dump", "set-ttl"])
+    p.add_argument("--name")
+    p.add_argument("--set-id")
+    p.add_argument("--ttl", type=int)
     p.add_argument("--endpoint", required=True)
     p.add_argument("--shape", choices=sorted(SHAPES))
     p.add_argument("--zone-id")
@@ -203,5 +218,7 @@ if __name__ == "__main__":
     a = p.parse_args()
     if a.command == "seed":
         print(json.dumps(SHAPES[a.shape](a.endpoint)))
+    elif a.command == "set-ttl":
+        set_ttl(a.endpoint, a.zone_id, a.name, a.set_id, a.ttl)
     else:
         dump(a.endpoint, a.zone_id, a.distribution_id)

@@ -397,6 +397,16 @@ async fn a_record_missing_in_the_zone_fails_the_plan_with_the_reason_before_any_
     let _failover = w.start_failover(config);
     w.request("fo-bad").await;
     let failed = w.phase("fo-bad", FailoverPhase::Failed).await;
+    // The failed phase still says which candidates were considered.
+    let considered: Vec<&str> = failed
+        .plan
+        .as_ref()
+        .map(|p| p.candidates.iter().map(|c| c.region.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        considered.contains(&"us-west-2") && considered.contains(&"us-east-1"),
+        "{considered:?}"
+    );
     assert!(
         failed
             .error

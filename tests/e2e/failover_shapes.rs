@@ -218,13 +218,8 @@ fn values_swapped_with_health_checks_left_in_place_send_traffic_back_to_the_fail
     assert_eq!(ask(roles_moved), [usw2]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alias_failover_records_with_health_checks_route_to_the_target_and_fail_back_exactly() {
-    let account = Shaped::seed("alias-failover");
-    let seeded = account.dump();
-    let mut w = World::start().await;
-    let config = account.config(
-        r#"
+/// The alias account's resources, as a user declares them.
+const SHOP_RESOURCES: &str = r#"
 # Discovered: each record's alias target names its region.
 [[failover.route53]]
 zone_id = "{zone}"
@@ -246,8 +241,14 @@ ecs_services = [{ cluster = "prod", service = "api" }]
 [failover.regions.us-west-2]
 autoscaling_groups = ["app-asg"]
 ecs_services = [{ cluster = "prod", service = "api" }]
-"#,
-    );
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_failover_records_with_health_checks_route_to_the_target_and_fail_back_exactly() {
+    let account = Shaped::seed("alias-failover");
+    let seeded = account.dump();
+    let mut w = World::start().await;
+    let config = account.config(SHOP_RESOURCES);
     let _failover = w.start_failover(config);
     w.request("shop-1").await;
     let planned = w.phase("shop-1", FailoverPhase::Planned).await;
@@ -531,4 +532,42 @@ fn check_config_aws_names_what_a_failover_would_refuse() {
             && line.contains("(request id "),
         "{line}"
     );
+}
+
+/// A record edited between the plan and its approval: nothing is executed,
+/// and the refusal names the record with the state the plan recorded and
+/// the state now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_edited_after_the_plan_is_named_with_both_states_and_nothing_changes() {
+    let account = Shaped::seed("alias-failover");
+    let mut w = World::start().await;
+    let _failover = w.start_failover(account.config(SHOP_RESOURCES));
+    w.request("shop-edit").await;
+    let planned = w.phase("shop-edit", FailoverPhase::Planned).await;
+    let url = account.moto.url();
+    let zone = account.id("zone_id");
+    python(&[
+        "set-ttl",
+        "--endpoint",
+        &url,
+        "--zone-id",
+        &zone,
+        "--name",
+        "login.shop.test.",
+        "--set-id",
+        "blue",
+        "--ttl",
+        "45",
+    ]);
+    let edited = account.dump();
+    let failed = approve(&mut w, &planned, FailoverPhase::Failed).await;
+    let e = &failed.error;
+    assert!(
+        e.starts_with(&format!(
+            "not executed: route53:{zone}/login.shop.test./A changed since the plan was made: the plan replaces "
+        )) && e.contains(r#""ttl":30"#)
+            && e.contains(r#""ttl":45"#),
+        "{e}"
+    );
+    assert_eq!(account.dump(), edited, "nothing executed");
 }
