@@ -290,6 +290,14 @@ fn report(d: &FailoverDecision) -> ExitCode {
                 format!("{:?}", d.mode()).to_lowercase()
             );
             println!("{}", plan.rationale);
+            for (i, step) in plan.steps.iter().enumerate() {
+                println!(
+                    "  {}. {}{}",
+                    i + 1,
+                    step.resource,
+                    step_changes(&step.before, &step.after)
+                );
+            }
             for w in &plan.warnings {
                 println!("warning: {w}");
             }
@@ -311,5 +319,65 @@ fn report(d: &FailoverDecision) -> ExitCode {
             candidates();
             ExitCode::from(EXIT_REFUSED)
         }
+    }
+}
+
+/// What a step changes, as `: path before -> after, ...` (empty when it
+/// changes nothing, e.g. verification).
+fn step_changes(before: &str, after: &str) -> String {
+    let (Ok(b), Ok(a)) = (
+        serde_json::from_str::<serde_json::Value>(before),
+        serde_json::from_str::<serde_json::Value>(after),
+    ) else {
+        return String::new();
+    };
+    let mut changes = Vec::new();
+    diff("", &b, &a, &mut changes);
+    if changes.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", changes.join(", "))
+    }
+}
+
+/// The leaves that differ between `b` and `a`, by path. Records are named
+/// by their set identifier when they have one.
+fn diff(path: &str, b: &serde_json::Value, a: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (b, a) {
+        (Value::Object(bo), Value::Object(ao)) => {
+            let keys: std::collections::BTreeSet<&String> = bo.keys().chain(ao.keys()).collect();
+            for k in keys {
+                let (bv, av) = (
+                    bo.get(k).unwrap_or(&Value::Null),
+                    ao.get(k).unwrap_or(&Value::Null),
+                );
+                diff(&join(k), bv, av, out);
+            }
+        }
+        (Value::Array(ba), Value::Array(aa)) if ba.len() == aa.len() => {
+            for (i, (bv, av)) in ba.iter().zip(aa).enumerate() {
+                let label = av["set_identifier"]
+                    .as_str()
+                    .map_or_else(|| i.to_string(), str::to_owned);
+                diff(&format!("{path}[{label}]"), bv, av, out);
+            }
+        }
+        _ if b != a => {
+            let show = |v: &Value| match v {
+                Value::Null => "none".to_owned(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.push(format!("{path} {} -> {}", show(b), show(a)));
+        }
+        _ => {}
     }
 }

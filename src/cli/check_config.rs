@@ -69,9 +69,12 @@ pub(crate) async fn run(globals: Globals, args: CheckArgs) -> ExitCode {
     );
     let f = &config.failover;
     println!(
-        "  failover:  {} mode, regions with resources {:?}",
-        format!("{:?}", f.mode).to_lowercase(),
+        "  failover:  {} mode, regions with resources: {}",
+        f.mode.name(),
         f.declared_regions()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let sinks: Vec<String> = config
         .notifier

@@ -520,6 +520,16 @@ fn check_config_aws_names_what_a_failover_would_refuse() {
         assert!(said.contains(line), "no {line:?} in:\n{said}");
     }
 
+    // A kind that is not the records' routing policy is named.
+    let wrong_kind = CDN_RESOURCES.replacen(r#"kind = "simple""#, r#"kind = "weighted""#, 1);
+    let (code, said) = run(&wrong_kind);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("record origin.video.test. A in zone")
+            && said.contains("uses simple routing, not weighted: declare kind = \"simple\""),
+        "{said}"
+    );
+
     let missing = CDN_RESOURCES.replacen("{dist}", "E0NOSUCHDIST", 1);
     let (code, said) = run(&missing);
     assert_eq!(code, Some(1), "{said}");

@@ -137,16 +137,19 @@ fn resources(config: &Config, current: &Current, regions: &[String]) -> Vec<Find
         out.push(match current.origin_groups.get(i).cloned().flatten() {
             None => fail(format!("{what}: no such origin group")),
             Some(members) => {
-                let missing: Vec<&String> = g
+                let missing: Vec<&str> = g
                     .members
                     .values()
                     .filter(|m| !members.contains(m))
+                    .map(String::as_str)
                     .collect();
                 if missing.is_empty() {
                     ok(format!("{what}: members {}", members.join(", ")))
                 } else {
                     fail(format!(
-                        "{what}: {missing:?} are not among its members {members:?}"
+                        "{what}: {} not among its members ({})",
+                        missing.join(", "),
+                        members.join(", ")
                     ))
                 }
             }

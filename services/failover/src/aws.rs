@@ -235,6 +235,17 @@ impl Aws {
                     failover: r.failover().map(|f| f.as_str().to_owned()),
                     region: r.region().map(|g| g.as_str().to_owned()),
                     health_check_id: r.health_check_id().map(str::to_owned),
+                    other_policy: if r.geo_location().is_some() {
+                        Some("geolocation".into())
+                    } else if r.geo_proximity_location().is_some() {
+                        Some("geoproximity".into())
+                    } else if r.cidr_routing_config().is_some() {
+                        Some("ip-based".into())
+                    } else if r.multi_value_answer().is_some() {
+                        Some("multivalue".into())
+                    } else {
+                        None
+                    },
                 }
             })
             .collect())
@@ -503,6 +514,17 @@ impl Aws {
         };
         let mut batch = ChangeBatch::builder().comment("regionguard failover");
         for r in records {
+            if let Some(policy) = &r.other_policy {
+                // Never written: its routing would be lost.
+                return Err(AwsError::new(
+                    "route53:ChangeResourceRecordSets",
+                    AwsErrorKind::Other,
+                    format!(
+                        "{} {} uses {policy} routing, which regionguard does not write",
+                        r.name, r.record_type
+                    ),
+                ));
+            }
             let mut set = ResourceRecordSet::builder()
                 .name(&r.name)
                 .r#type(RrType::from(r.record_type.as_str()))

@@ -70,7 +70,11 @@ fn why_lost(other: &RegionCandidate, chosen: &RegionCandidate, margin: f64) -> S
         );
     }
     if standby_key(chosen) < standby_key(other) {
-        return format!("{} comes before it in standby_order", chosen.region);
+        return if other.standby_rank == 0 {
+            format!("{} is in standby_order, it is not", chosen.region)
+        } else {
+            format!("{} comes before it in standby_order", chosen.region)
+        };
     }
     if pilot_light(other) && !pilot_light(chosen) {
         return format!(
@@ -99,7 +103,7 @@ fn why_chosen(chosen: &RegionCandidate) -> String {
         why.push(format!("number {} in standby_order", chosen.standby_rank));
     }
     match chosen.running_capacity {
-        0 => why.push("a pilot light (scaled up by the plan)".into()),
+        0 => why.push("a pilot light (nothing running now)".into()),
         n if n > 0 => why.push(format!("a warm standby ({n} running)")),
         _ => {}
     }
@@ -201,7 +205,7 @@ mod tests {
         assert_eq!(order(&cs), ["eu-west-1", "us-west-2", "ap-south-1"]);
         verdicts(&mut cs, "eu-west-1", 0.1);
         assert_eq!(cs[1].verdict, "eu-west-1 comes before it in standby_order");
-        assert_eq!(cs[2].verdict, "eu-west-1 comes before it in standby_order");
+        assert_eq!(cs[2].verdict, "eu-west-1 is in standby_order, it is not");
     }
 
     #[test]

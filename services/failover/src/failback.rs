@@ -128,6 +128,9 @@ impl Service {
         };
         let mut now = Vec::new();
         for (i, s) in steps.steps.iter().enumerate() {
+            if !plan::moves_traffic(s.kind()) {
+                continue;
+            }
             if let Ok(after) = plan::Change::from_json(&s.after) {
                 match act.read_now(&after).await {
                     Ok(current) => now.push((i, current)),

@@ -268,6 +268,7 @@ pub fn build(
         why,
     };
     let mut steps = Vec::new();
+    let mut warnings = Vec::new();
     let mut verify_groups = Vec::new();
     let mut verify_services = Vec::new();
     let none = Default::default();
@@ -350,6 +351,14 @@ pub fn build(
         ));
     }
 
+    let planned_capacity = verify_groups.iter().map(|g| g.2).sum::<i32>()
+        + verify_services.iter().map(|s| s.3).sum::<i32>();
+    if (!verify_groups.is_empty() || !verify_services.is_empty()) && planned_capacity == 0 {
+        warnings.push(format!(
+            "{target} runs nothing in its declared capacity and {from} declares none to match: the plan adds no capacity"
+        ));
+    }
+
     // 2. Traffic: the data-plane switches first, then DNS records, then
     //    CDN origins (control planes).
     if config.switches.enabled {
@@ -411,6 +420,15 @@ pub fn build(
             .cloned()
             .flatten()
             .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        // Only an origin that points at the failed region moves.
+        if Some(&now) != c.domains.get(from) {
+            if Some(&now) != c.domains.get(target) {
+                warnings.push(format!(
+                    "{what} points at {now}, not at {from}'s domain: it is left as it is"
+                ));
+            }
+            continue;
+        }
         let domain = c
             .domains
             .get(target)
@@ -431,7 +449,6 @@ pub fn build(
         }
     }
 
-    let mut warnings = Vec::new();
     for (i, b) in config.cloudfront_behaviors.iter().enumerate() {
         let what = format!(
             "CloudFront behaviour {} of distribution {}",
@@ -485,6 +502,10 @@ pub fn build(
             .cloned()
             .flatten()
             .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        // Only a group that tries the failed region's origin first moves.
+        if now.first() != g.members.get(from) {
+            continue;
+        }
         let primary = g
             .members
             .get(target)
@@ -539,15 +560,20 @@ pub fn build(
         steps.push(step(&v, &v));
     }
 
-    let control_plane: Vec<&str> = steps
-        .iter()
-        .filter(|s| s.needs_control_plane)
-        .map(|s| s.resource.as_str())
-        .collect();
-    if from == "us-east-1" && !control_plane.is_empty() {
+    let count = |kind: StepKind| steps.iter().filter(|s| s.kind() == kind).count();
+    let route53 = count(StepKind::Route53Record);
+    let cloudfront = steps.iter().filter(|s| s.needs_control_plane).count() - route53;
+    if from == "us-east-1" && route53 + cloudfront > 0 {
+        let mut which = Vec::new();
+        if route53 > 0 {
+            which.push(format!("{route53} Route 53"));
+        }
+        if cloudfront > 0 {
+            which.push(format!("{cloudfront} CloudFront"));
+        }
         warnings.push(format!(
-            "the Route 53 and CloudFront control planes are hosted in us-east-1, the failing region: {} may fail or be slow; traffic already follows Route 53 health checks (data plane) where they are set up",
-            control_plane.join(", ")
+            "the Route 53 and CloudFront control planes are hosted in us-east-1, the failing region: {} steps (marked) may fail or be slow; traffic already follows Route 53 health checks (data plane) where they are set up",
+            which.join(" and ")
         ));
     }
     if steps.is_empty() {
@@ -569,6 +595,18 @@ fn primary_first(members: &[String], primary: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a step of this kind moves traffic (what a failback undoes).
+pub fn moves_traffic(kind: StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::RoutingSwitch
+            | StepKind::Route53Record
+            | StepKind::CloudfrontOrigin
+            | StepKind::CloudfrontBehavior
+            | StepKind::CloudfrontOriginGroup
+    )
+}
+
 /// The failback of a completed failover: its traffic steps (switches,
 /// records, origins) undone, last first, each back to the state it
 /// replaced. Capacity is left as it is: regionguard never scales a region
@@ -582,15 +620,7 @@ pub fn failback(
 ) -> Result<FailoverPlan, PlanError> {
     let mut steps = Vec::new();
     for (i, s) in completed.steps.iter().enumerate().rev() {
-        let traffic = matches!(
-            s.kind(),
-            StepKind::RoutingSwitch
-                | StepKind::Route53Record
-                | StepKind::CloudfrontOrigin
-                | StepKind::CloudfrontBehavior
-                | StepKind::CloudfrontOriginGroup
-        );
-        if !traffic || s.status() != StepStatus::Done {
+        if !moves_traffic(s.kind()) || s.status() != StepStatus::Done {
             continue;
         }
         let (Ok(before), Ok(after)) = (Change::from_json(&s.before), Change::from_json(&s.after))
@@ -661,6 +691,7 @@ mod tests {
             failover: None,
             region: None,
             health_check_id: None,
+            other_policy: None,
         }
     }
 
@@ -800,6 +831,57 @@ mod tests {
             e.to_string()
                 .contains("origin usw2 (us-west-2) is not among the members"),
             "{e}"
+        );
+    }
+
+    /// A failover away from eu-west-1 moves nothing that only us-east-1
+    /// and us-west-2 serve: no record, origin or origin group of a
+    /// healthy region is touched.
+    #[test]
+    fn a_failover_moves_only_what_sends_the_failed_regions_traffic() {
+        use crate::config::{CloudFrontOrigin, CloudFrontOriginGroup};
+        let by_region = |a: &str, b: &str| -> BTreeMap<String, String> {
+            [("us-east-1", a), ("us-west-2", b)]
+                .into_iter()
+                .map(|(r, v)| (r.to_owned(), v.to_owned()))
+                .collect()
+        };
+        let config = Config {
+            route53: vec![record(
+                RecordKind::Simple,
+                &[("us-east-1", "192.0.2.1"), ("us-west-2", "192.0.2.2")],
+            )],
+            cloudfront: vec![CloudFrontOrigin {
+                distribution_id: "E1".into(),
+                origin_id: "app".into(),
+                domains: by_region("use1.example", "usw2.example"),
+            }],
+            cloudfront_origin_groups: vec![CloudFrontOriginGroup {
+                distribution_id: "E1".into(),
+                group_id: "og".into(),
+                members: by_region("use1", "usw2"),
+            }],
+            ..Config::default()
+        };
+        let current = Current {
+            records: vec![vec![set(None, "192.0.2.1", None)]],
+            origins: vec![Some("use1.example".into())],
+            origin_groups: vec![Some(vec!["use1".into(), "usw2".into()])],
+            ..Current::default()
+        };
+        let plan = build(&config, "eu-west-1", "us-west-2", &current).unwrap();
+        assert!(plan.steps.is_empty(), "{:#?}", plan.steps);
+        // Away from us-east-1, all three move.
+        let plan = build(&config, "us-east-1", "us-west-2", &current).unwrap();
+        let moved: Vec<&str> = plan.steps.iter().map(|s| s.resource.as_str()).collect();
+        assert_eq!(
+            moved,
+            [
+                "route53:Z1/api.example.com./A",
+                "cloudfront:E1/origin:app",
+                "cloudfront:E1/origin-group:og",
+                "verify"
+            ]
         );
     }
 }

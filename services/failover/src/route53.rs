@@ -78,9 +78,30 @@ pub struct RecordSet {
     /// Health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_id: Option<String>,
+    /// A routing policy regionguard does not move (`geolocation`,
+    /// `geoproximity`, `multivalue`, `ip-based`): such a record is read,
+    /// never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_policy: Option<String>,
 }
 
 impl RecordSet {
+    /// The routing policy of the record set: `simple`, `weighted`,
+    /// `failover`, `latency`, or one regionguard does not move.
+    pub fn policy(&self) -> &str {
+        if let Some(p) = &self.other_policy {
+            p
+        } else if self.failover.is_some() {
+            "failover"
+        } else if self.weight.is_some() {
+            "weighted"
+        } else if self.region.is_some() {
+            "latency"
+        } else {
+            "simple"
+        }
+    }
+
     /// The answer in words: the values, or `alias <name>`.
     pub fn answer(&self) -> String {
         match &self.alias {
@@ -231,9 +252,12 @@ pub fn sets_by_region(
     regions: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, RecordSet>, PlanError> {
     if r.kind == RecordKind::Simple {
+        let what = format!("record {} {} in zone {}", r.name, r.record_type, r.zone_id);
+        same_policy(r, &what, found)?;
         return Ok(BTreeMap::new());
     }
     let what = format!("record {} {} in zone {}", r.name, r.record_type, r.zone_id);
+    same_policy(r, &what, found)?;
     let (mine, unknown) = by_region(r, &what, found, regions)?;
     if let Some(region) = r.set_identifiers.keys().find(|k| !mine.contains_key(*k)) {
         return Err(PlanError::Missing(format!(
@@ -272,6 +296,7 @@ pub fn fail_over(
     if found.is_empty() {
         return Err(PlanError::Missing(what));
     }
+    same_policy(r, &what, found)?;
     let not_covered = |why: String| PlanError::NotCovered {
         region: target.to_owned(),
         why,
@@ -281,12 +306,11 @@ pub fn fail_over(
             let rec = found
                 .iter()
                 .find(|x| x.set_identifier.is_none())
-                .ok_or_else(|| {
-                    PlanError::Unsupported(format!(
-                        "{what} has set identifiers: it is not a simple record (kind = \"{}\"?)",
-                        guess_kind(found)
-                    ))
-                })?;
+                .ok_or_else(|| PlanError::Missing(what.clone()))?;
+            // Only a record that sends the failed region's traffic moves.
+            if region_answered(r, rec).as_deref() != Some(from) {
+                return Ok(Vec::new());
+            }
             let after = if let Some(a) = r.aliases.get(target) {
                 RecordSet {
                     ttl: None,
@@ -361,6 +385,10 @@ pub fn fail_over(
                     unknown_note(&unknown)
                 )));
             }
+            // The failed region gets no traffic from this name: leave it.
+            if mine.get(from).and_then(|s| s.weight).unwrap_or(0) == 0 {
+                return Ok(Vec::new());
+            }
             Ok(mine
                 .iter()
                 .map(|(region, set)| {
@@ -388,6 +416,46 @@ pub fn fail_over(
     }
 }
 
+/// The region whose declared answer a simple record gives now.
+fn region_answered(r: &Route53Record, set: &RecordSet) -> Option<String> {
+    if let Some(alias) = &set.alias {
+        return r
+            .aliases
+            .iter()
+            .find(|(_, a)| canonical(&a.dns_name) == alias.dns_name)
+            .map(|(region, _)| region.clone());
+    }
+    let have = sorted(&set.values);
+    r.values
+        .iter()
+        .find(|(_, v)| sorted(v) == have)
+        .map(|(region, _)| region.clone())
+}
+
+/// Every record set of the name uses the declared routing policy.
+fn same_policy(r: &Route53Record, what: &str, found: &[RecordSet]) -> Result<(), PlanError> {
+    let want = r.kind.name();
+    if let Some(other) = found.iter().find(|s| s.policy() != want) {
+        let policy = other.policy();
+        let moved = ["simple", "weighted", "failover", "latency"].contains(&policy);
+        return Err(PlanError::Unsupported(if moved {
+            format!(
+                "{what} uses {policy} routing{}, not {want}: declare kind = \"{policy}\"",
+                other
+                    .set_identifier
+                    .as_deref()
+                    .map(|id| format!(" (set identifier {id:?})"))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "{what} uses {policy} routing, which regionguard does not move (simple, weighted, failover and latency records only)"
+            )
+        }));
+    }
+    Ok(())
+}
+
 fn unknown_note(unknown: &[RecordSet]) -> String {
     if unknown.is_empty() {
         return String::new();
@@ -400,19 +468,6 @@ fn unknown_note(unknown: &[RecordSet]) -> String {
         " (set identifiers {} match no declared region; declare set_identifiers)",
         ids.join(", ")
     )
-}
-
-/// The routing policy the record sets look like.
-fn guess_kind(found: &[RecordSet]) -> &'static str {
-    if found.iter().any(|s| s.failover.is_some()) {
-        "failover"
-    } else if found.iter().any(|s| s.weight.is_some()) {
-        "weighted"
-    } else if found.iter().any(|s| s.region.is_some()) {
-        "latency"
-    } else {
-        "simple"
-    }
 }
 
 /// What the target region answers for this record after a failover, when
@@ -467,6 +522,7 @@ mod tests {
             failover: None,
             region: None,
             health_check_id: None,
+            other_policy: None,
         }
     }
 
@@ -647,11 +703,75 @@ mod tests {
     }
 
     #[test]
+    fn records_of_another_routing_policy_than_declared_are_refused_by_name() {
+        let mut geo = set("geo-us", "192.0.2.1");
+        geo.other_policy = Some("geolocation".into());
+        let e = fail_over(
+            &config(RecordKind::Weighted),
+            &[geo],
+            &regions(),
+            "us-east-1",
+            "us-west-2",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("uses geolocation routing, which regionguard does not move"),
+            "{e}"
+        );
+        let mut lat = set("lat-1", "192.0.2.1");
+        lat.region = Some("us-east-1".into());
+        let e = fail_over(
+            &config(RecordKind::Weighted),
+            &[lat],
+            &regions(),
+            "us-east-1",
+            "us-west-2",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("uses latency routing (set identifier \"lat-1\"), not weighted: declare kind = \"latency\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_record_that_does_not_carry_the_failed_regions_traffic_is_left_alone() {
+        // Weighted: eu-west-1 has weight 0 here.
+        let mut found = [
+            set("app-us-east-1", "192.0.2.1"),
+            set("app-us-west-2", "198.51.100.1"),
+            set("app-eu-west-1", "203.0.113.1"),
+        ];
+        found[0].weight = Some(80);
+        found[1].weight = Some(20);
+        found[2].weight = Some(0);
+        let r = config(RecordKind::Weighted);
+        assert!(fail_over(&r, &found, &regions(), "eu-west-1", "us-west-2")
+            .unwrap()
+            .is_empty());
+        // Simple: the record answers us-east-1, not eu-west-1.
+        let mut simple = config(RecordKind::Simple);
+        for (region, v) in [("us-east-1", "192.0.2.1"), ("us-west-2", "198.51.100.1")] {
+            simple.values.insert(region.into(), vec![v.into()]);
+        }
+        let mut now = set("", "192.0.2.1");
+        now.set_identifier = None;
+        assert!(
+            fail_over(&simple, &[now], &regions(), "eu-west-1", "us-west-2")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn two_records_that_look_like_one_region_are_ambiguous() {
-        let found = [
+        let mut found = [
             set("web-us-east-1", "192.0.2.1"),
             set("us-east-1-b", "192.0.2.2"),
         ];
+        found[0].weight = Some(1);
+        found[1].weight = Some(1);
         let e = fail_over(
             &config(RecordKind::Weighted),
             &found,
