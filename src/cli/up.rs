@@ -56,7 +56,29 @@ struct Component {
 }
 
 pub(crate) async fn run(globals: Globals, args: UpArgs) -> ExitCode {
-    let config = match globals.load(Vec::new()) {
+    // `--aws-endpoint` is part of the configuration `up` checks, as it is
+    // of the failover manager it starts.
+    let overrides = args
+        .aws_endpoint
+        .iter()
+        .flat_map(|url| {
+            [
+                (
+                    "RG_FAILOVER__AWS__ENDPOINT_URL".to_owned(),
+                    format!("{url:?}"),
+                ),
+                (
+                    "RG_FAILOVER__AWS__EMULATOR_CREDENTIALS".to_owned(),
+                    "true".to_owned(),
+                ),
+            ]
+        })
+        .collect::<Vec<_>>();
+    // Set once: `up` runs once per process.
+    if CHILD_ENV.set(overrides.clone()).is_err() {
+        tracing::debug!("child environment already set");
+    }
+    let config = match globals.load(overrides) {
         Ok(c) => c,
         Err(e) => return super::config_error(&e),
     };
@@ -353,7 +375,14 @@ async fn start_nats(
     bail!("nats-server did not accept connections on {url} within 10s")
 }
 
+/// Settings every child gets as environment variables (`--aws-endpoint`:
+/// each service validates the whole file, the failover section included).
+static CHILD_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<Component> {
+    for (key, value) in CHILD_ENV.get().into_iter().flatten() {
+        cmd.env(key, value);
+    }
     // Each child gets its own process group: a Ctrl-C in the terminal
     // reaches only `up`, which then stops the services before NATS.
     cmd.stdin(Stdio::piped())

@@ -542,6 +542,12 @@ fn check_config_aws_names_what_a_failover_would_refuse() {
             && line.contains("(request id "),
         "{line}"
     );
+    // The rest is still checked.
+    assert!(
+        said.contains("ok   asg app-asg in us-west-2")
+            && said.contains("ok   route53 simple origin.video.test."),
+        "{said}"
+    );
 }
 
 /// A record edited between the plan and its approval: nothing is executed,

@@ -144,23 +144,7 @@ impl Aws {
                 .distribution_targets
                 .contains_key(&b.distribution_id)
             {
-                let (_, dc) = self.distribution(&b.distribution_id).await?;
-                let mut ids = std::collections::BTreeSet::new();
-                if let Some(dc) = dc {
-                    ids.extend(
-                        dc.origins()
-                            .iter()
-                            .flat_map(|o| o.items())
-                            .map(|o| o.id().to_owned()),
-                    );
-                    ids.extend(
-                        dc.origin_groups()
-                            .and_then(|g| g.items.as_deref())
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|g| g.id().to_owned()),
-                    );
-                }
+                let ids = self.distribution_targets(&b.distribution_id).await?;
                 current
                     .distribution_targets
                     .insert(b.distribution_id.clone(), ids);
@@ -249,6 +233,31 @@ impl Aws {
                 }
             })
             .collect())
+    }
+
+    /// The ids of a distribution's origins and origin groups.
+    pub async fn distribution_targets(
+        &self,
+        distribution_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, AwsError> {
+        let (_, dc) = self.distribution(distribution_id).await?;
+        let mut ids = std::collections::BTreeSet::new();
+        if let Some(dc) = dc {
+            ids.extend(
+                dc.origins()
+                    .iter()
+                    .flat_map(|o| o.items())
+                    .map(|o| o.id().to_owned()),
+            );
+            ids.extend(
+                dc.origin_groups()
+                    .and_then(|g| g.items.as_deref())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|g| g.id().to_owned()),
+            );
+        }
+        Ok(ids)
     }
 
     /// The target origin of a cache behaviour now (`None` pattern: the
