@@ -124,12 +124,9 @@ pub(crate) async fn request(
         ..Default::default()
     };
     d.set_phase(rg_proto::v1::FailoverPhase::Requested);
-    let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-request").await {
+    let client = match connect(&config.nats).await {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     send_and_wait(&config.nats, client, d, wait).await
 }
@@ -146,12 +143,9 @@ pub(crate) async fn failback(
         Ok(c) => c,
         Err(e) => return super::config_error(&e),
     };
-    let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-request").await {
+    let client = match connect(&config.nats).await {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let js = async_nats::jetstream::new(client.clone());
     let done = match latest_phase(&config.nats, &js, id).await {
@@ -184,6 +178,16 @@ pub(crate) async fn failback(
     };
     d.set_phase(rg_proto::v1::FailoverPhase::Requested);
     send_and_wait(&config.nats, client, d, wait).await
+}
+
+/// A connection for a request, or the exit code after saying why not.
+async fn connect(nats: &rg_bus::NatsConfig) -> Result<async_nats::Client, ExitCode> {
+    rg_bus::connect::connect_once(nats, "regionguard-request")
+        .await
+        .map_err(|e| {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Publishes request `d` and, unless `wait` is zero, waits for the

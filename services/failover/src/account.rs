@@ -38,7 +38,21 @@ pub async fn check(config: &Config) -> Vec<Finding> {
                 .into(),
         )];
     }
-    let (current, mut out) = read_each(&aws, config).await;
+    // Each resource read on its own: one that cannot be read (a
+    // distribution that does not exist, a denied call) is named, and the
+    // rest is still checked.
+    let mut out = Vec::new();
+    let all: Vec<&str> = regions.iter().map(String::as_str).collect();
+    let read = aws
+        .read_each(config, &all, |what, e| {
+            out.push(fail(format!("{what}: cannot be read: {e}")));
+            Ok(())
+        })
+        .await;
+    let current = match read {
+        Ok(current) => current,
+        Err(e) => return vec![fail(format!("reading the account: {e}"))],
+    };
     out.extend(resources(config, &current, &regions));
     for from in &regions {
         for target in regions.iter().filter(|t| *t != from) {
@@ -57,97 +71,6 @@ pub async fn check(config: &Config) -> Vec<Finding> {
         }
     }
     out
-}
-
-/// Reads every declared resource on its own, so that one that cannot be
-/// read (a distribution that does not exist, a denied call) is named and
-/// the others are still checked. What could not be read is absent from
-/// the state returned.
-async fn read_each(aws: &Aws, config: &Config) -> (Current, Vec<Finding>) {
-    let mut current = Current::default();
-    let mut problems = Vec::new();
-    let mut failed = |what: String, e: crate::AwsError| {
-        problems.push(fail(format!("{what}: cannot be read: {e}")));
-    };
-    for r in &config.route53 {
-        match aws.records(&r.zone_id, &r.name, &r.record_type).await {
-            Ok(sets) => current.records.push(sets),
-            Err(e) => {
-                current.records.push(Vec::new());
-                let what = format!("route53 {} {} (zone {})", r.name, r.record_type, r.zone_id);
-                failed(what, e);
-            }
-        }
-    }
-    for c in &config.cloudfront {
-        let found = aws.origin_domain(&c.distribution_id, &c.origin_id).await;
-        current.origins.push(found.unwrap_or_else(|e| {
-            failed(
-                format!("cloudfront origin {} of {}", c.origin_id, c.distribution_id),
-                e,
-            );
-            None
-        }));
-    }
-    for g in &config.cloudfront_origin_groups {
-        let found = aws.origin_group(&g.distribution_id, &g.group_id).await;
-        current.origin_groups.push(found.unwrap_or_else(|e| {
-            failed(
-                format!(
-                    "cloudfront origin group {} of {}",
-                    g.group_id, g.distribution_id
-                ),
-                e,
-            );
-            None
-        }));
-    }
-    for b in &config.cloudfront_behaviors {
-        let what = format!(
-            "cloudfront behaviour {} of {}",
-            b.pattern().unwrap_or("default"),
-            b.distribution_id
-        );
-        let found = aws.behavior_target(&b.distribution_id, b.pattern()).await;
-        current.behaviors.push(found.unwrap_or_else(|e| {
-            failed(what, e);
-            None
-        }));
-        if !current
-            .distribution_targets
-            .contains_key(&b.distribution_id)
-        {
-            if let Ok(ids) = aws.distribution_targets(&b.distribution_id).await {
-                current
-                    .distribution_targets
-                    .insert(b.distribution_id.clone(), ids);
-            }
-        }
-    }
-    for (region, res) in &config.regions {
-        for g in &res.autoscaling_groups {
-            match aws.group(region, g).await {
-                Ok(Some((min, max, desired, _))) => {
-                    current
-                        .groups
-                        .insert((region.clone(), g.clone()), (min, max, desired));
-                }
-                Ok(None) => {}
-                Err(e) => failed(format!("asg {g} in {region}"), e),
-            }
-        }
-        for s in &res.ecs_services {
-            match aws.service(region, &s.cluster, &s.service).await {
-                Ok(Some((desired, _))) => {
-                    let key = (region.clone(), s.cluster.clone(), s.service.clone());
-                    current.services.insert(key, desired);
-                }
-                Ok(None) => {}
-                Err(e) => failed(format!("ecs {}/{} in {region}", s.cluster, s.service), e),
-            }
-        }
-    }
-    (current, problems)
 }
 
 /// What each declared resource is in the account.

@@ -119,55 +119,111 @@ impl Aws {
         from: &str,
         targets: &[&str],
     ) -> Result<Current, AwsError> {
+        let regions: Vec<&str> = std::iter::once(from)
+            .chain(targets.iter().copied())
+            .collect();
+        self.read_each(config, &regions, |_, e| Err(e)).await
+    }
+
+    /// What the declared resources of `regions` hold now, each read on
+    /// its own. A read that fails goes to `on_error` with what was being
+    /// read: it stops the whole read by returning the error, or lets it
+    /// go on (the resource is then absent from the state).
+    pub async fn read_each(
+        &self,
+        config: &Config,
+        regions: &[&str],
+        mut on_error: impl FnMut(String, AwsError) -> Result<(), AwsError>,
+    ) -> Result<Current, AwsError> {
         let mut current = Current::default();
         for r in &config.route53 {
-            current
-                .records
-                .push(self.records(&r.zone_id, &r.name, &r.record_type).await?);
+            let found = match self.records(&r.zone_id, &r.name, &r.record_type).await {
+                Ok(sets) => sets,
+                Err(e) => {
+                    let what = format!("route53 {} {} (zone {})", r.name, r.record_type, r.zone_id);
+                    on_error(what, e)?;
+                    Vec::new()
+                }
+            };
+            current.records.push(found);
         }
         for c in &config.cloudfront {
-            current
-                .origins
-                .push(self.origin_domain(&c.distribution_id, &c.origin_id).await?);
+            let found = match self.origin_domain(&c.distribution_id, &c.origin_id).await {
+                Ok(domain) => domain,
+                Err(e) => {
+                    on_error(
+                        format!("cloudfront origin {} of {}", c.origin_id, c.distribution_id),
+                        e,
+                    )?;
+                    None
+                }
+            };
+            current.origins.push(found);
         }
         for g in &config.cloudfront_origin_groups {
-            current
-                .origin_groups
-                .push(self.origin_group(&g.distribution_id, &g.group_id).await?);
+            let found = match self.origin_group(&g.distribution_id, &g.group_id).await {
+                Ok(members) => members,
+                Err(e) => {
+                    on_error(
+                        format!(
+                            "cloudfront origin group {} of {}",
+                            g.group_id, g.distribution_id
+                        ),
+                        e,
+                    )?;
+                    None
+                }
+            };
+            current.origin_groups.push(found);
         }
         for b in &config.cloudfront_behaviors {
-            current.behaviors.push(
-                self.behavior_target(&b.distribution_id, b.pattern())
-                    .await?,
-            );
+            let found = match self.behavior_target(&b.distribution_id, b.pattern()).await {
+                Ok(target) => target,
+                Err(e) => {
+                    let which = b.pattern().unwrap_or("default");
+                    on_error(
+                        format!("cloudfront behaviour {which} of {}", b.distribution_id),
+                        e,
+                    )?;
+                    None
+                }
+            };
+            current.behaviors.push(found);
             if !current
                 .distribution_targets
                 .contains_key(&b.distribution_id)
             {
-                let ids = self.distribution_targets(&b.distribution_id).await?;
-                current
-                    .distribution_targets
-                    .insert(b.distribution_id.clone(), ids);
+                // An unreadable distribution was reported just above.
+                if let Ok(ids) = self.distribution_targets(&b.distribution_id).await {
+                    current
+                        .distribution_targets
+                        .insert(b.distribution_id.clone(), ids);
+                }
             }
         }
-        let regions = std::iter::once(from).chain(targets.iter().copied());
-        for region in regions {
+        for &region in regions {
             let Some(res) = config.regions.get(region) else {
                 continue;
             };
             for g in &res.autoscaling_groups {
-                if let Some((min, max, desired, _)) = self.group(region, g).await? {
-                    current
-                        .groups
-                        .insert((region.to_owned(), g.clone()), (min, max, desired));
+                match self.group(region, g).await {
+                    Ok(Some((min, max, desired, _))) => {
+                        current
+                            .groups
+                            .insert((region.to_owned(), g.clone()), (min, max, desired));
+                    }
+                    Ok(None) => {}
+                    Err(e) => on_error(format!("asg {g} in {region}"), e)?,
                 }
             }
             for s in &res.ecs_services {
-                if let Some((desired, _)) = self.service(region, &s.cluster, &s.service).await? {
-                    current.services.insert(
-                        (region.to_owned(), s.cluster.clone(), s.service.clone()),
-                        desired,
-                    );
+                match self.service(region, &s.cluster, &s.service).await {
+                    Ok(Some((desired, _))) => {
+                        let key = (region.to_owned(), s.cluster.clone(), s.service.clone());
+                        current.services.insert(key, desired);
+                    }
+                    Ok(None) => {}
+                    Err(e) => on_error(format!("ecs {}/{} in {region}", s.cluster, s.service), e)?,
                 }
             }
         }

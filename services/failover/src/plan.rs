@@ -414,12 +414,7 @@ pub fn build(
             "CloudFront origin {} of distribution {}",
             c.origin_id, c.distribution_id
         );
-        let now = current
-            .origins
-            .get(i)
-            .cloned()
-            .flatten()
-            .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        let now = found(&current.origins, i, &what)?;
         // Only an origin that points at the failed region moves.
         if Some(&now) != c.domains.get(from) {
             if Some(&now) != c.domains.get(target) {
@@ -455,12 +450,7 @@ pub fn build(
             b.pattern().unwrap_or("default"),
             b.distribution_id
         );
-        let now = current
-            .behaviors
-            .get(i)
-            .cloned()
-            .flatten()
-            .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        let now = found(&current.behaviors, i, &what)?;
         let theirs = b
             .targets
             .get(target)
@@ -496,12 +486,7 @@ pub fn build(
             "CloudFront origin group {} of distribution {}",
             g.group_id, g.distribution_id
         );
-        let now = current
-            .origin_groups
-            .get(i)
-            .cloned()
-            .flatten()
-            .ok_or_else(|| PlanError::Missing(what.clone()))?;
+        let now = found(&current.origin_groups, i, &what)?;
         // Only a group that tries the failed region's origin first moves.
         if now.first() != g.members.get(from) {
             continue;
@@ -586,6 +571,15 @@ pub fn build(
         warnings,
         ..Default::default()
     })
+}
+
+/// The state read for the `i`-th declared resource; `Missing` when it is
+/// not in the account.
+fn found<T: Clone>(read: &[Option<T>], i: usize, what: &str) -> Result<T, PlanError> {
+    read.get(i)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| PlanError::Missing(what.to_owned()))
 }
 
 /// `members` with `primary` moved to the front, the others in their order.
