@@ -282,6 +282,12 @@ fn report(d: &FailoverDecision) -> ExitCode {
                 &c.verdict
             };
             println!("  {} {:.2}: {verdict}", c.region, c.health_score);
+            for check in c.checks.iter().filter(|k| k.factor < 1.0) {
+                println!(
+                    "      {} {:.2}: {}",
+                    check.resource, check.factor, check.detail
+                );
+            }
         }
     };
     match d.phase() {
@@ -294,12 +300,20 @@ fn report(d: &FailoverDecision) -> ExitCode {
                 format!("{:?}", d.mode()).to_lowercase()
             );
             println!("{}", plan.rationale);
+            println!("candidates:");
+            candidates();
+            println!("steps:");
             for (i, step) in plan.steps.iter().enumerate() {
                 println!(
-                    "  {}. {}{}",
+                    "  {}. {}{}{}",
                     i + 1,
                     step.resource,
-                    step_changes(&step.before, &step.after)
+                    step_changes(&step.before, &step.after),
+                    if step.irreversible {
+                        " (IRREVERSIBLE)"
+                    } else {
+                        ""
+                    }
                 );
             }
             for w in &plan.warnings {

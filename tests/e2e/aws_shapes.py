@@ -12,6 +12,13 @@ documentation describes them, for the failover tests:
                     and latency records lat-1/lat-2/lat-3 (one per region,
                     each with a health check) in three regions; warm
                     us-east-1 and us-west-2, a pilot light in eu-west-1.
+  deep-health       three regions behind a simple record api.deep.test.,
+                    each with an Auto Scaling group "web" (us-east-1 4
+                    instances, us-west-2 3, eu-west-1 2) registered in a
+                    target group "web" behind an application load balancer
+                    "web-lb"; an RDS MySQL primary "orders" in us-east-1
+                    with cross-region read replicas "orders-usw2" and
+                    "orders-euw1".
   cdn-standbys      a CloudFront distribution whose default behaviour
                     targets origin-us-east-1, whose /api/* behaviour targets
                     an origin group og-api (us-east-1 and us-west-2 only)
@@ -156,8 +163,86 @@ def seed_cdn_standbys(endpoint):
     return {"zone_id": z, "distribution_id": dist}
 
 
+DEEP_VALUES = {"us-east-1": "192.0.2.60", "us-west-2": "198.51.100.60", "eu-west-1": "203.0.113.60"}
+DB_ARN = "arn:aws:rds:us-east-1:123456789012:db:orders"
+
+
+def deep_region(endpoint, region, instances):
+    """A VPC in two zones, an Auto Scaling group "web" of `instances`, its
+    instances registered in target group "web" behind load balancer
+    "web-lb" (a listener forwarding to it)."""
+    ec2 = client("ec2", endpoint, region)
+    vpc = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.2.{i}.0/24",
+                                 AvailabilityZone=f"{region}{zone}")["Subnet"]["SubnetId"]
+               for i, zone in [(1, "a"), (2, "b")]]
+    sg = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName="web", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"})
+    asg = client("autoscaling", endpoint, region)
+    asg.create_auto_scaling_group(AutoScalingGroupName="web", MinSize=0, MaxSize=12, DesiredCapacity=instances,
+                                  LaunchTemplate={"LaunchTemplateName": "web"}, VPCZoneIdentifier=",".join(subnets))
+    elb = client("elbv2", endpoint, region)
+    lb = elb.create_load_balancer(Name="web-lb", Subnets=subnets, SecurityGroups=[sg],
+                                  Scheme="internet-facing", Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance",
+                                 HealthCheckPath="/health")["TargetGroups"][0]["TargetGroupArn"]
+    elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    ids = [i["InstanceId"] for i in asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
+           ["AutoScalingGroups"][0]["Instances"]]
+    if ids:
+        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in ids])
+    return tg
+
+
+def seed_deep_health(endpoint):
+    r53 = client("route53", endpoint)
+    z = zone(r53, "deep.test.")
+    upsert(r53, z, [{"Name": "api.deep.test.", "Type": "A", "TTL": 60,
+                     "ResourceRecords": [{"Value": DEEP_VALUES["us-east-1"]}]}])
+    tgs = {r: deep_region(endpoint, r, n) for r, n in [("us-east-1", 4), ("us-west-2", 3), ("eu-west-1", 2)]}
+    client("rds", endpoint, "us-east-1").create_db_instance(
+        DBInstanceIdentifier="orders", Engine="mysql", DBInstanceClass="db.t3.micro", AllocatedStorage=20,
+        MasterUsername="admin", MasterUserPassword="not-a-secret-1")
+    for region, replica in [("us-west-2", "orders-usw2"), ("eu-west-1", "orders-euw1")]:
+        client("rds", endpoint, region).create_db_instance_read_replica(
+            DBInstanceIdentifier=replica, SourceDBInstanceIdentifier=DB_ARN, DBInstanceClass="db.t3.micro")
+    return {"zone_id": z, "target_groups": tgs}
+
+
+def web_instances(endpoint, region):
+    return sorted(i["InstanceId"] for i in client("autoscaling", endpoint, region).describe_auto_scaling_groups(
+        AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["Instances"])
+
+
+def stop_instances(endpoint, region, count):
+    """Stops `count` of the group's instances (their targets turn unused,
+    their status checks not-applicable); count 0 starts them all again."""
+    ec2 = client("ec2", endpoint, region)
+    ids = web_instances(endpoint, region)
+    if count == 0:
+        ec2.start_instances(InstanceIds=ids)
+    else:
+        ec2.stop_instances(InstanceIds=ids[:count])
+    print(json.dumps({"instances": ids, "stopped": ids[:count]}))
+
+
+def standalone(endpoint, region, db):
+    """Whether `db` is a standalone database: RDS stops one (it is started
+    again at once) but refuses to stop a read replica."""
+    rds = client("rds", endpoint, region)
+    try:
+        rds.stop_db_instance(DBInstanceIdentifier=db)
+    except rds.exceptions.ClientError as e:
+        print(json.dumps({"standalone": False, "why": str(e)}))
+        return
+    rds.start_db_instance(DBInstanceIdentifier=db)
+    print(json.dumps({"standalone": True}))
+
+
 SHAPES = {"alias-failover": seed_alias_failover, "weighted-latency": seed_weighted_latency,
-          "cdn-standbys": seed_cdn_standbys}
+          "cdn-standbys": seed_cdn_standbys, "deep-health": seed_deep_health}
 
 
 def dump(endpoint, zone_id, distribution_id):
@@ -190,7 +275,32 @@ def dump(endpoint, zone_id, distribution_id):
                 out["ecs"][region] = s[0]["desiredCount"]
         except Exception:  # no cluster in this region
             pass
+    deep(endpoint, out)
     print(json.dumps(out, sort_keys=True))
+
+
+def deep(endpoint, out):
+    """The deep-health resources: instance states, target health, load
+    balancer states and databases, per region."""
+    out["instances"], out["targets"], out["load_balancers"], out["databases"] = {}, {}, {}, {}
+    for region in REGIONS:
+        ec2 = client("ec2", endpoint, region)
+        out["instances"][region] = sorted(
+            (i["InstanceId"], i["State"]["Name"])
+            for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] != "terminated")  # gone: a scale-in after a rollback
+        elb = client("elbv2", endpoint, region)
+        out["load_balancers"][region] = sorted((lb["LoadBalancerName"], lb["State"]["Code"])
+                                               for lb in elb.describe_load_balancers()["LoadBalancers"])
+        out["targets"][region] = {
+            tg["TargetGroupName"]: sorted((d["Target"]["Id"], d["TargetHealth"]["State"]) for d in
+                                          elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])
+                                          ["TargetHealthDescriptions"])
+            for tg in elb.describe_target_groups()["TargetGroups"]}
+        out["databases"][region] = {
+            d["DBInstanceIdentifier"]: {"status": d["DBInstanceStatus"],
+                                        "replica_of": d.get("ReadReplicaSourceDBInstanceIdentifier")}
+            for d in client("rds", endpoint, region).describe_db_instances()["DBInstances"]}
 
 
 def set_ttl(endpoint, zone_id, name, set_id, ttl):
@@ -207,7 +317,10 @@ def set_ttl(endpoint, zone_id, name, set_id, ttl):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["seed", "dump", "set-ttl"])
+    p.add_argument("command", choices=["seed", "dump", "set-ttl", "stop-instances", "standalone"])
+    p.add_argument("--db")
+    p.add_argument("--region")
+    p.add_argument("--count", type=int)
     p.add_argument("--name")
     p.add_argument("--set-id")
     p.add_argument("--ttl", type=int)
@@ -218,6 +331,10 @@ if __name__ == "__main__":
     a = p.parse_args()
     if a.command == "seed":
         print(json.dumps(SHAPES[a.shape](a.endpoint)))
+    elif a.command == "standalone":
+        standalone(a.endpoint, a.region, a.db)
+    elif a.command == "stop-instances":
+        stop_instances(a.endpoint, a.region, a.count)
     elif a.command == "set-ttl":
         set_ttl(a.endpoint, a.zone_id, a.name, a.set_id, a.ttl)
     else:

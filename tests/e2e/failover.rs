@@ -138,6 +138,7 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
                 cluster: "app".into(),
                 service: "web".into(),
             }],
+            ..Default::default()
         };
         rg_failover::Config {
             mode,

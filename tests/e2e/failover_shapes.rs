@@ -21,8 +21,8 @@ use crate::route53_oracle::{self, answers};
 const CLIENTS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 
 /// A moto account of one shape.
-struct Shaped {
-    moto: Moto,
+pub(crate) struct Shaped {
+    pub(crate) moto: Moto,
     ids: Value,
 }
 
@@ -30,7 +30,7 @@ fn script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_shapes.py")
 }
 
-fn python(args: &[&str]) -> Value {
+pub(crate) fn python(args: &[&str]) -> Value {
     let out = std::process::Command::new("python3")
         .arg(script())
         .args(args)
@@ -45,19 +45,19 @@ fn python(args: &[&str]) -> Value {
 }
 
 impl Shaped {
-    fn seed(shape: &str) -> Self {
+    pub(crate) fn seed(shape: &str) -> Self {
         let moto = Moto::start();
         let ids = python(&["seed", "--endpoint", &moto.url(), "--shape", shape]);
         Self { moto, ids }
     }
 
-    fn id(&self, key: &str) -> String {
+    pub(crate) fn id(&self, key: &str) -> String {
         self.ids[key].as_str().unwrap_or_default().to_owned()
     }
 
     /// Every record set, health check, behaviour, origin, origin group and
     /// region's capacity, read back with boto3.
-    fn dump(&self) -> Value {
+    pub(crate) fn dump(&self) -> Value {
         let url = self.moto.url();
         let zone = self.id("zone_id");
         let dist = self.id("distribution_id");
@@ -69,7 +69,7 @@ impl Shaped {
     }
 
     /// The `[failover]` section a user writes for this account.
-    fn config(&self, resources: &str) -> rg_failover::Config {
+    pub(crate) fn config(&self, resources: &str) -> rg_failover::Config {
         let text = self.toml(resources);
         #[derive(serde::Deserialize)]
         struct File {
@@ -81,7 +81,7 @@ impl Shaped {
     }
 
     /// The `[failover]` section as TOML.
-    fn toml(&self, resources: &str) -> String {
+    pub(crate) fn toml(&self, resources: &str) -> String {
         format!(
             r#"
 [failover]
@@ -142,7 +142,7 @@ fn assert_routed(dump: &Value, name: &str, failed: &str, failed_answer: &str, ta
 }
 
 /// Approves `planned` and waits for the end it reaches.
-async fn approve(
+pub(crate) async fn approve(
     w: &mut World,
     planned: &FailoverDecision,
     end: FailoverPhase,
@@ -171,7 +171,7 @@ async fn fail_back(w: &mut World, id: &str, from: &str, back_to: &str) {
     approve(w, &planned, FailoverPhase::Completed).await;
 }
 
-fn verdict<'a>(d: &'a FailoverDecision, region: &str) -> &'a str {
+pub(crate) fn verdict<'a>(d: &'a FailoverDecision, region: &str) -> &'a str {
     d.plan
         .as_ref()
         .and_then(|p| p.candidates.iter().find(|c| c.region == region))

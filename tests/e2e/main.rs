@@ -10,6 +10,7 @@ mod cascade;
 mod cli;
 mod confirm;
 mod dashboard;
+mod deep_health;
 mod detection;
 mod failover;
 mod failover_shapes;

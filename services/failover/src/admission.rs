@@ -7,7 +7,8 @@
 //! 1. [`on_request`]: seen before (a redelivery)? observe mode? a failover
 //!    away from the same region started within `cooldown`? Else plan it.
 //! 2. [`after_plan`]: in `auto` mode, run it at once unless it is a
-//!    failback without `failback_auto` or `max_automated_per_hour`
+//!    failback without `failback_auto`, has an irreversible step without
+//!    `allow_irreversible`, or `max_automated_per_hour`
 //!    automated failovers started in the last hour; otherwise it waits for
 //!    an approval.
 //! 3. [`on_approval`]: only a planned failover, only in `approve` or `auto`.
@@ -33,6 +34,9 @@ pub struct Policy {
     pub max_automated_per_hour: u32,
     /// Whether `auto` mode runs failbacks without approval.
     pub failback_auto: bool,
+    /// Whether `auto` mode runs a plan with an irreversible step without
+    /// approval.
+    pub allow_irreversible: bool,
 }
 
 impl From<&Config> for Policy {
@@ -42,6 +46,7 @@ impl From<&Config> for Policy {
             cooldown: c.cooldown,
             max_automated_per_hour: c.max_automated_per_hour,
             failback_auto: c.failback_auto,
+            allow_irreversible: c.allow_irreversible,
         }
     }
 }
@@ -109,20 +114,28 @@ pub enum Hold {
     /// `auto` mode, but this many automated failovers started within the
     /// last hour.
     VelocityLimit(u32),
+    /// `auto` mode, but the plan has an irreversible step (a database
+    /// promotion) and `allow_irreversible = false`.
+    Irreversible,
 }
 
-/// Decides whether a planned failover runs at once. `automated_starts_ms`:
-/// when the automated failovers recorded started.
+/// Decides whether a planned failover runs at once. `irreversible`: the
+/// plan has a step that cannot be undone; `automated_starts_ms`: when the
+/// automated failovers recorded started.
 pub fn after_plan(
     policy: &Policy,
     now_ms: i64,
     failback: bool,
+    irreversible: bool,
     automated_starts_ms: &[i64],
 ) -> AfterPlan {
     match policy.mode {
         Mode::Observe | Mode::Plan => AfterPlan::AwaitApproval(Hold::PlanMode),
         Mode::Approve => AfterPlan::AwaitApproval(Hold::ApproveMode),
         Mode::Auto if failback && !policy.failback_auto => AfterPlan::AwaitApproval(Hold::Failback),
+        Mode::Auto if irreversible && !policy.allow_irreversible => {
+            AfterPlan::AwaitApproval(Hold::Irreversible)
+        }
         Mode::Auto => {
             let recent = automated_within(automated_starts_ms, now_ms);
             if recent >= policy.max_automated_per_hour {
@@ -224,6 +237,7 @@ mod tests {
             cooldown: Duration::from_secs(600),
             max_automated_per_hour: 2,
             failback_auto: false,
+            allow_irreversible: false,
         }
     }
 
@@ -281,15 +295,15 @@ mod tests {
     #[test]
     fn only_auto_mode_executes_without_approval() {
         assert_eq!(
-            after_plan(&policy(Mode::Plan), 0, false, &[]),
+            after_plan(&policy(Mode::Plan), 0, false, false, &[]),
             AfterPlan::AwaitApproval(Hold::PlanMode)
         );
         assert_eq!(
-            after_plan(&policy(Mode::Approve), 0, false, &[]),
+            after_plan(&policy(Mode::Approve), 0, false, false, &[]),
             AfterPlan::AwaitApproval(Hold::ApproveMode)
         );
         assert_eq!(
-            after_plan(&policy(Mode::Auto), 0, false, &[]),
+            after_plan(&policy(Mode::Auto), 0, false, false, &[]),
             AfterPlan::Execute
         );
     }
@@ -298,11 +312,28 @@ mod tests {
     fn an_automated_failback_waits_unless_failback_auto() {
         let mut p = policy(Mode::Auto);
         assert_eq!(
-            after_plan(&p, 0, true, &[]),
+            after_plan(&p, 0, true, false, &[]),
             AfterPlan::AwaitApproval(Hold::Failback)
         );
         p.failback_auto = true;
-        assert_eq!(after_plan(&p, 0, true, &[]), AfterPlan::Execute);
+        assert_eq!(after_plan(&p, 0, true, false, &[]), AfterPlan::Execute);
+    }
+
+    #[test]
+    fn auto_mode_holds_a_plan_with_an_irreversible_step_unless_allowed() {
+        let mut p = policy(Mode::Auto);
+        assert_eq!(
+            after_plan(&p, 0, false, true, &[]),
+            AfterPlan::AwaitApproval(Hold::Irreversible)
+        );
+        p.allow_irreversible = true;
+        assert_eq!(after_plan(&p, 0, false, true, &[]), AfterPlan::Execute);
+        // Approve mode waits anyway.
+        p.mode = Mode::Approve;
+        assert_eq!(
+            after_plan(&p, 0, false, true, &[]),
+            AfterPlan::AwaitApproval(Hold::ApproveMode)
+        );
     }
 
     #[test]
@@ -313,13 +344,13 @@ mod tests {
         let second = clock.advance(10 * MIN);
         let now = clock.advance(MIN);
         assert_eq!(
-            after_plan(&p, now, false, &[first, second]),
+            after_plan(&p, now, false, false, &[first, second]),
             AfterPlan::AwaitApproval(Hold::VelocityLimit(2))
         );
         // The first leaves the window an hour after it started.
         let now = clock.advance(49 * MIN);
         assert_eq!(
-            after_plan(&p, now, false, &[first, second]),
+            after_plan(&p, now, false, false, &[first, second]),
             AfterPlan::Execute,
             "one automated failover within the hour is below the limit of 2"
         );

@@ -22,6 +22,23 @@ use crate::error::{sdk, AwsError, AwsErrorKind};
 use crate::plan::{Change, Current};
 use crate::route53::{canonical, Alias, RecordSet};
 
+mod inspect;
+
+/// An Auto Scaling group as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRead {
+    /// Minimum size.
+    pub min: i32,
+    /// Maximum size.
+    pub max: i32,
+    /// Desired capacity.
+    pub desired: i32,
+    /// Instances InService.
+    pub in_service: i32,
+    /// Every instance id of the group.
+    pub instances: Vec<String>,
+}
+
 /// Clients for every API a failover calls.
 pub struct Aws {
     shared: SdkConfig,
@@ -29,6 +46,9 @@ pub struct Aws {
     cloudfront: aws_sdk_cloudfront::Client,
     autoscaling: Mutex<BTreeMap<String, aws_sdk_autoscaling::Client>>,
     ecs: Mutex<BTreeMap<String, aws_sdk_ecs::Client>>,
+    elbv2: Mutex<BTreeMap<String, aws_sdk_elasticloadbalancingv2::Client>>,
+    ec2: Mutex<BTreeMap<String, aws_sdk_ec2::Client>>,
+    rds: Mutex<BTreeMap<String, aws_sdk_rds::Client>>,
     endpoints: BTreeMap<String, String>,
     /// API calls made (for the audit trail and BENCHMARKS.md).
     calls: std::sync::atomic::AtomicU64,
@@ -71,6 +91,9 @@ impl Aws {
             cloudfront: aws_sdk_cloudfront::Client::from_conf(cloudfront.build()),
             autoscaling: Mutex::new(BTreeMap::new()),
             ecs: Mutex::new(BTreeMap::new()),
+            elbv2: Mutex::new(BTreeMap::new()),
+            ec2: Mutex::new(BTreeMap::new()),
+            rds: Mutex::new(BTreeMap::new()),
             endpoints: config.endpoints.clone(),
             shared,
             calls: std::sync::atomic::AtomicU64::new(0),
@@ -214,6 +237,17 @@ impl Aws {
                     }
                     Ok(None) => {}
                     Err(e) => on_error(format!("asg {g} in {region}"), e)?,
+                }
+            }
+            for id in &res.promote_replicas {
+                match self.db_instance(region, id).await {
+                    Ok(Some(db)) => {
+                        current
+                            .databases
+                            .insert((region.to_owned(), id.clone()), db);
+                    }
+                    Ok(None) => {}
+                    Err(e) => on_error(format!("rds {id} in {region}"), e)?,
                 }
             }
             for s in &res.ecs_services {
@@ -377,6 +411,18 @@ impl Aws {
         region: &str,
         name: &str,
     ) -> Result<Option<(i32, i32, i32, i32)>, AwsError> {
+        Ok(self
+            .group_detail(region, name)
+            .await?
+            .map(|g| (g.min, g.max, g.desired, g.in_service)))
+    }
+
+    /// A group's sizes and instances; None if absent.
+    pub async fn group_detail(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<GroupRead>, AwsError> {
         self.call();
         let out = self
             .autoscaling(region)
@@ -385,21 +431,23 @@ impl Aws {
             .send()
             .await
             .map_err(sdk("autoscaling:DescribeAutoScalingGroups"))?;
-        Ok(out.auto_scaling_groups().first().map(|g| {
-            let in_service = g
+        Ok(out.auto_scaling_groups().first().map(|g| GroupRead {
+            min: g.min_size().unwrap_or(0),
+            max: g.max_size().unwrap_or(0),
+            desired: g.desired_capacity().unwrap_or(0),
+            in_service: g
                 .instances()
                 .iter()
                 .filter(|i| {
                     i.lifecycle_state()
                         == Some(&aws_sdk_autoscaling::types::LifecycleState::InService)
                 })
-                .count() as i32;
-            (
-                g.min_size().unwrap_or(0),
-                g.max_size().unwrap_or(0),
-                g.desired_capacity().unwrap_or(0),
-                in_service,
-            )
+                .count() as i32,
+            instances: g
+                .instances()
+                .iter()
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect(),
         }))
     }
 
@@ -555,6 +603,23 @@ impl Aws {
                     .map_err(sdk("ecs:UpdateService"))?;
                 Ok(())
             }
+            Change::DatabasePromotion {
+                region,
+                db_instance,
+                replica_of: None,
+            } => {
+                self.promote_replica(region, db_instance, insync_timeout)
+                    .await
+            }
+            Change::DatabasePromotion {
+                region,
+                db_instance,
+                replica_of: Some(source),
+            } => Err(AwsError::new(
+                "rds:PromoteReadReplica",
+                AwsErrorKind::Other,
+                format!("{db_instance} in {region} cannot be made a read replica of {source} again: a promotion cannot be undone"),
+            )),
             Change::Verify { .. } => Ok(()),
             Change::RoutingSwitch { .. } => Err(AwsError::new(
                 "none",
@@ -746,7 +811,7 @@ mod tests {
     /// calls this module makes: no more, no fewer.
     #[test]
     fn the_shipped_iam_policy_allows_exactly_the_calls_made() {
-        let source = include_str!("aws.rs");
+        let source = [include_str!("aws.rs"), include_str!("aws/inspect.rs")].concat();
         let made: BTreeSet<String> = source
             .match_indices("sdk(\"")
             .map(|(i, _)| {

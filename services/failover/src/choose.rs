@@ -168,6 +168,7 @@ mod tests {
             verdict: String::new(),
             standby_rank: rank,
             running_capacity: running,
+            ..Default::default()
         }
     }
 

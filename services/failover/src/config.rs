@@ -113,6 +113,10 @@ pub struct Config {
     /// Execute failbacks without approval (in auto mode). Default `false`:
     /// a failback always waits for an operator.
     pub failback_auto: bool,
+    /// In `auto` mode, execute a plan with an irreversible step (a
+    /// database promotion) without approval. Default `false`: such a plan
+    /// waits for an operator.
+    pub allow_irreversible: bool,
     /// Key-value bucket of the lock and the journal. Default `RG_FAILOVER`.
     pub state_bucket: String,
     /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
@@ -141,6 +145,17 @@ impl Default for SwitchesConfig {
     }
 }
 
+/// The APIs `aws.endpoints` may override.
+pub const ENDPOINT_SERVICES: [&str; 7] = [
+    "route53",
+    "cloudfront",
+    "autoscaling",
+    "ecs",
+    "elasticloadbalancing",
+    "ec2",
+    "rds",
+];
+
 /// `[failover.aws]`: how to reach AWS.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -149,7 +164,7 @@ pub struct AwsConfig {
     /// `http://127.0.0.1:5000`. Default: AWS itself. Also `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
     /// Per-service endpoint overrides (`route53`, `cloudfront`,
-    /// `autoscaling`, `ecs`), e.g. a proxy or a FIPS endpoint for one API;
+    /// `autoscaling`, `ecs`, `elasticloadbalancing`, `ec2`, `rds`), e.g. a proxy or a FIPS endpoint for one API;
     /// they win over `endpoint_url`. Default: none.
     pub endpoints: BTreeMap<String, String>,
     /// Region the SDK signs global APIs (Route 53, CloudFront) for.
@@ -329,6 +344,20 @@ pub struct RegionResources {
     pub autoscaling_groups: Vec<String>,
     /// ECS services, likewise paired by position.
     pub ecs_services: Vec<EcsService>,
+    /// Elastic Load Balancing v2 target groups (names or ARNs) in front of
+    /// this region's capacity: the state of their load balancers and the
+    /// health of their targets count in the region's health score, and a
+    /// region whose registered targets are all unhealthy is not chosen.
+    pub target_groups: Vec<String>,
+    /// RDS DB instances (identifiers) whose status counts in the region's
+    /// health score.
+    pub db_instances: Vec<String>,
+    /// Cross-region RDS read replicas in this region (identifiers): a
+    /// failover to this region promotes each to a standalone database,
+    /// after capacity and before traffic. Irreversible: a rollback leaves
+    /// a promoted database as it is, and `auto` mode executes such a plan
+    /// only with `allow_irreversible = true`.
+    pub promote_replicas: Vec<String>,
 }
 
 /// An ECS service.
@@ -378,6 +407,7 @@ impl Default for Config {
             switches: SwitchesConfig::default(),
             failback_after: Duration::from_secs(1800),
             failback_auto: false,
+            allow_irreversible: false,
             state_bucket: "RG_FAILOVER".into(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
@@ -438,10 +468,10 @@ impl Validate for Config {
             p.push("aws.max_attempts", "must be at least 1");
         }
         for (service, url) in &self.aws.endpoints {
-            if !["route53", "cloudfront", "autoscaling", "ecs"].contains(&service.as_str()) {
+            if !ENDPOINT_SERVICES.contains(&service.as_str()) {
                 p.push(
                     format!("aws.endpoints.{service}"),
-                    "is not one of route53, cloudfront, autoscaling, ecs",
+                    format!("is not one of {}", ENDPOINT_SERVICES.join(", ")),
                 );
             }
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -5,9 +5,11 @@
 
 use rg_proto::v1::{FailoverDecision, FailoverPlan, RegionCandidate};
 
-use crate::error::FailoverError;
+use crate::aws::Aws;
+use crate::config::RegionResources;
+use crate::error::{AwsError, FailoverError};
 use crate::service::Service;
-use crate::{choose, health, plan};
+use crate::{choose, deep, health, plan};
 
 /// A plan that could not be made, with the candidates considered.
 pub(crate) struct NoPlan {
@@ -81,37 +83,45 @@ impl Service {
                 c.note = format!("{}; no resources are declared for it", c.note);
             }
         }
-        // API checks in each eligible candidate: its declared capacity
-        // exists and runs what it should now.
-        for c in candidates.iter_mut().filter(|c| c.eligible) {
+        // What the AWS APIs say of each declared region but the failing
+        // one: its capacity (for an eligible one) and its deep health.
+        for c in candidates.iter_mut().filter(|c| c.region != from) {
             let Some(res) = self.config.regions.get(&c.region) else {
                 continue;
             };
-            let mut groups = Vec::new();
-            for g in &res.autoscaling_groups {
-                let found = aws
-                    .group(&c.region, g)
-                    .await
-                    .map_err(|e| e.about(format!("checking asg {g} in {}", c.region)))?;
-                groups.push((
-                    g.clone(),
-                    found.map(|(_, _, desired, in_service)| (desired, in_service)),
-                ));
+            let found = match inspect(aws, &c.region, res).await {
+                Ok(found) => found,
+                Err(e) => {
+                    if c.eligible {
+                        c.eligible = false;
+                        c.note = format!("{}; could not be read: {e}", c.note);
+                    }
+                    continue;
+                }
+            };
+            let dns = c.health_score;
+            c.dns_score = dns;
+            c.health_score = deep::combine(dns, &found.checks);
+            c.checks = found.checks;
+            if !c.checks.is_empty() {
+                let resources = if dns > 0.0 { c.health_score / dns } else { 1.0 };
+                c.note = c.note.replacen(
+                    &format!("health {dns:.2}"),
+                    &format!(
+                        "health {:.2} (DNS {dns:.2} × resources {resources:.2})",
+                        c.health_score
+                    ),
+                    1,
+                );
             }
-            let mut services = Vec::new();
-            for svc in &res.ecs_services {
-                let found = aws
-                    .service(&c.region, &svc.cluster, &svc.service)
-                    .await
-                    .map_err(|e| {
-                        e.about(format!(
-                            "checking ecs {}/{} in {}",
-                            svc.cluster, svc.service, c.region
-                        ))
-                    })?;
-                services.push((format!("{}/{}", svc.cluster, svc.service), found));
+            let down = deep::pulled_down(&c.checks);
+            if !down.is_empty() {
+                c.note = format!("{}; pulled down by {down}", c.note);
             }
-            match health::capacity_check(&groups, &services) {
+            if !c.eligible {
+                continue;
+            }
+            match health::capacity_check(&found.groups, &found.services) {
                 Ok((note, running)) => {
                     c.running_capacity = running;
                     if !note.is_empty() {
@@ -121,7 +131,18 @@ impl Service {
                 Err(why) => {
                     c.eligible = false;
                     c.note = format!("{}; {why}", c.note);
+                    continue;
                 }
+            }
+            if let Some(why) = deep::disqualified(&c.checks) {
+                c.eligible = false;
+                c.note = format!("{}; {why}", c.note);
+            } else if c.health_score < self.config.min_target_score {
+                c.eligible = false;
+                c.note = format!(
+                    "{}; health {:.2} is below the minimum {:.2}",
+                    c.note, c.health_score, self.config.min_target_score
+                );
             }
         }
         choose::rank(&mut candidates, self.config.score_margin);
@@ -252,6 +273,82 @@ impl Service {
             Err(e) => format!("unreadable ({e})"),
         }
     }
+}
+
+/// What the APIs report of one region's declared resources.
+struct Inspection {
+    /// Each Auto Scaling group: (desired, InService), `None` when absent.
+    groups: Vec<(String, Option<(i32, i32)>)>,
+    /// Each ECS service: (desired, running), `None` when absent.
+    services: Vec<(String, Option<(i32, i32)>)>,
+    /// The deep-health checks.
+    checks: Vec<rg_proto::v1::ResourceCheck>,
+}
+
+/// Reads a region's declared capacity and deep health: each Auto Scaling
+/// group once (sizes and instances), its instances' status checks, its
+/// ECS services, target groups and databases.
+async fn inspect(aws: &Aws, region: &str, res: &RegionResources) -> Result<Inspection, AwsError> {
+    let mut found = Inspection {
+        groups: Vec::new(),
+        services: Vec::new(),
+        checks: Vec::new(),
+    };
+    let mut instance_checks = Vec::new();
+    for g in &res.autoscaling_groups {
+        let read = aws
+            .group_detail(region, g)
+            .await
+            .map_err(|e| e.about(format!("asg {g} in {region}")))?;
+        if let Some(read) = &read {
+            let statuses = aws
+                .instance_statuses(region, &read.instances)
+                .await
+                .map_err(|e| e.about(format!("the instances of asg {g} in {region}")))?;
+            instance_checks.extend(deep::instances(g, &statuses));
+        }
+        found
+            .groups
+            .push((g.clone(), read.map(|r| (r.desired, r.in_service))));
+    }
+    for svc in &res.ecs_services {
+        let read = aws
+            .service(region, &svc.cluster, &svc.service)
+            .await
+            .map_err(|e| e.about(format!("ecs {}/{} in {region}", svc.cluster, svc.service)))?;
+        found
+            .services
+            .push((format!("{}/{}", svc.cluster, svc.service), read));
+    }
+    let declared = !found.groups.is_empty() || !found.services.is_empty();
+    let pilot_light = declared
+        && found
+            .groups
+            .iter()
+            .chain(&found.services)
+            .all(|(_, r)| r.is_none_or(|(desired, _)| desired == 0));
+    for tg in &res.target_groups {
+        let read = aws
+            .target_group(region, tg)
+            .await
+            .map_err(|e| e.about(format!("target group {tg} in {region}")))?;
+        found
+            .checks
+            .extend(deep::target_group(tg, read.as_ref(), pilot_light));
+    }
+    found.checks.extend(instance_checks);
+    for (list, replica) in [(&res.db_instances, false), (&res.promote_replicas, true)] {
+        for id in list {
+            let read = aws
+                .db_instance(region, id)
+                .await
+                .map_err(|e| e.about(format!("rds {id} in {region}")))?;
+            found
+                .checks
+                .push(deep::database(id, read.as_ref(), replica));
+        }
+    }
+    Ok(found)
 }
 
 /// The first resource whose state a plan made now (`again`) would replace

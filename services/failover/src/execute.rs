@@ -103,6 +103,19 @@ impl Actuators<'_> {
                     .await?
                     .unwrap_or_default(),
             }),
+            Change::DatabasePromotion {
+                region,
+                db_instance,
+                ..
+            } => Ok(Change::DatabasePromotion {
+                region: region.clone(),
+                db_instance: db_instance.clone(),
+                replica_of: self
+                    .aws
+                    .db_instance(region, db_instance)
+                    .await?
+                    .and_then(|d| d.replica_of),
+            }),
             other => Err(FailoverError::Step(format!(
                 "{} cannot be read back",
                 other.resource()
@@ -176,7 +189,11 @@ where
                 return match rollback(act, plan, i, limits, &mut report).await {
                     Ok(()) => Ended::RolledBack {
                         failed_step: i,
-                        error: format!("step {i} ({}) failed: {e}", plan.steps[i].resource),
+                        error: format!(
+                            "step {i} ({}) failed: {e}{}",
+                            plan.steps[i].resource,
+                            kept_note(plan)
+                        ),
                     },
                     Err(undo) => Ended::Failed {
                         failed_step: i,
@@ -207,6 +224,31 @@ async fn run_step(
     act.apply(&after, limits.insync_timeout).await
 }
 
+/// What an operator must do about an irreversible step a rollback left
+/// in place.
+fn kept_action(after: &str) -> String {
+    match Change::from_json(after) {
+        Ok(Change::DatabasePromotion {
+            region,
+            db_instance,
+            ..
+        }) => format!(
+            "kept: {db_instance} in {region} stays a standalone database (a promotion cannot be undone); traffic went back, so make sure nothing writes to it, then delete it and create a new read replica of the original database by hand"
+        ),
+        _ => "kept: this step cannot be undone".into(),
+    }
+}
+
+/// `; kept: ...` for every step a rollback left in place ("" when none).
+fn kept_note(plan: &FailoverPlan) -> String {
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.status() == StepStatus::Kept)
+        .map(|(i, s)| format!("; step {i} ({}) {}", s.resource, s.error))
+        .collect()
+}
+
 /// A step that could not be undone.
 #[derive(Debug, thiserror::Error)]
 #[error("step {step} ({resource}): {error}")]
@@ -234,6 +276,14 @@ where
 {
     for j in (0..failed).rev() {
         if plan.steps[j].status() != StepStatus::Done || plan.steps[j].kind() == StepKind::Verify {
+            continue;
+        }
+        if plan.steps[j].irreversible {
+            // Left as it is, and said so: what an operator must do.
+            plan.steps[j].set_status(StepStatus::Kept);
+            plan.steps[j].error = kept_action(&plan.steps[j].after);
+            tracing::warn!(step = j, resource = %plan.steps[j].resource, "rollback leaves an irreversible step in place: {}", plan.steps[j].error);
+            report(plan.clone(), j).await;
             continue;
         }
         let began = Instant::now();

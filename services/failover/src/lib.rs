@@ -28,7 +28,8 @@
 //! - `failback` — proposing and planning the way back.
 //! - `recovery` — rolling back a failover a stopped replica left executing.
 //! - [`error`] — what can go wrong, typed (AWS errors keep their kind).
-//! - [`health`] — region scores and candidates.
+//! - [`health`] — region scores from the DNS health events, and candidates.
+//! - [`deep`] — what load balancers, instances and databases add to a score.
 //! - [`plan`] — the steps, each with the state it replaces.
 //! - [`aws`] — Route 53, CloudFront, Auto Scaling, ECS through the SDK.
 //! - [`execute`] — steps, verification, rollback.
@@ -44,6 +45,7 @@ pub mod aws;
 pub mod choose;
 pub mod config;
 mod current;
+pub mod deep;
 pub mod error;
 pub mod execute;
 mod failback;

@@ -2,7 +2,8 @@
 //! each with the state it replaces, computed before anything changes.
 //!
 //! Order: capacity first (Auto Scaling groups, ECS services of the target
-//! scaled to at least what the failing region runs), then traffic (Route 53
+//! scaled to at least what the failing region runs), then the target's
+//! declared read replicas promoted (irreversible), then traffic (Route 53
 //! records, CloudFront origins), then verification. Moving traffic to a
 //! region before it has the capacity for it would turn one outage into two.
 //!
@@ -85,6 +86,16 @@ pub enum Change {
         /// Desired count.
         desired: i32,
     },
+    /// An RDS DB instance: a read replica of `replica_of`, or (`None`) a
+    /// standalone database. Promoting a replica cannot be undone.
+    DatabasePromotion {
+        /// Region.
+        region: String,
+        /// DB instance identifier.
+        db_instance: String,
+        /// The source it replicates from; `None` once promoted.
+        replica_of: Option<String>,
+    },
     /// A data-plane routing switch (served by regionguard, polled by
     /// Route 53 health checks).
     RoutingSwitch {
@@ -155,6 +166,11 @@ impl Change {
                 service,
                 ..
             } => format!("ecs:{region}/{cluster}/{service}"),
+            Self::DatabasePromotion {
+                region,
+                db_instance,
+                ..
+            } => format!("rds:{region}/{db_instance}"),
             Self::RoutingSwitch { region, .. } => format!("switch:{region}"),
             Self::Verify { .. } => "verify".into(),
         }
@@ -168,9 +184,15 @@ impl Change {
             Self::CloudFrontOriginGroup { .. } => StepKind::CloudfrontOriginGroup,
             Self::Autoscaling { .. } => StepKind::AutoscalingCapacity,
             Self::Ecs { .. } => StepKind::EcsDesiredCount,
+            Self::DatabasePromotion { .. } => StepKind::DatabasePromotion,
             Self::RoutingSwitch { .. } => StepKind::RoutingSwitch,
             Self::Verify { .. } => StepKind::Verify,
         }
+    }
+
+    /// Whether applying it cannot be undone.
+    pub fn irreversible(&self) -> bool {
+        matches!(self, Self::DatabasePromotion { .. })
     }
 
     /// Whether applying it needs a control plane hosted in us-east-1.
@@ -217,6 +239,9 @@ pub struct Current {
     pub services: BTreeMap<(String, String, String), i32>,
     /// Routing switches: region -> takes traffic (absent: true).
     pub switches: BTreeMap<String, bool>,
+    /// (region, DB instance) -> what RDS reports, for the declared
+    /// replicas to promote; absent: no such instance.
+    pub databases: BTreeMap<(String, String), crate::deep::DbRead>,
 }
 
 /// A plan that cannot be made; nothing was changed.
@@ -250,6 +275,7 @@ fn step(before: &Change, after: &Change) -> FailoverStep {
         before: before.to_json(),
         after: after.to_json(),
         needs_control_plane: after.needs_control_plane(),
+        irreversible: after.irreversible(),
         status: StepStatus::Pending as i32,
         ..Default::default()
     }
@@ -359,7 +385,46 @@ pub fn build(
         ));
     }
 
-    // 2. Traffic: the data-plane switches first, then DNS records, then
+    // 2. Databases: the target's read replicas become standalone
+    //    databases, once the capacity that will write to them is there and
+    //    before any traffic arrives. Irreversible.
+    for id in &target_res.promote_replicas {
+        let key = (target.to_owned(), id.clone());
+        let db = current
+            .databases
+            .get(&key)
+            .ok_or_else(|| not_covered(format!("read replica {id} does not exist there")))?;
+        let Some(source) = db.replica_of.clone() else {
+            return Err(not_covered(format!(
+                "{id} is not a read replica (already promoted?): nothing to promote"
+            )));
+        };
+        if db.status != "available" {
+            return Err(not_covered(format!(
+                "read replica {id} is {}, not available to promote",
+                db.status
+            )));
+        }
+        let change = |replica_of: Option<String>| Change::DatabasePromotion {
+            region: target.into(),
+            db_instance: id.clone(),
+            replica_of,
+        };
+        steps.push(step(&change(Some(source.clone())), &change(None)));
+        warnings.push(format!(
+            "IRREVERSIBLE: step {} promotes the read replica {id} in {target} to a standalone database; it stops replicating from {source}, and no rollback or failback can undo it (a new replica must be created from it by hand)",
+            steps.len()
+        ));
+    }
+
+    if !target_res.promote_replicas.is_empty()
+        && config.mode == crate::Mode::Auto
+        && !config.allow_irreversible
+    {
+        warnings.push("auto mode: this plan has an irreversible step, so it waits for an operator's approval (failover.allow_irreversible = false)".into());
+    }
+
+    // 3. Traffic: the data-plane switches first, then DNS records, then
     //    CDN origins (control planes).
     if config.switches.enabled {
         for (region, take_traffic) in [(target, true), (from, false)] {
@@ -515,7 +580,7 @@ pub fn build(
         }
     }
 
-    // 3. Verification.
+    // 4. Verification.
     let dns = match (&config.verify, first_values) {
         (Some(v), Some(Some(expected))) => Some(DnsCheck {
             name: v.name.clone(),
@@ -643,11 +708,24 @@ pub fn failback(
             "the failover changed no traffic step to undo".into(),
         ));
     }
+    let mut warnings = vec!["capacity added by the failover is left in place; scale it down by hand when it is no longer needed".to_owned()];
+    for s in completed.steps.iter().filter(|s| s.irreversible) {
+        if let Ok(Change::DatabasePromotion {
+            region,
+            db_instance,
+            ..
+        }) = Change::from_json(&s.after)
+        {
+            warnings.push(format!(
+                "the failover promoted {db_instance} in {region}, which cannot be undone: it stays a standalone database; bring its writes back to the original region's database by hand before traffic returns"
+            ));
+        }
+    }
     Ok(FailoverPlan {
         candidates,
         rationale,
         steps,
-        warnings: vec!["capacity added by the failover is left in place; scale it down by hand when it is no longer needed".into()],
+        warnings,
     })
 }
 

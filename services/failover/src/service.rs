@@ -205,7 +205,17 @@ impl Service {
         } else {
             Vec::new()
         };
-        match admission::after_plan(&policy, rg_bus::unix_now_ms(), planned.failback, &automated) {
+        let irreversible = planned
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.steps.iter().any(|s| s.irreversible));
+        match admission::after_plan(
+            &policy,
+            rg_bus::unix_now_ms(),
+            planned.failback,
+            irreversible,
+            &automated,
+        ) {
             AfterPlan::Execute => self.execute(planned, true).await,
             AfterPlan::AwaitApproval(Hold::Failback) => {
                 tracing::info!(failover = %planned.id, "failback planned: it waits for approval (failover.failback_auto = false)");
@@ -213,6 +223,10 @@ impl Service {
             }
             AfterPlan::AwaitApproval(Hold::VelocityLimit(n)) => {
                 tracing::warn!(failover = %planned.id, started_within_hour = n, limit = policy.max_automated_per_hour, "velocity limit reached: this failover waits for approval");
+                Outcome::Handled
+            }
+            AfterPlan::AwaitApproval(Hold::Irreversible) => {
+                tracing::warn!(failover = %planned.id, "the plan has an irreversible step (a database promotion): it waits for approval (failover.allow_irreversible = false)");
                 Outcome::Handled
             }
             AfterPlan::AwaitApproval(Hold::PlanMode | Hold::ApproveMode) => Outcome::Handled,
