@@ -240,6 +240,27 @@ impl Exercise for v1::FailoverPlan {
 impl Exercise for v1::RegionCandidate {
     fn exercise(&self) {
         check_names(&[&self.region]);
+        self.checks.iter().for_each(Exercise::exercise);
+    }
+}
+
+/// Free text and a factor: decoding is all there is to check (whatever
+/// reads a factor clamps it, see `rg_failover::deep::combine`).
+impl Exercise for v1::ResourceCheck {
+    fn exercise(&self) {}
+}
+
+impl Exercise for v1::Readiness {
+    fn exercise(&self) {
+        check_names(&[&self.region, &self.target]);
+        self.candidates.iter().for_each(Exercise::exercise);
+        self.steps.iter().for_each(Exercise::exercise);
+    }
+}
+
+impl Exercise for v1::ReadinessRun {
+    fn exercise(&self) {
+        self.regions.iter().for_each(Exercise::exercise);
     }
 }
 
@@ -297,6 +318,10 @@ impl Exercise for v1::RegionCard {
     fn exercise(&self) {
         check_names(&[&self.region]);
         self.services.iter().for_each(Exercise::exercise);
+        self.checks.iter().for_each(Exercise::exercise);
+        if let Some(r) = &self.readiness {
+            r.exercise();
+        }
     }
 }
 
@@ -463,7 +488,10 @@ every_message!(
     FailoverDecision,
     FailoverPlan,
     RegionCandidate,
+    ResourceCheck,
     FailoverStep,
+    Readiness,
+    ReadinessRun,
     FaultSpec,
     FaultRequest,
     FaultReply,

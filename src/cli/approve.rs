@@ -180,6 +180,121 @@ pub(crate) async fn failback(
     send_and_wait(&config.nats, client, d, wait).await
 }
 
+/// Exit status of `failover readiness`: ready, but a standby drifted.
+const EXIT_DRIFT: u8 = 2;
+
+/// `failover readiness`: asks the failover service to check every
+/// declared region now, and prints what it found.
+pub(crate) async fn readiness(globals: Globals, wait: std::time::Duration, json: bool) -> ExitCode {
+    use prost::Message as _;
+    let config = match globals.load(Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return super::config_error(&e),
+    };
+    let client = match connect(&config.nats).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let subject = config.nats.subjects().readiness_check();
+    if !json {
+        println!("asking the failover service to check every declared region (up to {wait:?})");
+    }
+    let ask = async_nats::Request::new().timeout(Some(wait));
+    let asked = tokio::time::timeout(
+        wait + std::time::Duration::from_secs(1),
+        client.send_request(subject, ask),
+    )
+    .await;
+    let msg = match asked {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(e)) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+            eprintln!("Error: no failover service answers: start it (`regionguard failover`, or `regionguard up`) in plan, approve or auto mode");
+            return ExitCode::from(EXIT_NO_ANSWER);
+        }
+        Ok(Err(e)) if e.kind() == async_nats::client::RequestErrorKind::TimedOut => {
+            eprintln!("Error: the failover service did not answer within {wait:?}: a check reads every declared resource of every region; try a longer --wait");
+            return ExitCode::from(EXIT_NO_ANSWER);
+        }
+        Ok(Err(e)) => {
+            eprintln!("Error: asking the failover service: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(_) => {
+            eprintln!("Error: no answer within {wait:?}");
+            return ExitCode::from(EXIT_NO_ANSWER);
+        }
+    };
+    let run = match rg_proto::v1::ReadinessRun::decode(msg.payload.as_ref()) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("Error: the failover service's answer does not decode: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !run.error.is_empty() {
+        eprintln!("Error: {}", run.error);
+        return ExitCode::FAILURE;
+    }
+    for r in &run.regions {
+        if json {
+            println!("{}", readiness_json(r));
+            continue;
+        }
+        if r.ready {
+            println!(
+                "{}: ready: {} would take the traffic in {} steps",
+                r.region,
+                r.target,
+                r.steps.len()
+            );
+        } else {
+            println!("{}: NOT READY", r.region);
+        }
+        for p in &r.problems {
+            println!("  problem: {p}");
+        }
+        for w in &r.warnings {
+            println!("  warning: {w}");
+        }
+        println!("  ({} AWS calls, {} ms)", r.aws_calls, r.duration_ms);
+    }
+    if run.regions.iter().any(|r| !r.ready) {
+        ExitCode::from(EXIT_REFUSED)
+    } else if run.regions.iter().any(|r| !r.problems.is_empty()) {
+        ExitCode::from(EXIT_DRIFT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One region's readiness as a JSON line.
+fn readiness_json(r: &rg_proto::v1::Readiness) -> serde_json::Value {
+    serde_json::json!({
+        "region": r.region,
+        "ready": r.ready,
+        "target": r.target,
+        "summary": r.summary,
+        "problems": r.problems,
+        "warnings": r.warnings,
+        "steps": r.steps.iter().map(|s| &s.resource).collect::<Vec<_>>(),
+        "candidates": r.candidates.iter().map(|c| serde_json::json!({
+            "region": c.region,
+            "eligible": c.eligible,
+            "health_score": c.health_score,
+            "dns_score": c.dns_score,
+            "note": c.note,
+            "checks": c.checks.iter().map(|k| serde_json::json!({
+                "resource": k.resource, "factor": k.factor, "detail": k.detail,
+                "disqualifies": k.disqualifies,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "alert_id": r.alert_id,
+        "checked_at_unix_ms": r.checked_at_unix_ms,
+        "duration_ms": r.duration_ms,
+        "aws_calls": r.aws_calls,
+    })
+}
+
 /// A connection for a request, or the exit code after saying why not.
 async fn connect(nats: &rg_bus::NatsConfig) -> Result<async_nats::Client, ExitCode> {
     rg_bus::connect::connect_once(nats, "regionguard-request")
@@ -204,7 +319,7 @@ async fn send_and_wait(
     let answers = if wait.is_zero() {
         None
     } else {
-        match client.subscribe(subjects.decisions_all()).await {
+        match client.subscribe(subjects.failover(">")).await {
             Ok(sub) => Some(sub),
             Err(e) => {
                 eprintln!("Error: subscribing to the failover phases: {e}");

@@ -271,6 +271,23 @@ enum FailoverAction {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
     },
+    /// Check now whether a failover away from each declared region would
+    /// work: the running failover service builds the plan each would run
+    /// against the live state (nothing is executed) and names every
+    /// problem (a missing record, a behaviour pointing nowhere, no healthy
+    /// targets behind a standby's load balancer, an Auto Scaling maximum
+    /// below what the region runs, a replica that cannot be promoted). It
+    /// does so by itself every `failover.readiness_interval`. Exit status:
+    /// 0 every region ready, 2 ready but a standby drifted, 3 a failover
+    /// would fail, 5 no answer in time.
+    Readiness {
+        /// How long to wait for the failover service's answer.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        /// Print the answer as JSON (one object per region).
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a planned failover: publishes its APPROVED phase, which a
     /// failover service in approve mode executes.
     Approve {
@@ -304,6 +321,9 @@ pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
                 wait,
             )
             .await;
+        }
+        Some(FailoverAction::Readiness { wait, json }) => {
+            return super::approve::readiness(globals, wait, json).await;
         }
         Some(FailoverAction::Approve { id, approver }) => {
             return super::approve::run(globals, &id, approver.as_deref().unwrap_or("cli")).await;

@@ -104,6 +104,13 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Whether `subject` is `<p>.decisions.readiness.<region>`.
+pub(crate) fn is_readiness(prefix: &str, subject: &str) -> bool {
+    subject
+        .strip_prefix(prefix)
+        .is_some_and(|s| s.starts_with(".decisions.readiness."))
+}
+
 /// Decodes a payload by its subject and renders one JSON line.
 pub(crate) fn to_json_line(prefix: &str, subject: &str, payload: &[u8]) -> String {
     let received = SystemTime::now()
@@ -117,6 +124,9 @@ pub(crate) fn to_json_line(prefix: &str, subject: &str, payload: &[u8]) -> Strin
     let decoded: Result<(&str, Value), String> = match kind {
         Some("health") => decode::<v1::HealthEvent>(payload).map(|v| ("HealthEvent", v)),
         Some("alerts") => decode::<v1::Alert>(payload).map(|v| ("Alert", v)),
+        Some("decisions") if is_readiness(prefix, subject) => {
+            decode::<v1::Readiness>(payload).map(|v| ("Readiness", v))
+        }
         Some("decisions") => {
             decode::<v1::FailoverDecision>(payload).map(|v| ("FailoverDecision", v))
         }

@@ -16,6 +16,9 @@ pub(crate) fn line(prefix: &str, subject: &str, payload: &[u8], verbose: bool) -
     let rendered = match kind {
         Some("health") => v1::HealthEvent::decode(payload).map(|e| health(&e)),
         Some("alerts") => v1::Alert::decode(payload).map(|a| alert(&a, verbose)),
+        Some("decisions") if super::tail::is_readiness(prefix, subject) => {
+            v1::Readiness::decode(payload).map(|r| readiness(&r, verbose))
+        }
         Some("decisions") => v1::FailoverDecision::decode(payload).map(|d| decision(&d, verbose)),
         Some("snapshots") => v1::DashboardSnapshot::decode(payload).map(|s| snapshot(&s)),
         Some("confirm") => v1::ConfirmRequest::decode(payload).map(|c| confirm(&c)),
@@ -177,6 +180,25 @@ fn decision(d: &v1::FailoverDecision, verbose: bool) -> Rendered {
         _ => format!("{head} by {}", d.actor),
     };
     (d.at_unix_ms, phase, text)
+}
+
+fn readiness(r: &v1::Readiness, verbose: bool) -> Rendered {
+    let head = if r.ready { "READY" } else { "NOT-READY" };
+    let mut text = format!("{}: {}", r.region, r.summary);
+    if verbose {
+        for p in &r.problems {
+            text.push_str(&format!("\n      problem: {p}"));
+        }
+        for c in &r.candidates {
+            for k in c.checks.iter().filter(|k| k.factor < 1.0) {
+                text.push_str(&format!(
+                    "\n      {} {} {:.2}: {}",
+                    c.region, k.resource, k.factor, k.detail
+                ));
+            }
+        }
+    }
+    (r.checked_at_unix_ms, head.to_owned(), text)
 }
 
 fn snapshot(s: &v1::DashboardSnapshot) -> Rendered {

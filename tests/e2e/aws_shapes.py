@@ -241,6 +241,46 @@ def standalone(endpoint, region, db):
     print(json.dumps({"standalone": True}))
 
 
+def drift(endpoint, kind, fix, zone_id=None, distribution_id=None):
+    """Seeds (or, with fix, undoes) one kind of drift in a deep-health or
+    cdn-standbys account."""
+    if kind == "record":
+        r53 = client("route53", endpoint)
+        record = {"Name": "api.deep.test.", "Type": "A", "TTL": 60,
+                  "ResourceRecords": [{"Value": DEEP_VALUES["us-east-1"]}]}
+        r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
+            {"Action": "UPSERT" if fix else "DELETE", "ResourceRecordSet": record}]})
+    elif kind == "targets":
+        ec2 = client("ec2", endpoint, "us-west-2")
+        ids = web_instances(endpoint, "us-west-2")
+        (ec2.start_instances if fix else ec2.stop_instances)(InstanceIds=ids)
+    elif kind == "asg-max":
+        client("autoscaling", endpoint, "us-west-2").update_auto_scaling_group(
+            AutoScalingGroupName="web", MaxSize=12 if fix else 3)
+    elif kind == "replica":
+        # The declared replica renamed away (as when it is replaced by hand;
+        # moto cannot delete a cross-region replica).
+        names = ("orders-euw1-old", "orders-euw1") if fix else ("orders-euw1", "orders-euw1-old")
+        client("rds", endpoint, "eu-west-1").modify_db_instance(
+            DBInstanceIdentifier=names[0], NewDBInstanceIdentifier=names[1], ApplyImmediately=True)
+    elif kind == "behaviour-origin":
+        # eu-west-1's origin removed from the distribution (no behaviour
+        # targets it now): the default behaviour has nowhere to go for it.
+        cf = client("cloudfront", endpoint)
+        got = cf.get_distribution_config(Id=distribution_id)
+        dc, etag = got["DistributionConfig"], got["ETag"]
+        items = [o for o in dc["Origins"]["Items"] if o["Id"] != "origin-eu-west-1"]
+        if fix:
+            items.append({"Id": "origin-eu-west-1", "DomainName": "web-lb.eu-west-1.elb.amazonaws.com",
+                          "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443,
+                                                 "OriginProtocolPolicy": "https-only"}})
+        dc["Origins"] = {"Quantity": len(items), "Items": items}
+        cf.update_distribution(Id=distribution_id, IfMatch=etag, DistributionConfig=dc)
+    else:
+        raise SystemExit(f"unknown drift {kind}")
+    print(json.dumps({"drift": kind, "fixed": fix}))
+
+
 SHAPES = {"alias-failover": seed_alias_failover, "weighted-latency": seed_weighted_latency,
           "cdn-standbys": seed_cdn_standbys, "deep-health": seed_deep_health}
 
@@ -317,7 +357,9 @@ def set_ttl(endpoint, zone_id, name, set_id, ttl):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["seed", "dump", "set-ttl", "stop-instances", "standalone"])
+    p.add_argument("command", choices=["seed", "dump", "set-ttl", "stop-instances", "standalone", "drift"])
+    p.add_argument("--kind")
+    p.add_argument("--fix", action="store_true")
     p.add_argument("--db")
     p.add_argument("--region")
     p.add_argument("--count", type=int)
@@ -331,6 +373,8 @@ if __name__ == "__main__":
     a = p.parse_args()
     if a.command == "seed":
         print(json.dumps(SHAPES[a.shape](a.endpoint)))
+    elif a.command == "drift":
+        drift(a.endpoint, a.kind, a.fix, a.zone_id, a.distribution_id)
     elif a.command == "standalone":
         standalone(a.endpoint, a.region, a.db)
     elif a.command == "stop-instances":

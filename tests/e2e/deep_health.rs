@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::failover::World;
 use crate::failover_shapes::{approve, python, Shaped};
 
-const RESOURCES: &str = r#"
+pub(crate) const RESOURCES: &str = r#"
 standby_order = ["us-west-2", "eu-west-1"]
 
 [[failover.route53]]
@@ -39,7 +39,7 @@ target_groups = ["web"]
 promote_replicas = ["orders-euw1"]
 "#;
 
-fn stop_instances(account: &Shaped, region: &str, count: u32) {
+pub(crate) fn stop_instances(account: &Shaped, region: &str, count: u32) {
     python(&[
         "stop-instances",
         "--endpoint",

@@ -231,12 +231,22 @@ impl World {
             .unwrap();
     }
 
+    /// The NATS settings of this world.
+    pub(crate) fn nats(&self) -> &rg_bus::NatsConfig {
+        &self.nats
+    }
+
+    /// Once the failover's consumer exists and a few probe rounds are
+    /// stored, so every region has a health score.
+    pub(crate) async fn wait_failover_ready(&self) {
+        wait_for_consumer(&self.server.url(), "RG_DECISIONS", "failover").await;
+        wait_rounds_stored(&self.server.url(), 3).await;
+    }
+
     /// A request away from us-east-1, as the cascade service sends it,
     /// once the failover's consumer exists and health has been seen.
     pub(crate) async fn request(&self, id: &str) {
-        wait_for_consumer(&self.server.url(), "RG_DECISIONS", "failover").await;
-        // A few probe rounds stored, so every region has a health score.
-        wait_rounds_stored(&self.server.url(), 3).await;
+        self.wait_failover_ready().await;
         let mut d = FailoverDecision {
             id: id.into(),
             from_region: "us-east-1".into(),

@@ -396,7 +396,7 @@ ecs_services = [{ cluster = "prod", service = "api" }]
 }
 
 /// The CloudFront account's resources, as a user declares them.
-const CDN_RESOURCES: &str = r#"
+pub(crate) const CDN_RESOURCES: &str = r#"
 standby_order = ["eu-west-1", "us-west-2"]
 
 [[failover.route53]]

@@ -18,6 +18,7 @@ mod gateway;
 mod harness;
 mod notifier;
 mod precision;
+mod readiness;
 mod real_dns;
 mod resilience;
 mod route53_oracle;

@@ -118,6 +118,18 @@ impl Subjects {
         format!("{}.decisions.failover.{phase}", self.prefix)
     }
 
+    /// `<p>.decisions.readiness.<region>`: whether a failover away from
+    /// the region would work now.
+    pub fn readiness(&self, region: &str) -> String {
+        format!("{}.decisions.readiness.{region}", self.prefix)
+    }
+
+    /// `<p>.failover.readiness`: an on-demand readiness check (core
+    /// request/reply, not stored).
+    pub fn readiness_check(&self) -> String {
+        format!("{}.failover.readiness", self.prefix)
+    }
+
     /// `<p>.decisions.>`.
     pub fn decisions_all(&self) -> String {
         self.stream_subject(Stream::Decisions)

@@ -26,6 +26,9 @@ pub enum From {
     /// The last `n` messages matching the filter (approximately: the last
     /// `n` of the stream, then filtered).
     Last(u64),
+    /// The last message of every subject the filter matches, then every
+    /// message stored since.
+    LastPerSubject,
     /// Only messages stored from now on.
     New,
 }
@@ -142,6 +145,7 @@ async fn tail_once<M: Message + Default>(
         (None, From::Last(n)) => DeliverPolicy::ByStartSequence {
             start_sequence: last.saturating_sub(n).saturating_add(1).max(1),
         },
+        (None, From::LastPerSubject) => DeliverPolicy::LastPerSubject,
         (None, From::New) => DeliverPolicy::New,
     };
     if !*caught_up && (end == 0 || from == From::New || resume_after.is_some_and(|s| s >= end)) {

@@ -113,6 +113,14 @@ pub struct Config {
     /// Execute failbacks without approval (in auto mode). Default `false`:
     /// a failback always waits for an operator.
     pub failback_auto: bool,
+    /// Check every declared region's readiness this often: the plan a
+    /// failover away from it would run, built against the live state
+    /// (nothing executed), and every way its standbys drifted; published
+    /// on `rg.decisions.readiness.<region>`, with an alert
+    /// `rg.alerts.readiness.<severity>` while a problem lasts. 0 = only on
+    /// demand (`regionguard failover readiness`). Default `30m`.
+    #[serde(with = "humantime_serde")]
+    pub readiness_interval: Duration,
     /// In `auto` mode, execute a plan with an irreversible step (a
     /// database promotion) without approval. Default `false`: such a plan
     /// waits for an operator.
@@ -408,6 +416,7 @@ impl Default for Config {
             failback_after: Duration::from_secs(1800),
             failback_auto: false,
             allow_irreversible: false,
+            readiness_interval: Duration::from_secs(1800),
             state_bucket: "RG_FAILOVER".into(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }

@@ -29,7 +29,7 @@ impl<E: Into<FailoverError>> From<E> for NoPlan {
 impl Service {
     /// What AWS and the switches hold now, for a plan from `from` to any
     /// of `targets`.
-    async fn read_current(
+    pub(crate) async fn read_current(
         &self,
         from: &str,
         targets: &[&str],
@@ -50,7 +50,10 @@ impl Service {
 
     /// Every region considered, with its health, capacity and place in
     /// the standby order, best first.
-    async fn candidates(&self, from: &str) -> Result<Vec<RegionCandidate>, FailoverError> {
+    pub(crate) async fn candidates(
+        &self,
+        from: &str,
+    ) -> Result<Vec<RegionCandidate>, FailoverError> {
         let aws = self.aws.as_ref().ok_or(FailoverError::Observing)?;
         let declared = self.config.declared_regions();
         let since = rg_bus::unix_now_ms() - self.config.health_window.as_millis() as i64;
@@ -161,7 +164,7 @@ impl Service {
             return self.plan_failback(request).await.map_err(NoPlan::from);
         }
         let from = request.from_region.as_str();
-        let mut candidates = self.candidates(from).await?;
+        let candidates = self.candidates(from).await?;
         let eligible: Vec<String> = candidates
             .iter()
             .filter(|c| c.eligible)
@@ -178,21 +181,41 @@ impl Service {
             Ok(c) => c,
             Err(error) => return Err(NoPlan { error, candidates }),
         };
+        let (target, plan) = self.choose_plan(from, candidates, &current)?;
+        Ok(FailoverDecision {
+            to_region: target,
+            plan: Some(plan),
+            error: String::new(),
+            ..request.clone()
+        })
+    }
+
+    /// The plan from `from` to the best candidate every declared resource
+    /// covers, against `current`: the target and the plan (with the
+    /// candidates and why each lost). A candidate a resource does not cover
+    /// is ineligible, with the reason.
+    pub(crate) fn choose_plan(
+        &self,
+        from: &str,
+        mut candidates: Vec<RegionCandidate>,
+        current: &plan::Current,
+    ) -> Result<(String, FailoverPlan), NoPlan> {
+        let eligible: Vec<String> = candidates
+            .iter()
+            .filter(|c| c.eligible)
+            .map(|c| c.region.clone())
+            .collect();
         for target in &eligible {
-            match plan::build(&self.config, from, target, &current) {
+            match plan::build(&self.config, from, target, current) {
                 Ok(mut plan) => {
                     let rationale =
                         choose::verdicts(&mut candidates, target, self.config.score_margin);
                     plan.candidates = candidates;
                     plan.rationale = rationale;
-                    return Ok(FailoverDecision {
-                        to_region: target.clone(),
-                        plan: Some(plan),
-                        error: String::new(),
-                        ..request.clone()
-                    });
+                    return Ok((target.clone(), plan));
                 }
                 Err(plan::PlanError::NotCovered { why, .. }) => {
+                    let why = why.join("; ");
                     if let Some(c) = candidates.iter_mut().find(|c| c.region == *target) {
                         c.eligible = false;
                         c.note = format!("{}; {why}", c.note);

@@ -21,9 +21,10 @@
 //!   `initializing` counts half. A group without instances is not counted.
 //! - **database**: `available` 1; busy but serving (`backing-up`,
 //!   `modifying`, `upgrading`, `configuring-*`, `storage-optimization`,
-//!   `maintenance`) 0.5; anything else 0. A read replica the failover would
-//!   promote disqualifies the region unless it is available and still a
-//!   replica.
+//!   `maintenance`) 0.5; anything else, or absent, 0. Whether a read
+//!   replica the failover would promote can be promoted (it exists, is
+//!   available, is still a replica) is the plan's to say: a plan to the
+//!   region is refused when it cannot.
 //!
 //! Both factors of the product and every check are bounded and monotone:
 //! a worse answer never scores higher (the property tests below).
@@ -224,47 +225,35 @@ fn db_value(status: &str) -> f64 {
     }
 }
 
-/// A declared database's check. `replica`: it is a read replica the
-/// failover would promote, so it must be available and still a replica.
+/// A declared database's check. `replica`: it is a read replica a
+/// failover would promote; whether it can be is the plan's to say (a
+/// plan to the region is refused when it cannot), so it never
+/// disqualifies here.
 pub fn database(declared: &str, read: Option<&DbRead>, replica: bool) -> ResourceCheck {
     let resource = format!("rds {declared}");
     let Some(db) = read else {
-        return if replica {
-            down(resource, "does not exist: there is no replica to promote")
+        let detail = if replica {
+            "does not exist: there is no replica to promote"
         } else {
-            ResourceCheck {
-                resource,
-                factor: 0.0,
-                detail: "does not exist".into(),
-                disqualifies: String::new(),
-            }
+            "does not exist"
+        };
+        return ResourceCheck {
+            resource,
+            factor: 0.0,
+            detail: detail.into(),
+            disqualifies: String::new(),
         };
     };
-    let factor = db_value(&db.status);
     let detail = match &db.replica_of {
         Some(source) => format!("{}, read replica of {source}", db.status),
+        None if replica => format!("{}, not a read replica (nothing to promote)", db.status),
         None => db.status.clone(),
-    };
-    let disqualifies = if !replica {
-        String::new()
-    } else if db.replica_of.is_none() {
-        format!(
-            "{} is not a read replica (already promoted?): nothing to promote",
-            db.id
-        )
-    } else if db.status != "available" {
-        format!(
-            "replica {} is {}, not available to promote",
-            db.id, db.status
-        )
-    } else {
-        String::new()
     };
     ResourceCheck {
         resource,
-        factor,
+        factor: db_value(&db.status),
         detail,
-        disqualifies,
+        disqualifies: String::new(),
     }
 }
 
@@ -369,32 +358,39 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_to_promote_must_exist_be_available_and_still_be_a_replica() {
+    fn a_database_counts_its_status_and_says_what_it_replicates() {
         let db = |status: &str, of: Option<&str>| DbRead {
             id: "orders-usw2".into(),
             status: status.into(),
             replica_of: of.map(str::to_owned),
         };
         let src = Some("arn:aws:rds:us-east-1:123456789012:db:orders");
-        assert!(database("orders-usw2", Some(&db("available", src)), true)
-            .disqualifies
-            .is_empty());
-        assert!(database("orders-usw2", Some(&db("available", None)), true)
-            .disqualifies
-            .contains("not a read replica"));
-        assert!(
-            database("orders-usw2", Some(&db("storage-full", src)), true)
-                .disqualifies
-                .contains("not available")
+        let ok = database("orders-usw2", Some(&db("available", src)), true);
+        assert_eq!(
+            (ok.factor, ok.detail.as_str()),
+            (
+                1.0,
+                "available, read replica of arn:aws:rds:us-east-1:123456789012:db:orders"
+            )
         );
-        assert!(!database("orders-usw2", None, true).disqualifies.is_empty());
-        // A database watched for health only never disqualifies.
-        let watched = database("orders-usw2", Some(&db("stopped", None)), false);
-        assert_eq!((watched.factor, watched.disqualifies.as_str()), (0.0, ""));
+        let promoted = database("orders-usw2", Some(&db("available", None)), true);
+        assert_eq!(
+            promoted.detail,
+            "available, not a read replica (nothing to promote)"
+        );
+        assert_eq!(
+            database("orders-usw2", Some(&db("storage-full", src)), true).factor,
+            0.0
+        );
+        assert_eq!(database("orders-usw2", None, true).factor, 0.0);
         assert_eq!(
             database("x", Some(&db("modifying", None)), false).factor,
             0.5
         );
+        // Whether a replica can be promoted is the plan's to say.
+        for c in [promoted, database("orders-usw2", None, true)] {
+            assert!(c.disqualifies.is_empty(), "{c:?}");
+        }
     }
 
     #[test]

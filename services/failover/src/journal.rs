@@ -107,6 +107,7 @@ pub struct Journal {
     bucket: StateBucket,
     failovers: Typed<Record>,
     regions: Typed<i64>,
+    readiness: Typed<crate::readiness::OpenAlert>,
     replica: String,
 }
 
@@ -135,6 +136,7 @@ impl Journal {
         Ok(Self {
             failovers: Typed::new(bucket.clone(), "failover"),
             regions: Typed::new(bucket.clone(), "region"),
+            readiness: Typed::new(bucket.clone(), "readiness"),
             bucket,
             replica: replica.to_owned(),
         })
@@ -241,6 +243,27 @@ impl Journal {
             expires_at_ms: rg_bus::unix_now_ms() + LEASE.as_millis() as i64,
         })
         .unwrap_or_default()
+    }
+
+    /// The readiness alert open for `region`, if any.
+    pub async fn readiness_alert(
+        &self,
+        region: &str,
+    ) -> Result<Option<crate::readiness::OpenAlert>, StateError> {
+        self.readiness.get(region).await
+    }
+
+    /// Records (or, with `None`, clears) the readiness alert open for
+    /// `region`.
+    pub async fn set_readiness_alert(
+        &self,
+        region: &str,
+        open: Option<&crate::readiness::OpenAlert>,
+    ) -> Result<(), StateError> {
+        match open {
+            Some(open) => self.readiness.put(region, open).await,
+            None => self.readiness.delete(region).await,
+        }
     }
 
     /// When the last failover away from `region` started.

@@ -8,7 +8,10 @@
 //!   replica); `<p>.health.>` with an ordered consumer, for each region's
 //!   health score.
 //! - Publishes: every phase on `<p>.decisions.failover.<phase>` (planned,
-//!   step, completed, failed, rolled_back): the audit trail.
+//!   step, completed, failed, rolled_back): the audit trail; each region's
+//!   readiness on `<p>.decisions.readiness.<region>` and, while a problem
+//!   lasts, an alert on `<p>.alerts.readiness.<severity>`. Answers
+//!   on-demand readiness checks on `<p>.failover.readiness` (core NATS).
 //! - Guarantees: a plan lists every change (before → after) before any is
 //!   made; `plan` (the default) changes nothing; one failover at a time
 //!   across replicas (a compare-and-set lock with a lease in the
@@ -35,6 +38,8 @@
 //! - [`execute`] — steps, verification, rollback.
 //! - [`resolve`] — the DNS lookup verification makes.
 //! - [`journal`] — the lock and the journal in JetStream KV.
+//! - [`readiness`] — whether a failover away from each region would work
+//!   now, checked on a schedule and on demand.
 //! - `switches` — the data-plane routing switches' HTTP endpoint.
 //! - [`telemetry`] — metrics.
 #![warn(missing_docs)]
@@ -53,6 +58,7 @@ pub mod gate;
 pub mod health;
 pub mod journal;
 pub mod plan;
+pub mod readiness;
 mod recovery;
 pub mod resolve;
 pub mod route53;
@@ -166,6 +172,7 @@ pub async fn run(
         gate,
         replica,
         shutdown: shutdown.clone(),
+        readiness_lock: tokio::sync::Mutex::new(()),
     });
     service.recover().await;
     if service.config.switches.enabled {
@@ -176,6 +183,9 @@ pub async fn run(
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(addr = %bound, "routing switches on http://{bound}/switch/<region> (200: take traffic, 503: drain)");
         tokio::spawn(switches::serve(listener, service.clone(), shutdown.clone()));
+    }
+    if service.config.mode != Mode::Observe {
+        tokio::spawn(readiness::run(service.clone(), shutdown.clone()));
     }
     if !service.config.failback_after.is_zero() && service.config.mode != Mode::Observe {
         tokio::spawn(failback::propose(service.clone(), shutdown.clone()));

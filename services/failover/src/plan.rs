@@ -256,12 +256,12 @@ pub enum PlanError {
     Missing(String),
     /// A target region a declared resource does not cover: that region
     /// cannot take the traffic.
-    #[error("{region} is not covered: {why}")]
+    #[error("{region} is not covered: {}", why.join("; "))]
     NotCovered {
         /// The target region.
         region: String,
-        /// What lacks it.
-        why: String,
+        /// What lacks it: every reason.
+        why: Vec<String>,
     },
     /// Records or resources regionguard cannot move as declared.
     #[error("{0}")]
@@ -289,10 +289,9 @@ pub fn build(
     target: &str,
     current: &Current,
 ) -> Result<FailoverPlan, PlanError> {
-    let not_covered = |why: String| PlanError::NotCovered {
-        region: target.to_owned(),
-        why,
-    };
+    // Every reason the target is not covered, not only the first: the
+    // plan fails with all of them (readiness names each).
+    let mut uncovered: Vec<String> = Vec::new();
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
     let mut verify_groups = Vec::new();
@@ -305,9 +304,10 @@ pub fn build(
     //    region's i-th group's capacity.
     for (i, group) in target_res.autoscaling_groups.iter().enumerate() {
         let key = (target.to_owned(), group.clone());
-        let &(min, max, desired) = current.groups.get(&key).ok_or_else(|| {
-            not_covered(format!("Auto Scaling group {group} does not exist there"))
-        })?;
+        let Some(&(min, max, desired)) = current.groups.get(&key) else {
+            uncovered.push(format!("Auto Scaling group {group} does not exist there"));
+            continue;
+        };
         let (f_min, f_desired) = match from_res.autoscaling_groups.get(i) {
             Some(g) => current
                 .groups
@@ -338,12 +338,13 @@ pub fn build(
     }
     for (i, svc) in target_res.ecs_services.iter().enumerate() {
         let key = (target.to_owned(), svc.cluster.clone(), svc.service.clone());
-        let &desired = current.services.get(&key).ok_or_else(|| {
-            not_covered(format!(
+        let Some(&desired) = current.services.get(&key) else {
+            uncovered.push(format!(
                 "ECS service {}/{} does not exist there",
                 svc.cluster, svc.service
-            ))
-        })?;
+            ));
+            continue;
+        };
         let f_desired = from_res
             .ecs_services
             .get(i)
@@ -390,20 +391,22 @@ pub fn build(
     //    before any traffic arrives. Irreversible.
     for id in &target_res.promote_replicas {
         let key = (target.to_owned(), id.clone());
-        let db = current
-            .databases
-            .get(&key)
-            .ok_or_else(|| not_covered(format!("read replica {id} does not exist there")))?;
+        let Some(db) = current.databases.get(&key) else {
+            uncovered.push(format!("read replica {id} does not exist there"));
+            continue;
+        };
         let Some(source) = db.replica_of.clone() else {
-            return Err(not_covered(format!(
+            uncovered.push(format!(
                 "{id} is not a read replica (already promoted?): nothing to promote"
-            )));
+            ));
+            continue;
         };
         if db.status != "available" {
-            return Err(not_covered(format!(
+            uncovered.push(format!(
                 "read replica {id} is {}, not available to promote",
                 db.status
-            )));
+            ));
+            continue;
         }
         let change = |replica_of: Option<String>| Change::DatabasePromotion {
             region: target.into(),
@@ -449,7 +452,14 @@ pub fn build(
     for (i, r) in config.route53.iter().enumerate() {
         let found = current.records.get(i).map(Vec::as_slice).unwrap_or(&[]);
         let regions = route53::regions_named(&regions, found);
-        let after_records = route53::fail_over(r, found, &regions, from, target)?;
+        let after_records = match route53::fail_over(r, found, &regions, from, target) {
+            Ok(after) => after,
+            Err(PlanError::NotCovered { why, .. }) => {
+                uncovered.extend(why);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if i == 0 {
             first_values = Some(route53::target_values(r, found, &regions, target));
         }
@@ -489,11 +499,10 @@ pub fn build(
             }
             continue;
         }
-        let domain = c
-            .domains
-            .get(target)
-            .cloned()
-            .ok_or_else(|| not_covered(format!("{what} declares no domain for it")))?;
+        let Some(domain) = c.domains.get(target).cloned() else {
+            uncovered.push(format!("{what} declares no domain for it"));
+            continue;
+        };
         let before = Change::CloudFrontOrigin {
             distribution_id: c.distribution_id.clone(),
             origin_id: c.origin_id.clone(),
@@ -516,19 +525,20 @@ pub fn build(
             b.distribution_id
         );
         let now = found(&current.behaviors, i, &what)?;
-        let theirs = b
-            .targets
-            .get(target)
-            .ok_or_else(|| not_covered(format!("{what} declares no origin for it")))?;
+        let Some(theirs) = b.targets.get(target) else {
+            uncovered.push(format!("{what} declares no origin for it"));
+            continue;
+        };
         let exists = current
             .distribution_targets
             .get(&b.distribution_id)
             .is_some_and(|ids| ids.contains(theirs));
         if !exists {
-            return Err(not_covered(format!(
+            uncovered.push(format!(
                 "distribution {} has no origin or origin group {theirs} for {what}",
                 b.distribution_id
-            )));
+            ));
+            continue;
         }
         if Some(&now) != b.targets.get(from) {
             if &now != theirs {
@@ -556,14 +566,15 @@ pub fn build(
         if now.first() != g.members.get(from) {
             continue;
         }
-        let primary = g
-            .members
-            .get(target)
-            .ok_or_else(|| not_covered(format!("{what} declares no member for it")))?;
+        let Some(primary) = g.members.get(target) else {
+            uncovered.push(format!("{what} declares no member for it"));
+            continue;
+        };
         if !now.contains(primary) {
-            return Err(not_covered(format!(
+            uncovered.push(format!(
                 "origin {primary} ({target}) is not among the members of {what}"
-            )));
+            ));
+            continue;
         }
         let after = Change::CloudFrontOriginGroup {
             distribution_id: g.distribution_id.clone(),
@@ -578,6 +589,13 @@ pub fn build(
         if before != after {
             steps.push(step(&before, &after));
         }
+    }
+
+    if !uncovered.is_empty() {
+        return Err(PlanError::NotCovered {
+            region: target.to_owned(),
+            why: uncovered,
+        });
     }
 
     // 4. Verification.

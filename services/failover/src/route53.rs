@@ -299,7 +299,7 @@ pub fn fail_over(
     same_policy(r, &what, found)?;
     let not_covered = |why: String| PlanError::NotCovered {
         region: target.to_owned(),
-        why,
+        why: vec![why],
     };
     match r.kind {
         RecordKind::Simple => {

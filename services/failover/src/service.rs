@@ -26,6 +26,8 @@ pub(crate) struct Service {
     pub(crate) gate: Arc<Mutex<crate::gate::FailbackGate>>,
     pub(crate) replica: String,
     pub(crate) shutdown: CancellationToken,
+    /// One readiness run at a time (periodic and on demand).
+    pub(crate) readiness_lock: tokio::sync::Mutex<()>,
 }
 
 impl Service {

@@ -29,6 +29,12 @@ pub const JOURNAL_WRITE_FAILURES: &str = "regionguard_failover_journal_write_fai
 /// `not_verified`, `dns`, `changed`, ... otherwise).
 pub const ERRORS: &str = "regionguard_failover_errors_total";
 
+/// Readiness of each declared region: 1 a failover away from it would
+/// work, 0 it would fail.
+pub const READY: &str = "regionguard_failover_ready";
+/// Readiness problems found by the last check, by region.
+pub const READINESS_PROBLEMS: &str = "regionguard_failover_readiness_problems";
+
 /// Registers descriptions.
 pub fn describe() {
     describe_counter!(PHASES, Unit::Count, "failover phases published, by phase");
@@ -60,6 +66,19 @@ pub fn describe() {
         Unit::Count,
         "errors that stopped a failover plan, step or rollback, by kind"
     );
+    describe_gauge!(
+        READY,
+        "1 when a failover away from the region would work, 0 when it would fail"
+    );
+    describe_gauge!(
+        READINESS_PROBLEMS,
+        "problems the last readiness check found, by region"
+    );
+}
+
+pub(crate) fn readiness(region: &str, ready: bool, problems: usize) {
+    gauge!(READY, "region" => region.to_owned()).set(if ready { 1.0 } else { 0.0 });
+    gauge!(READINESS_PROBLEMS, "region" => region.to_owned()).set(problems as f64);
 }
 
 /// `what`: the state not recorded, or `started` (the cooldown's and

@@ -1,7 +1,8 @@
 //! The dashboard gateway: the system's state for people and tools.
 //!
-//! - Consumes: `<p>.health.>` (RG_HEALTH), `<p>.alerts.>` (RG_ALERTS) and
-//!   `<p>.decisions.>` (RG_DECISIONS) with ordered consumers (see
+//! - Consumes: `<p>.health.>` (RG_HEALTH), `<p>.alerts.>` (RG_ALERTS),
+//!   `<p>.decisions.failover.>` and `<p>.decisions.readiness.*`
+//!   (RG_DECISIONS) with ordered consumers (see
 //!   [`rg_bus::tail`]): the gateway's state is a view it rebuilds from the
 //!   streams every time it starts (the last 20 intervals of health, the
 //!   recent alerts, the failover timeline), so a restarted gateway shows
@@ -46,7 +47,7 @@ use rg_bus::tail::{self, Event, From};
 use rg_bus::{Bus, NatsConfig, Stream};
 use rg_proto::domain::Observation;
 use rg_proto::v1::{
-    control_service_server::ControlServiceServer, Alert, FailoverDecision, HealthEvent,
+    control_service_server::ControlServiceServer, Alert, FailoverDecision, HealthEvent, Readiness,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -195,18 +196,27 @@ async fn feed(
     let mut decisions = tail::spawn::<FailoverDecision>(
         bus.js.clone(),
         subjects.stream(Stream::Decisions),
-        subjects.stream_subject(Stream::Decisions),
+        subjects.failover(">"),
         From::Last(1000),
         "gateway",
+        shutdown.clone(),
+    );
+    // Each region's latest readiness check (one per region is enough).
+    let mut readiness = tail::spawn::<Readiness>(
+        bus.js.clone(),
+        subjects.stream(Stream::Decisions),
+        subjects.readiness("*"),
+        From::LastPerSubject,
+        "gateway-readiness",
         shutdown.clone(),
     );
     tracing::info!(health_since = ?window, "rebuilding the view from the streams");
     let (publish_tx, publish_rx) = mpsc::channel::<Arc<Published>>(2);
     let publisher = tokio::spawn(store_snapshots(bus.clone(), publish_rx, shutdown.clone()));
 
-    // Catch-up of the three tails: the first snapshot comes when all are
+    // Catch-up of the four tails: the first snapshot comes when all are
     // through their history, then on every interval boundary.
-    let mut pending_catch_up = 3u8;
+    let mut pending_catch_up = 4u8;
     let interval_ms = config.interval.as_millis() as i64;
     let mut due = None::<tokio::time::Instant>;
     loop {
@@ -239,6 +249,13 @@ async fn feed(
                         hub.live_alert(m.message.clone());
                     }
                     hub.view().alert(m.message);
+                }
+                Event::CaughtUp => pending_catch_up = pending_catch_up.saturating_sub(1),
+            },
+            Some(e) = readiness.recv() => match e {
+                Event::Message(m) => {
+                    telemetry::event("readiness");
+                    hub.view().readiness(m.message);
                 }
                 Event::CaughtUp => pending_catch_up = pending_catch_up.saturating_sub(1),
             },

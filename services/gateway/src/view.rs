@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rg_proto::v1::{
-    Alert, DashboardSnapshot, FailoverDecision, HealthEvent, RegionCard, ServiceCard, Status,
-    Summary, TrendPoint,
+    Alert, DashboardSnapshot, FailoverDecision, HealthEvent, Readiness, RegionCard, ResourceCheck,
+    ServiceCard, Status, Summary, TrendPoint,
 };
 use rg_rounds::{Agreement, Quorum};
 
@@ -114,6 +114,8 @@ pub(crate) struct View {
     timeline_kept: usize,
     /// The latest phase of every failover seen (for approval).
     failovers: HashMap<String, FailoverDecision>,
+    /// The latest readiness check of each region.
+    readiness: BTreeMap<String, Readiness>,
     sequence: u64,
 }
 
@@ -146,6 +148,7 @@ impl View {
             timeline: VecDeque::new(),
             timeline_kept: limits.timeline,
             failovers: HashMap::new(),
+            readiness: BTreeMap::new(),
             sequence: 0,
         }
     }
@@ -294,6 +297,37 @@ impl View {
         self.timeline.truncate(self.timeline_kept);
     }
 
+    /// Takes a readiness check; an older one never replaces a newer.
+    pub(crate) fn readiness(&mut self, r: Readiness) {
+        let newer = self
+            .readiness
+            .get(&r.region)
+            .is_none_or(|old| old.checked_at_unix_ms <= r.checked_at_unix_ms);
+        if newer {
+            self.readiness.insert(r.region.clone(), r);
+        }
+    }
+
+    /// A region's readiness and its latest deep-health score and checks:
+    /// the score comes from the newest check of another region that
+    /// considered it as a target.
+    fn deep_health(&self, region: &str) -> (Option<Readiness>, f64, Vec<ResourceCheck>) {
+        let scored = self
+            .readiness
+            .values()
+            .filter_map(|r| {
+                r.candidates
+                    .iter()
+                    .find(|c| c.region == region)
+                    .map(|c| (r.checked_at_unix_ms, c))
+            })
+            .max_by_key(|(at, _)| *at)
+            .map_or((-1.0, Vec::new()), |(_, c)| {
+                (c.health_score, c.checks.clone())
+            });
+        (self.readiness.get(region).cloned(), scored.0, scored.1)
+    }
+
     /// The latest phase of a failover.
     pub(crate) fn failover(&self, id: &str) -> Option<&FailoverDecision> {
         self.failovers.get(id)
@@ -371,6 +405,23 @@ impl View {
         }
         if let Some(last) = regions.last_mut() {
             close_service(last, &mut service);
+        }
+        // A region readiness knows of keeps its card even without health
+        // events (its probers may be down).
+        for region in self.readiness.keys() {
+            if !regions.iter().any(|r| r.region == *region) {
+                regions.push(RegionCard {
+                    region: region.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        regions.sort_by(|a, b| a.region.cmp(&b.region));
+        for card in &mut regions {
+            let (readiness, score, checks) = self.deep_health(&card.region);
+            card.readiness = readiness;
+            card.health_score = score;
+            card.checks = checks;
         }
         summary.uptime_percent = uptime_percent(summary.healthy, summary.total_endpoints);
         summary.avg_response_time_us = mean(rt_sum, u64::from(summary.total_endpoints));

@@ -157,7 +157,7 @@ const fn default_resend() -> Duration {
 }
 
 /// The sources a sink may take.
-pub const SOURCES: [&str; 4] = ["threshold", "anomaly", "cascade", "failover"];
+pub const SOURCES: [&str; 5] = ["threshold", "anomaly", "cascade", "readiness", "failover"];
 const PHASES: [&str; 7] = [
     "requested",
     "planned",

@@ -50,6 +50,7 @@ impl Notice {
             AlertSource::Threshold => ("threshold", "RegionguardThreshold"),
             AlertSource::Anomaly => ("anomaly", "RegionguardAnomaly"),
             AlertSource::Cascade => ("cascade", "RegionguardCascade"),
+            AlertSource::Readiness => ("readiness", "RegionguardReadiness"),
             _ => ("threshold", "RegionguardAlert"),
         };
         let impact = a
