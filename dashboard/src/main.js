@@ -40,6 +40,44 @@ function serviceCard(region, svc, compact) {
   );
 }
 
+// The failover manager's view of a region: its regional health score
+// (DNS x its declared resources) with what pulls it down, and whether a
+// failover away from it would work now (its last readiness check).
+function failoverLines(r) {
+  const lines = [];
+  const checks = r.checks || [];
+  // -1: no readiness check scored it yet; absent: 0 (JSON leaves zeros out).
+  const score = r.health_score ?? 0;
+  if (score >= 0 && (r.health_score !== undefined || checks.length)) {
+    const low = checks.filter((c) => (c.factor || 0) < 1);
+    const why = low.map((c) => `${c.resource}: ${c.detail}`).join('; ');
+    lines.push(h(
+      'p',
+      { class: `deep${low.length ? ' low' : ''}`, 'data-score': score.toFixed(2), title: checks.map((c) => `${c.resource}: ${c.detail}`).join('\n') },
+      `Health ${score.toFixed(2)}${why ? ` \u2014 ${why}` : ''}`,
+    ));
+  }
+  const ready = r.readiness;
+  if (ready) {
+    const problems = ready.problems || [];
+    let state = 'ready';
+    let text = `Failover away: ready \u2192 ${ready.target}`;
+    if (!ready.ready) {
+      state = 'not-ready';
+      text = `Failover away: NOT READY \u2014 ${problems.map((p) => p.replace(/^a failover would fail: /, '')).join('; ')}`;
+    } else if (problems.length) {
+      state = 'drift';
+      text = `${text}, but ${problems.join('; ')}`;
+    }
+    lines.push(h(
+      'p',
+      { class: `readiness ${state}`, 'data-readiness': state, title: `checked at ${clock(ready.checked_at_unix_ms)}` },
+      text,
+    ));
+  }
+  return lines;
+}
+
 function regionCard(r) {
   const services = r.services || [];
   const healthy = num(r.healthy);
@@ -60,6 +98,7 @@ function regionCard(r) {
       h('h3', {}, r.region),
       h('span', { class: 'count', 'data-count': `${healthy}/${total}` }, `${healthy}/${total} Healthy`),
     ),
+    ...failoverLines(r),
     h('ul', { class: `services${compact ? ' compact' : ''}` }, services.map((s) => serviceCard(r.region, s, compact))),
   );
 }

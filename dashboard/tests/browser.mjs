@@ -104,10 +104,10 @@ function expected(s) {
     regions: s.regions.map((r) => ({
       region: r.region,
       count: `${num(r.healthy)}/${num(r.total)} Healthy`,
-      services: r.services.map((x) => ({
+      services: (r.services || []).map((x) => ({
         service: x.service,
         status: status(x.status),
-        rt: r.services.length > 12 ? null : ms(x.avg_response_time_us),
+        rt: (r.services || []).length > 12 ? null : ms(x.avg_response_time_us),
       })),
     })),
   };

@@ -241,11 +241,12 @@ pub(crate) async fn readiness(globals: Globals, wait: std::time::Duration, json:
             continue;
         }
         if r.ready {
+            let n = r.steps.len();
             println!(
-                "{}: ready: {} would take the traffic in {} steps",
+                "{}: ready: {} would take the traffic in {n} step{}",
                 r.region,
                 r.target,
-                r.steps.len()
+                if n == 1 { "" } else { "s" }
             );
         } else {
             println!("{}: NOT READY", r.region);
@@ -420,10 +421,15 @@ fn report(d: &FailoverDecision) -> ExitCode {
             println!("steps:");
             for (i, step) in plan.steps.iter().enumerate() {
                 println!(
-                    "  {}. {}{}{}",
+                    "  {}. {}{}{}{}",
                     i + 1,
                     step.resource,
                     step_changes(&step.before, &step.after),
+                    if step.needs_control_plane {
+                        " [control plane]"
+                    } else {
+                        ""
+                    },
                     if step.irreversible {
                         " (IRREVERSIBLE)"
                     } else {

@@ -8,7 +8,8 @@ use super::Globals;
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
     /// Also check every declared Route 53 record, CloudFront origin,
-    /// behaviour and origin group, Auto Scaling group and ECS service
+    /// behaviour and origin group, Auto Scaling group, ECS service, target
+    /// group and database
     /// against the AWS account (read-only calls), and that a plan can be
     /// made from every declared region to every other.
     #[arg(long)]

@@ -189,6 +189,21 @@ fn readiness(r: &v1::Readiness, verbose: bool) -> Rendered {
         for p in &r.problems {
             text.push_str(&format!("\n      problem: {p}"));
         }
+        for (i, s) in r.steps.iter().enumerate() {
+            text.push_str(&format!(
+                "\n      step {}: {}{}",
+                i + 1,
+                s.resource,
+                if s.irreversible {
+                    " (IRREVERSIBLE)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for w in &r.warnings {
+            text.push_str(&format!("\n      warning: {w}"));
+        }
         for c in &r.candidates {
             for k in c.checks.iter().filter(|k| k.factor < 1.0) {
                 text.push_str(&format!(

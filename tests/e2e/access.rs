@@ -154,6 +154,20 @@ async fn the_sample_nats_users_run_the_pipeline_and_keep_each_service_to_its_sub
     dynamodb_outage(&admin, &mut alerts).await;
     wait_plan(&mut decisions).await;
     wait_notice(&receiver, "dynamodb").await;
+    // An operator's on-demand readiness check reaches the failover
+    // service, whose answer (nothing is declared to check) comes back.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args(["failover", "readiness", "--wait", "20s", "--nats", &url])
+        .env_remove("RG_CONFIG")
+        .env("RG_NATS__USER", "admin")
+        .env("RG_NATS__PASSWORD", password("admin"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no [failover.regions.<region>] is declared"),
+        "the failover service answers a readiness check: {said}"
+    );
     let log = server.log_tail(400);
     assert!(
         !log.contains("Violation"),

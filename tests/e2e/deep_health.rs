@@ -134,7 +134,7 @@ async fn unhealthy_targets_pull_the_standby_down_and_a_region_without_healthy_ta
     assert!(!usw2.eligible);
     assert!(
         usw2.note.contains(
-            "tg web: no healthy targets (0/3 targets healthy (3 unused: Target.InvalidState))"
+            "tg web: no healthy targets: 0/3 targets healthy (3 unused: Target.InvalidState)"
         ),
         "{}",
         usw2.note
@@ -251,4 +251,66 @@ async fn the_database_step_promotes_the_replica_irreversibly_and_a_rollback_leav
     );
     assert_eq!(after["records"], seeded["records"], "traffic back");
     assert_eq!(after["asg"], seeded["asg"], "capacity back");
+}
+
+#[test]
+fn check_config_aws_reads_the_target_groups_and_databases() {
+    let account = Shaped::seed("deep-health");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |resources: &str| {
+        let path = dir.path().join("regionguard.toml");
+        std::fs::write(&path, account.toml(resources)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+            .args(["check-config", "--aws", "--config"])
+            .arg(&path)
+            .env_remove("RG_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = run(RESOURCES);
+    assert_eq!(code, Some(0), "{said}");
+    for line in [
+        "ok   target group web in us-west-2: instance targets, 3/3 targets healthy; load balancers: web-lb active",
+        "ok   rds orders-usw2 in us-west-2: available, read replica of arn:aws:rds:us-east-1:123456789012:db:orders",
+        "ok   rds orders in us-east-1: available",
+    ] {
+        assert!(said.contains(line), "no {line:?} in:\n{said}");
+    }
+    // A target group and a database that do not exist, and a database
+    // declared to promote that is not a replica.
+    let wrong = RESOURCES
+        .replacen(
+            r#"target_groups = ["web"]"#,
+            r#"target_groups = ["web", "no-such-tg"]"#,
+            1,
+        )
+        .replacen(
+            r#"db_instances = ["orders"]"#,
+            r#"db_instances = ["no-such-db"]"#,
+            1,
+        )
+        .replacen(
+            r#"promote_replicas = ["orders-usw2"]"#,
+            r#"promote_replicas = ["orders-usw2"]
+db_instances = ["orders-euw1"]"#,
+            1,
+        )
+        .replacen(
+            r#"promote_replicas = ["orders-euw1"]"#,
+            r#"promote_replicas = ["orders"]"#,
+            1,
+        );
+    let (code, said) = run(&wrong);
+    assert_eq!(code, Some(1), "{said}");
+    for line in [
+        "FAIL target group no-such-tg in us-east-1: no such target group",
+        "FAIL rds no-such-db in us-east-1: no such DB instance",
+        "FAIL rds orders in eu-west-1: no such DB instance",
+    ] {
+        assert!(said.contains(line), "no {line:?} in:\n{said}");
+    }
 }

@@ -134,7 +134,7 @@ async fn a_standby_without_healthy_targets_is_reported_alerted_and_cleared() {
     let (w, _failover) = start(&account, RESOURCES).await;
     let mut alerts = Alerts::open(&w).await;
     let no_targets =
-        "us-west-2: tg web: no healthy targets (0/3 targets healthy (3 unused: Target.InvalidState))";
+        "us-west-2: tg web: no healthy targets: 0/3 targets healthy (3 unused: Target.InvalidState)";
     let [before, drifted, fixed] = drift_adds_exactly(
         &w,
         &account,

@@ -1,6 +1,7 @@
 //! `regionguard check-config --aws`: the declared resources checked
 //! against the account, read only. Every record, distribution, behaviour,
-//! origin group, Auto Scaling group and ECS service must exist, and a plan
+//! origin group, Auto Scaling group, ECS service, target group and
+//! database must exist (a replica to promote must be one), and a plan
 //! must be possible from every declared region to every other: what a
 //! failover would refuse is found before an outage.
 
@@ -9,7 +10,7 @@ use std::collections::BTreeSet;
 use crate::aws::Aws;
 use crate::config::Config;
 use crate::plan::{self, Current};
-use crate::route53;
+use crate::{deep, route53};
 
 /// One line of the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,7 @@ pub async fn check(config: &Config) -> Vec<Finding> {
         Err(e) => return vec![fail(format!("reading the account: {e}"))],
     };
     out.extend(resources(config, &current, &regions));
+    out.extend(deep_resources(&aws, config).await);
     for from in &regions {
         for target in regions.iter().filter(|t| *t != from) {
             match plan::build(config, from, target, &current) {
@@ -67,6 +69,64 @@ pub async fn check(config: &Config) -> Vec<Finding> {
                     }
                 ))),
                 Err(e) => out.push(fail(format!("{from} -> {target}: {e}"))),
+            }
+        }
+    }
+    out
+}
+
+/// The deep-health resources of each region: target groups (their load
+/// balancers and targets) and databases, each read on its own.
+async fn deep_resources(aws: &Aws, config: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (region, res) in &config.regions {
+        for tg in &res.target_groups {
+            let what = format!("target group {tg} in {region}");
+            out.push(match aws.target_group(region, tg).await {
+                Err(e) => fail(format!("{what}: cannot be read: {e}")),
+                Ok(None) => fail(format!("{what}: no such target group")),
+                Ok(Some(read)) => {
+                    // Emptiness is readiness's to judge (a pilot light's
+                    // group fills when a failover scales it up).
+                    let check = deep::target_group(tg, Some(&read), true);
+                    let lbs: Vec<String> = read
+                        .load_balancers
+                        .iter()
+                        .map(|(name, state)| format!("{name} {state}"))
+                        .collect();
+                    let message = format!(
+                        "{what}: {} targets, {}; load balancers: {}",
+                        read.target_type,
+                        check.detail,
+                        if lbs.is_empty() {
+                            "none".into()
+                        } else {
+                            lbs.join(", ")
+                        }
+                    );
+                    if check.disqualifies.is_empty() {
+                        ok(message)
+                    } else {
+                        fail(message)
+                    }
+                }
+            });
+        }
+        for (list, replica) in [(&res.db_instances, false), (&res.promote_replicas, true)] {
+            for id in list {
+                let what = format!("rds {id} in {region}");
+                out.push(match aws.db_instance(region, id).await {
+                    Err(e) => fail(format!("{what}: cannot be read: {e}")),
+                    Ok(None) => fail(format!("{what}: no such DB instance")),
+                    Ok(Some(db)) if replica && db.replica_of.is_none() => fail(format!(
+                        "{what}: {}, not a read replica: nothing to promote",
+                        db.status
+                    )),
+                    Ok(Some(db)) => ok(format!(
+                        "{what}: {}",
+                        deep::database(id, Some(&db), replica).detail
+                    )),
+                });
             }
         }
     }

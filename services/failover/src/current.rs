@@ -70,6 +70,7 @@ impl Service {
             )
         };
         for c in candidates.iter_mut() {
+            c.dns_score = c.health_score;
             c.standby_rank = self
                 .config
                 .standby_order
@@ -205,14 +206,15 @@ impl Service {
             .filter(|c| c.eligible)
             .map(|c| c.region.clone())
             .collect();
+        // Every eligible candidate's plan, so that one a resource does not
+        // cover is shown as not eligible (not as merely outranked); then
+        // the best of those left, ranked again without the others, is the
+        // target.
+        let mut plans = std::collections::BTreeMap::new();
         for target in &eligible {
             match plan::build(&self.config, from, target, current) {
-                Ok(mut plan) => {
-                    let rationale =
-                        choose::verdicts(&mut candidates, target, self.config.score_margin);
-                    plan.candidates = candidates;
-                    plan.rationale = rationale;
-                    return Ok((target.clone(), plan));
+                Ok(plan) => {
+                    plans.insert(target.clone(), plan);
                 }
                 Err(plan::PlanError::NotCovered { why, .. }) => {
                     let why = why.join("; ");
@@ -231,10 +233,23 @@ impl Service {
             }
         }
         choose::rank(&mut candidates, self.config.score_margin);
-        Err(NoPlan {
-            error: choose::none_can(&candidates).into(),
-            candidates,
-        })
+        let best = candidates
+            .iter()
+            .find(|c| c.eligible)
+            .map(|c| c.region.clone());
+        match best.and_then(|t| plans.remove(&t).map(|p| (t, p))) {
+            Some((target, mut plan)) => {
+                let rationale =
+                    choose::verdicts(&mut candidates, &target, self.config.score_margin);
+                plan.candidates = candidates;
+                plan.rationale = rationale;
+                Ok((target, plan))
+            }
+            None => Err(NoPlan {
+                error: choose::none_can(&candidates).into(),
+                candidates,
+            }),
+        }
     }
 
     /// Fails with [`FailoverError::Changed`] when a plan made now would
@@ -351,13 +366,31 @@ async fn inspect(aws: &Aws, region: &str, res: &RegionResources) -> Result<Inspe
             .chain(&found.services)
             .all(|(_, r)| r.is_none_or(|(desired, _)| desired == 0));
     for tg in &res.target_groups {
+        if let Some(elsewhere) = arn_region(tg).filter(|r| *r != region) {
+            let why = format!("an ARN of {elsewhere}, declared for {region}");
+            found.checks.push(rg_proto::v1::ResourceCheck {
+                resource: format!("tg {tg}"),
+                factor: 0.0,
+                detail: why.clone(),
+                disqualifies: why,
+            });
+            continue;
+        }
         let read = aws
             .target_group(region, tg)
             .await
             .map_err(|e| e.about(format!("target group {tg} in {region}")))?;
+        // A failover's scaling fills an empty group of a pilot light: with
+        // instances (Auto Scaling) or task IPs (ECS).
+        let filled = pilot_light
+            && read.as_ref().is_some_and(|t| match t.target_type.as_str() {
+                "instance" => !res.autoscaling_groups.is_empty(),
+                "ip" => !res.ecs_services.is_empty(),
+                _ => false,
+            });
         found
             .checks
-            .extend(deep::target_group(tg, read.as_ref(), pilot_light));
+            .push(deep::target_group(tg, read.as_ref(), filled));
     }
     found.checks.extend(instance_checks);
     for (list, replica) in [(&res.db_instances, false), (&res.promote_replicas, true)] {
@@ -372,6 +405,16 @@ async fn inspect(aws: &Aws, region: &str, res: &RegionResources) -> Result<Inspe
         }
     }
     Ok(found)
+}
+
+/// The region of an ARN (`arn:aws:elasticloadbalancing:us-west-2:…`),
+/// `None` for a name.
+fn arn_region(name_or_arn: &str) -> Option<&str> {
+    let mut parts = name_or_arn.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some(_), Some(region)) if !region.is_empty() => Some(region),
+        _ => None,
+    }
 }
 
 /// The first resource whose state a plan made now (`again`) would replace

@@ -13,9 +13,10 @@
 //!   are not counted), halved while a load balancer in front of it is
 //!   `active_impaired`. A load balancer that is not active (provisioning,
 //!   failed), a group whose registered targets are all unhealthy, or one
-//!   with no target at all in a region that runs capacity, scores 0 and
-//!   disqualifies the region. A pilot light (nothing desired yet) has no
-//!   targets by design: its empty groups are not counted.
+//!   with no target at all, scores 0 and disqualifies the region, except
+//!   the empty group of a pilot light (nothing desired yet) that the
+//!   failover's scaling fills: an `instance` group with Auto Scaling
+//!   groups declared, an `ip` group with ECS services declared.
 //! - **instances** of an Auto Scaling group: the share passing EC2's
 //!   status checks (running, instance status `ok`, system status `ok`);
 //!   `initializing` counts half. A group without instances is not counted.
@@ -36,6 +37,8 @@ use rg_proto::v1::ResourceCheck;
 pub struct TargetGroupRead {
     /// Its name.
     pub name: String,
+    /// `instance`, `ip`, `lambda` or `alb`.
+    pub target_type: String,
     /// The load balancers in front of it: (name, state code).
     pub load_balancers: Vec<(String, String)>,
     /// Its targets: (id, state, reason code).
@@ -104,30 +107,43 @@ pub fn disqualified(checks: &[ResourceCheck]) -> Option<String> {
         .map(|c| format!("{}: {}", c.resource, c.disqualifies))
 }
 
-/// A declared target group's check; `None` when it is not counted (a
-/// pilot light's empty group).
-pub fn target_group(
-    declared: &str,
-    read: Option<&TargetGroupRead>,
-    pilot_light: bool,
-) -> Option<ResourceCheck> {
+/// A declared target group's check. `filled`: a failover's scaling
+/// registers its targets (a pilot light's instance group fed by its Auto
+/// Scaling groups, or an IP group fed by its ECS services), so that it
+/// may be empty now.
+pub fn target_group(declared: &str, read: Option<&TargetGroupRead>, filled: bool) -> ResourceCheck {
     let resource = format!("tg {declared}");
     let Some(tg) = read else {
-        return Some(down(resource, "does not exist"));
+        return down(resource, "does not exist");
     };
     for (lb, state) in &tg.load_balancers {
         if state != "active" && state != "active_impaired" {
-            return Some(down(resource, &format!("load balancer {lb} is {state}")));
+            return down(resource, &format!("load balancer {lb} is {state}"));
         }
     }
     let counted: Vec<&(String, String, String)> =
         tg.targets.iter().filter(|t| t.1 != "draining").collect();
     let healthy = counted.iter().filter(|t| t.1 == "healthy").count();
     if counted.is_empty() {
-        if pilot_light {
-            return None;
+        if filled {
+            return ResourceCheck {
+                resource,
+                factor: 1.0,
+                detail: "no targets yet: a pilot light, filled when a failover scales it up".into(),
+                disqualifies: String::new(),
+            };
         }
-        return Some(down(resource, "no targets registered"));
+        let kind = if tg.target_type.is_empty() {
+            "unknown"
+        } else {
+            tg.target_type.as_str()
+        };
+        return down(
+            resource,
+            &format!(
+                "no targets registered ({kind} targets; nothing the failover scales registers any)"
+            ),
+        );
     }
     let mut detail = format!("{healthy}/{} targets healthy", counted.len());
     let mut others: std::collections::BTreeMap<String, usize> = Default::default();
@@ -158,16 +174,16 @@ pub fn target_group(
         );
     }
     let disqualifies = if healthy == 0 {
-        format!("no healthy targets ({detail})")
+        format!("no healthy targets: {detail}")
     } else {
         String::new()
     };
-    Some(ResourceCheck {
+    ResourceCheck {
         resource,
         factor,
         detail,
         disqualifies,
-    })
+    }
 }
 
 /// The check of an Auto Scaling group's instances; `None` without any.
@@ -274,6 +290,7 @@ mod tests {
     fn tg(lb_state: &str, targets: &[&str]) -> TargetGroupRead {
         TargetGroupRead {
             name: "web".into(),
+            target_type: "instance".into(),
             load_balancers: vec![("alb-web".into(), lb_state.into())],
             targets: targets
                 .iter()
@@ -296,41 +313,43 @@ mod tests {
             "web",
             Some(&tg("active", &["healthy", "unused", "healthy"])),
             false,
-        )
-        .unwrap();
+        );
         assert!((c.factor - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(
             c.detail,
             "2/3 targets healthy (1 unused: Target.InvalidState)"
         );
         assert!(c.disqualifies.is_empty());
-        let none =
-            target_group("web", Some(&tg("active", &["unhealthy", "unused"])), false).unwrap();
+        let none = target_group("web", Some(&tg("active", &["unhealthy", "unused"])), false);
         assert_eq!(none.factor, 0.0);
         assert!(
             none.disqualifies.starts_with("no healthy targets"),
             "{none:?}"
         );
-        let lb = target_group("web", Some(&tg("provisioning", &["healthy"])), false).unwrap();
+        let lb = target_group("web", Some(&tg("provisioning", &["healthy"])), false);
         assert_eq!(lb.disqualifies, "load balancer alb-web is provisioning");
-        let impaired =
-            target_group("web", Some(&tg("active_impaired", &["healthy"])), false).unwrap();
+        let impaired = target_group("web", Some(&tg("active_impaired", &["healthy"])), false);
         assert_eq!(impaired.factor, 0.5);
         assert_eq!(
-            target_group("web", None, true).unwrap().disqualifies,
+            target_group("web", None, true).disqualifies,
             "does not exist"
         );
     }
 
     #[test]
-    fn an_empty_target_group_is_expected_of_a_pilot_light_only() {
-        assert_eq!(target_group("web", Some(&tg("active", &[])), true), None);
-        let warm = target_group("web", Some(&tg("active", &[])), false).unwrap();
-        assert_eq!(warm.disqualifies, "no targets registered");
-        // Draining targets are leaving: not counted.
+    fn an_empty_target_group_is_expected_only_where_the_failover_fills_it() {
+        let pilot = target_group("web", Some(&tg("active", &[])), true);
+        assert_eq!((pilot.factor, pilot.disqualifies.as_str()), (1.0, ""));
+        let nothing_fills_it = target_group("web", Some(&tg("active", &[])), false);
         assert_eq!(
-            target_group("web", Some(&tg("active", &["draining"])), true),
-            None
+            nothing_fills_it.disqualifies,
+            "no targets registered (instance targets; nothing the failover scales registers any)"
+        );
+        // Draining targets are leaving: not counted.
+        assert!(
+            target_group("web", Some(&tg("active", &["draining"])), true)
+                .disqualifies
+                .is_empty()
         );
     }
 
@@ -468,7 +487,7 @@ mod tests {
             names[i] = "healthy";
             let mut worse = names.clone();
             worse[i] = "unhealthy";
-            let f = |n: &[&str]| target_group("web", Some(&tg(lb, n)), false).map_or(1.0, |c| c.factor);
+            let f = |n: &[&str]| target_group("web", Some(&tg(lb, n)), false).factor;
             prop_assert!(f(&worse) <= f(&names));
             prop_assert!((0.0..=1.0).contains(&f(&names)));
         }

@@ -401,6 +401,15 @@ pub fn build(
             ));
             continue;
         };
+        // Only a replica of the failing region's database is promoted: one
+        // of a database elsewhere (still serving) would split it in two.
+        let source_region = replica_source_region(&source);
+        if source_region != Some(from) {
+            warnings.push(format!(
+                "read replica {id} in {target} replicates from {source}, not from {from}'s database: it is not promoted"
+            ));
+            continue;
+        }
         if db.status != "available" {
             uncovered.push(format!(
                 "read replica {id} is {}, not available to promote",
@@ -420,7 +429,7 @@ pub fn build(
         ));
     }
 
-    if !target_res.promote_replicas.is_empty()
+    if steps.iter().any(|s| s.irreversible)
         && config.mode == crate::Mode::Auto
         && !config.allow_irreversible
     {
@@ -640,8 +649,9 @@ pub fn build(
             which.push(format!("{cloudfront} CloudFront"));
         }
         warnings.push(format!(
-            "the Route 53 and CloudFront control planes are hosted in us-east-1, the failing region: {} steps (marked) may fail or be slow; traffic already follows Route 53 health checks (data plane) where they are set up",
-            which.join(" and ")
+            "the Route 53 and CloudFront control planes are hosted in us-east-1, the failing region: {} step{} (marked [control plane]) may fail or be slow; traffic already follows Route 53 health checks (data plane) where they are set up",
+            which.join(" and "),
+            if route53 + cloudfront == 1 { "" } else { "s" }
         ));
     }
     if steps.is_empty() {
@@ -654,6 +664,19 @@ pub fn build(
         warnings,
         ..Default::default()
     })
+}
+
+/// The region of a read replica's source: a cross-region replica names
+/// its source by ARN (`arn:aws:rds:us-east-1:123456789012:db:orders`); a
+/// plain identifier is a source in the replica's own region (`None`).
+fn replica_source_region(source: &str) -> Option<&str> {
+    let mut parts = source.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_partition), Some("rds"), Some(region)) if !region.is_empty() => {
+            Some(region)
+        }
+        _ => None,
+    }
 }
 
 /// The state read for the `i`-th declared resource; `Missing` when it is
@@ -972,6 +995,49 @@ mod tests {
                 "cloudfront:E1/origin-group:og",
                 "verify"
             ]
+        );
+    }
+
+    #[test]
+    fn only_a_replica_of_the_failing_regions_database_is_promoted() {
+        assert_eq!(
+            replica_source_region("arn:aws:rds:us-east-1:123456789012:db:orders"),
+            Some("us-east-1")
+        );
+        assert_eq!(replica_source_region("orders"), None);
+        let mut config = Config::default();
+        config.regions.insert(
+            "us-west-2".into(),
+            crate::config::RegionResources {
+                promote_replicas: vec!["orders-usw2".into()],
+                ..Default::default()
+            },
+        );
+        let mut current = Current::default();
+        current.databases.insert(
+            ("us-west-2".into(), "orders-usw2".into()),
+            crate::deep::DbRead {
+                id: "orders-usw2".into(),
+                status: "available".into(),
+                replica_of: Some("arn:aws:rds:us-east-1:123456789012:db:orders".into()),
+            },
+        );
+        let from_source = build(&config, "us-east-1", "us-west-2", &current).unwrap();
+        assert!(from_source.steps.iter().any(|s| s.irreversible));
+        // eu-west-1 fails, the database in us-east-1 still serves: no
+        // promotion, and the plan says why.
+        let elsewhere = build(&config, "eu-west-1", "us-west-2", &current).unwrap();
+        assert!(
+            !elsewhere.steps.iter().any(|s| s.irreversible),
+            "{elsewhere:?}"
+        );
+        assert!(
+            elsewhere
+                .warnings
+                .iter()
+                .any(|w| w.contains("not from eu-west-1's database: it is not promoted")),
+            "{:?}",
+            elsewhere.warnings
         );
     }
 }

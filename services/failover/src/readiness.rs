@@ -82,7 +82,7 @@ impl Service {
             if r.problems.is_empty() {
                 tracing::info!(%region, target = %r.target, aws_calls = r.aws_calls, duration_ms = r.duration_ms, "readiness: {}", r.summary);
             } else {
-                tracing::warn!(%region, problems = ?r.problems, aws_calls = r.aws_calls, "readiness: {}", r.summary);
+                tracing::warn!(%region, problems = %r.problems.join("; "), aws_calls = r.aws_calls, "readiness: {}", r.summary);
             }
             out.regions.push(r);
         }
@@ -133,8 +133,8 @@ impl Service {
             Ok((target, p)) => {
                 r.ready = true;
                 r.summary = format!(
-                    "ready: {target} would take the traffic in {} steps",
-                    p.steps.len()
+                    "ready: {target} would take the traffic in {}",
+                    steps(p.steps.len())
                 );
                 r.target = target;
                 r.candidates = p.candidates;
@@ -182,7 +182,8 @@ impl Service {
             (Some(open), Some(severity)) if open.severity == severity => open.id,
             (open, want) => {
                 if let Some(open) = open {
-                    self.publish_alert(r, &open, AlertState::Resolved).await;
+                    self.publish_alert(r, &open, AlertState::Resolved, want)
+                        .await;
                 }
                 let next = want.map(|severity| OpenAlert {
                     id: format!("readiness:{}:{}", r.region, r.checked_at_unix_ms),
@@ -190,7 +191,7 @@ impl Service {
                     since_ms: r.checked_at_unix_ms,
                 });
                 if let Some(next) = &next {
-                    self.publish_alert(r, next, AlertState::Firing).await;
+                    self.publish_alert(r, next, AlertState::Firing, None).await;
                 }
                 if let Err(e) = self
                     .journal
@@ -205,25 +206,43 @@ impl Service {
         }
     }
 
-    async fn publish_alert(&self, r: &Readiness, open: &OpenAlert, state: AlertState) {
+    /// Publishes `open` in `state`; a resolved alert `replaced_by` another
+    /// severity says so (escalated or de-escalated), not that all is well.
+    async fn publish_alert(
+        &self,
+        r: &Readiness,
+        open: &OpenAlert,
+        state: AlertState,
+        replaced_by: Option<Severity>,
+    ) {
         let now = rg_bus::unix_now_ms();
-        let summary = if state == AlertState::Resolved {
-            format!(
+        let problems = r
+            .problems
+            .iter()
+            .map(|p| p.strip_prefix("a failover would fail: ").unwrap_or(p))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let summary = match (state, replaced_by) {
+            (AlertState::Resolved, Some(next)) => {
+                let how = if next > open.severity {
+                    "escalated"
+                } else {
+                    "de-escalated"
+                };
+                format!(
+                    "readiness of {} {how} from {} to {next}: {problems}",
+                    r.region, open.severity
+                )
+            }
+            (AlertState::Resolved, None) => format!(
                 "a failover away from {} would work again: {}",
                 r.region, r.summary
-            )
-        } else if r.ready {
-            format!(
-                "a failover away from {} works, but its standbys drifted: {}",
-                r.region,
-                r.problems.join("; ")
-            )
-        } else {
-            format!(
-                "a failover away from {} would fail: {}",
-                r.region,
-                r.problems.join("; ")
-            )
+            ),
+            _ if r.ready => format!(
+                "a failover away from {} works, but its standbys drifted: {problems}",
+                r.region
+            ),
+            _ => format!("a failover away from {} would fail: {problems}", r.region),
         };
         let mut a = Alert {
             id: open.id.clone(),
@@ -273,6 +292,15 @@ impl Service {
     }
 }
 
+/// `1 step`, `4 steps`.
+fn steps(n: usize) -> String {
+    if n == 1 {
+        "1 step".into()
+    } else {
+        format!("{n} steps")
+    }
+}
+
 /// How `standby` drifted for a failover away from `from`: a plan to it
 /// that cannot be made, a deep-health check that disqualifies it, an Auto
 /// Scaling maximum below what `from` runs.
@@ -296,6 +324,14 @@ pub fn drift(
     if let Some(c) = candidates.iter().find(|c| c.region == standby) {
         if let Some(why) = deep::disqualified(&c.checks) {
             out.push(format!("{standby}: {why}"));
+        }
+        // A declared resource that is gone though it only counts in the
+        // score (a database watched for health; a replica to promote is
+        // the plan's to name).
+        for k in c.checks.iter().filter(|k| k.disqualifies.is_empty()) {
+            if k.detail == "does not exist" {
+                out.push(format!("{standby}: {} does not exist", k.resource));
+            }
         }
     }
     let none = Default::default();
@@ -359,7 +395,12 @@ pub(crate) async fn run(service: Arc<Service>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tick => {
                 service.readiness_run().await;
-                next = Some(Instant::now() + until_next_slot(interval));
+                // The next wall-clock slot, at least half an interval away.
+                let mut wait = until_next_slot(interval);
+                if wait < interval / 2 {
+                    wait += interval;
+                }
+                next = Some(Instant::now() + wait);
             }
             msg = request => {
                 let Some(msg) = msg else {

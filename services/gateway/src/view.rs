@@ -315,6 +315,8 @@ impl View {
         let scored = self
             .readiness
             .values()
+            // Its own check lists it as the failing region, unscored.
+            .filter(|r| r.region != region)
             .filter_map(|r| {
                 r.candidates
                     .iter()
@@ -778,5 +780,65 @@ mod tests {
         v.decision(phase(FailoverPhase::Requested, 1));
         assert_eq!(v.failover("f1").unwrap().phase(), FailoverPhase::Planned);
         assert!(v.failover("nope").is_none());
+    }
+
+    #[test]
+    fn a_region_card_shows_its_readiness_and_the_deep_health_others_scored_it_with() {
+        use rg_proto::v1::RegionCandidate;
+        let candidate = |region: &str, score: f64, factor: f64| RegionCandidate {
+            region: region.into(),
+            health_score: score,
+            checks: if factor < 0.0 {
+                Vec::new()
+            } else {
+                vec![ResourceCheck {
+                    resource: "tg web".into(),
+                    factor,
+                    detail: format!("{factor}"),
+                    ..Default::default()
+                }]
+            },
+            ..Default::default()
+        };
+        let readiness = |region: &str, at: i64, candidates: Vec<RegionCandidate>| Readiness {
+            region: region.into(),
+            ready: true,
+            checked_at_unix_ms: at,
+            candidates,
+            ..Default::default()
+        };
+        let mut v = view();
+        // us-east-1's check scored us-west-2; us-west-2's own (newer) lists
+        // it unscored as the failing region, which must not win.
+        v.readiness(readiness(
+            "us-east-1",
+            10,
+            vec![candidate("us-west-2", 0.5, 0.5)],
+        ));
+        v.readiness(readiness(
+            "us-west-2",
+            20,
+            vec![candidate("us-west-2", 1.0, -1.0)],
+        ));
+        // An older check never replaces a newer one.
+        v.readiness(readiness("us-west-2", 5, Vec::new()));
+        let (snapshot, _) = v.snapshot(1_000);
+        let card = snapshot
+            .regions
+            .iter()
+            .find(|c| c.region == "us-west-2")
+            .expect("a card from readiness alone");
+        assert_eq!(card.health_score, 0.5);
+        assert_eq!(card.checks.len(), 1);
+        assert_eq!(
+            card.readiness.as_ref().map(|r| r.checked_at_unix_ms),
+            Some(20)
+        );
+        let use1 = snapshot
+            .regions
+            .iter()
+            .find(|c| c.region == "us-east-1")
+            .unwrap();
+        assert_eq!(use1.health_score, -1.0, "nobody scored us-east-1");
     }
 }

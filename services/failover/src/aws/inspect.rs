@@ -75,6 +75,10 @@ impl Aws {
         let arn = tg.target_group_arn().unwrap_or_default().to_owned();
         let mut read = TargetGroupRead {
             name: tg.target_group_name().unwrap_or(name_or_arn).to_owned(),
+            target_type: tg
+                .target_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
             ..Default::default()
         };
         if !tg.load_balancer_arns().is_empty() {
