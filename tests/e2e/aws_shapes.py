@@ -16,7 +16,9 @@ documentation describes them, for the failover tests:
                     each with an Auto Scaling group "web" (us-east-1 4
                     instances, us-west-2 3, eu-west-1 2) registered in a
                     target group "web" behind an application load balancer
-                    "web-lb"; an RDS MySQL primary "orders" in us-east-1
+                    "web-lb", and an IP target group "api-ip" (one
+                    target, none in eu-west-1); an RDS MySQL primary
+                    "orders" in us-east-1
                     with cross-region read replicas "orders-usw2" and
                     "orders-euw1".
   cdn-standbys      a CloudFront distribution whose default behaviour
@@ -193,6 +195,12 @@ def deep_region(endpoint, region, instances):
            ["AutoScalingGroups"][0]["Instances"]]
     if ids:
         elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in ids])
+    # An IP target group (a service reached by address, registered by
+    # hand): one target, except in eu-west-1, where it is empty.
+    ip = elb.create_target_group(Name="api-ip", Protocol="TCP", Port=443, VpcId=vpc,
+                                 TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    if region != "eu-west-1":
+        elb.register_targets(TargetGroupArn=ip, Targets=[{"Id": "10.2.1.10", "Port": 443}])
     return tg
 
 
@@ -254,6 +262,20 @@ def drift(endpoint, kind, fix, zone_id=None, distribution_id=None):
         ec2 = client("ec2", endpoint, "us-west-2")
         ids = web_instances(endpoint, "us-west-2")
         (ec2.start_instances if fix else ec2.stop_instances)(InstanceIds=ids)
+    elif kind == "pilot-light":
+        # eu-west-1 scaled to nothing, its instances leaving the target
+        # group as they would in AWS (moto keeps them registered); its IP
+        # group stays empty.
+        elb = client("elbv2", endpoint, "eu-west-1")
+        tg = elb.describe_target_groups(Names=["web"])["TargetGroups"][0]["TargetGroupArn"]
+        ids = web_instances(endpoint, "eu-west-1")
+        if not fix:
+            elb.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in ids])
+        client("autoscaling", endpoint, "eu-west-1").update_auto_scaling_group(
+            AutoScalingGroupName="web", MinSize=0, DesiredCapacity=2 if fix else 0)
+        if fix:
+            ids = web_instances(endpoint, "eu-west-1")
+            elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in ids])
     elif kind == "asg-max":
         client("autoscaling", endpoint, "us-west-2").update_auto_scaling_group(
             AutoScalingGroupName="web", MaxSize=12 if fix else 3)

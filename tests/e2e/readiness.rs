@@ -332,3 +332,56 @@ async fn readiness_changes_nothing_in_the_account_runs_on_its_own_and_counts_its
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pilot_lights_empty_ip_target_group_is_reported_its_instance_group_is_not() {
+    let account = Shaped::seed("deep-health");
+    // eu-west-1 also serves through an IP target group with no targets,
+    // which no Auto Scaling group fills.
+    let resources = RESOURCES.replacen(
+        "[failover.regions.eu-west-1]\nautoscaling_groups = [\"web\"]\ntarget_groups = [\"web\"]",
+        "[failover.regions.eu-west-1]\nautoscaling_groups = [\"web\"]\ntarget_groups = [\"web\", \"api-ip\"]",
+        1,
+    );
+    assert_ne!(resources, RESOURCES);
+    let (w, _failover) = start(&account, &resources).await;
+    let no_ip_targets = "eu-west-1: tg api-ip: no targets registered (ip targets; nothing the failover scales registers any)";
+    let web_of_euw1 = |run: &ReadinessRun| {
+        region(run, "us-east-1")
+            .candidates
+            .iter()
+            .find(|c| c.region == "eu-west-1")
+            .and_then(|c| c.checks.iter().find(|k| k.resource == "tg web"))
+            .cloned()
+            .expect("eu-west-1's tg web")
+    };
+    // Warm: the IP group is empty, its instance group serves.
+    let warm = check(&w).await;
+    assert!(
+        problems(&warm)["us-east-1"].contains(no_ip_targets),
+        "{warm:#?}"
+    );
+    assert_eq!(web_of_euw1(&warm).detail, "2/2 targets healthy");
+    // A pilot light: its instance group's emptiness is expected (a
+    // failover's scaling fills it), its IP group's is still a problem.
+    seed_drift(&account, "pilot-light", false);
+    let pilot = check(&w).await;
+    let web = web_of_euw1(&pilot);
+    assert_eq!(
+        (web.factor, web.detail.as_str(), web.disqualifies.as_str()),
+        (
+            1.0,
+            "no targets yet: a pilot light, filled when a failover scales it up",
+            ""
+        )
+    );
+    for from in ["us-east-1", "us-west-2"] {
+        assert_eq!(
+            problems(&pilot)[from],
+            [no_ip_targets.to_owned()]
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            "{from}: {pilot:#?}"
+        );
+    }
+}
