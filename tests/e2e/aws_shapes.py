@@ -20,7 +20,7 @@ documentation describes them, for the failover tests:
                     target, none in eu-west-1); an RDS MySQL primary
                     "orders" in us-east-1
                     with cross-region read replicas "orders-usw2" and
-                    "orders-euw1".
+                    "orders-euw1"; an Aurora cluster "sessions-usw2".
   cdn-standbys      a CloudFront distribution whose default behaviour
                     targets origin-us-east-1, whose /api/* behaviour targets
                     an origin group og-api (us-east-1 and us-west-2 only)
@@ -213,6 +213,10 @@ def seed_deep_health(endpoint):
     client("rds", endpoint, "us-east-1").create_db_instance(
         DBInstanceIdentifier="orders", Engine="mysql", DBInstanceClass="db.t3.micro", AllocatedStorage=20,
         MasterUsername="admin", MasterUserPassword="not-a-secret-1")
+    # An Aurora cluster in us-west-2 (sessions).
+    client("rds", endpoint, "us-west-2").create_db_cluster(
+        DBClusterIdentifier="sessions-usw2", Engine="aurora-mysql", MasterUsername="admin",
+        MasterUserPassword="not-a-secret-1")
     for region, replica in [("us-west-2", "orders-usw2"), ("eu-west-1", "orders-euw1")]:
         client("rds", endpoint, region).create_db_instance_read_replica(
             DBInstanceIdentifier=replica, SourceDBInstanceIdentifier=DB_ARN, DBInstanceClass="db.t3.micro")

@@ -32,6 +32,7 @@ db_instances = ["orders"]
 autoscaling_groups = ["web"]
 target_groups = ["web"]
 promote_replicas = ["orders-usw2"]
+db_clusters = ["sessions-usw2"]
 
 [failover.regions.eu-west-1]
 autoscaling_groups = ["web"]
@@ -90,6 +91,7 @@ async fn unhealthy_targets_pull_the_standby_down_and_a_region_without_healthy_ta
         check(usw2, "rds orders-usw2").detail,
         "available, read replica of arn:aws:rds:us-east-1:123456789012:db:orders"
     );
+    assert_eq!(check(usw2, "rds cluster sessions-usw2").detail, "available");
     assert!(
         (usw2.health_score - usw2.dns_score).abs() < 1e-9,
         "{usw2:#?}"
@@ -277,6 +279,7 @@ fn check_config_aws_reads_the_target_groups_and_databases() {
         "ok   target group web in us-west-2: instance targets, 3/3 targets healthy; load balancers: web-lb active",
         "ok   rds orders-usw2 in us-west-2: available, read replica of arn:aws:rds:us-east-1:123456789012:db:orders",
         "ok   rds orders in us-east-1: available",
+        "ok   rds cluster sessions-usw2 in us-west-2: available",
     ] {
         assert!(said.contains(line), "no {line:?} in:\n{said}");
     }

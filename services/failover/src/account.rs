@@ -112,6 +112,17 @@ async fn deep_resources(aws: &Aws, config: &Config) -> Vec<Finding> {
                 }
             });
         }
+        for id in &res.db_clusters {
+            let what = format!("rds cluster {id} in {region}");
+            out.push(match aws.db_cluster(region, id).await {
+                Err(e) => fail(format!("{what}: cannot be read: {e}")),
+                Ok(None) => fail(format!("{what}: no such DB cluster")),
+                Ok(Some(db)) => ok(format!(
+                    "{what}: {}",
+                    deep::database(id, Some(&db), false).detail
+                )),
+            });
+        }
         for (list, replica) in [(&res.db_instances, false), (&res.promote_replicas, true)] {
             for id in list {
                 let what = format!("rds {id} in {region}");

@@ -360,6 +360,9 @@ pub struct RegionResources {
     /// RDS DB instances (identifiers) whose status counts in the region's
     /// health score.
     pub db_instances: Vec<String>,
+    /// RDS DB clusters (Aurora or Multi-AZ; identifiers) whose status
+    /// counts in the region's health score.
+    pub db_clusters: Vec<String>,
     /// Cross-region RDS read replicas in this region (identifiers): a
     /// failover to this region promotes each to a standalone database,
     /// after capacity and before traffic. Irreversible: a rollback leaves

@@ -239,6 +239,12 @@ impl Service {
             .map(|c| c.region.clone());
         match best.and_then(|t| plans.remove(&t).map(|p| (t, p))) {
             Some((target, mut plan)) => {
+                plan.warnings.extend(unpromoted_replicas(
+                    &self.config,
+                    from,
+                    &target,
+                    &candidates,
+                ));
                 let rationale =
                     choose::verdicts(&mut candidates, &target, self.config.score_margin);
                 plan.candidates = candidates;
@@ -393,6 +399,15 @@ async fn inspect(aws: &Aws, region: &str, res: &RegionResources) -> Result<Inspe
             .push(deep::target_group(tg, read.as_ref(), filled));
     }
     found.checks.extend(instance_checks);
+    for id in &res.db_clusters {
+        let read = aws
+            .db_cluster(region, id)
+            .await
+            .map_err(|e| e.about(format!("rds cluster {id} in {region}")))?;
+        let mut check = deep::database(id, read.as_ref(), false);
+        check.resource = format!("rds cluster {id}");
+        found.checks.push(check);
+    }
     for (list, replica) in [(&res.db_instances, false), (&res.promote_replicas, true)] {
         for id in list {
             let read = aws
@@ -405,6 +420,35 @@ async fn inspect(aws: &Aws, region: &str, res: &RegionResources) -> Result<Inspe
         }
     }
     Ok(found)
+}
+
+/// A warning for each database of `target` watched for health that is a
+/// read replica of `from`'s database and not declared to promote: after
+/// the failover nothing in `target` can write to it.
+fn unpromoted_replicas(
+    config: &crate::Config,
+    from: &str,
+    target: &str,
+    candidates: &[RegionCandidate],
+) -> Vec<String> {
+    let Some(c) = candidates.iter().find(|c| c.region == target) else {
+        return Vec::new();
+    };
+    let source = format!("read replica of arn:aws:rds:{from}:");
+    let promoted = config
+        .regions
+        .get(target)
+        .map(|r| r.promote_replicas.as_slice())
+        .unwrap_or(&[]);
+    c.checks
+        .iter()
+        .filter_map(|k| {
+            let id = k.resource.strip_prefix("rds ")?;
+            (k.detail.contains(&source) && !promoted.iter().any(|p| p == id)).then(|| {
+                format!("{id} in {target} is a read replica of {from}'s database and is not declared in promote_replicas: after the failover it stays read-only")
+            })
+        })
+        .collect()
 }
 
 /// The region of an ARN (`arn:aws:elasticloadbalancing:us-west-2:…`),
@@ -447,4 +491,62 @@ fn changed(
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rg_proto::v1::ResourceCheck;
+
+    fn candidate(region: &str, checks: &[(&str, &str)]) -> RegionCandidate {
+        RegionCandidate {
+            region: region.into(),
+            checks: checks
+                .iter()
+                .map(|(resource, detail)| ResourceCheck {
+                    resource: (*resource).into(),
+                    factor: 1.0,
+                    detail: (*detail).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_watched_replica_of_the_failing_regions_database_is_named_as_staying_read_only() {
+        let of_use1 = "available, read replica of arn:aws:rds:us-east-1:123456789012:db:orders";
+        let candidates = [candidate(
+            "eu-west-1",
+            &[
+                ("rds orders-euw1", of_use1),
+                ("rds cache-euw1", "available"),
+            ],
+        )];
+        let mut config = crate::Config::default();
+        let warned = unpromoted_replicas(&config, "us-east-1", "eu-west-1", &candidates);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0]
+            .starts_with("orders-euw1 in eu-west-1 is a read replica of us-east-1's database"));
+        // Not from the failing region, or declared to promote: nothing.
+        assert!(unpromoted_replicas(&config, "us-west-2", "eu-west-1", &candidates).is_empty());
+        config.regions.insert(
+            "eu-west-1".into(),
+            crate::config::RegionResources {
+                promote_replicas: vec!["orders-euw1".into()],
+                ..Default::default()
+            },
+        );
+        assert!(unpromoted_replicas(&config, "us-east-1", "eu-west-1", &candidates).is_empty());
+    }
+
+    #[test]
+    fn an_arn_names_its_region_and_a_name_none() {
+        assert_eq!(
+            arn_region("arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/abc"),
+            Some("us-west-2")
+        );
+        assert_eq!(arn_region("web"), None);
+    }
 }

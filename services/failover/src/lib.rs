@@ -107,7 +107,7 @@ pub async fn run(
         Mode::Observe => None,
         _ => Some(Arc::new(aws::Aws::new(&config.aws).await)),
     };
-    tracing::info!(mode = ?config.mode, %replica, endpoint = config.aws.endpoint_url.as_deref().unwrap_or("AWS"), regions = ?config.declared_regions(), "failover manager starting");
+    tracing::info!(mode = config.mode.name(), %replica, endpoint = config.aws.endpoint_url.as_deref().unwrap_or("AWS"), regions = %config.declared_regions().into_iter().collect::<Vec<_>>().join(", "), "failover manager starting");
 
     let health = Arc::new(Mutex::new(RegionHealth::default()));
     let since = SystemTime::now()

@@ -212,6 +212,35 @@ impl Aws {
             }))
     }
 
+    /// A DB cluster's status and replication source; `None` when absent.
+    pub async fn db_cluster(&self, region: &str, id: &str) -> Result<Option<DbRead>, AwsError> {
+        self.call();
+        let out = match self
+            .rds(region)
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .map_err(sdk("rds:DescribeDBClusters"))
+        {
+            Ok(out) => out,
+            Err(e) if e.kind == AwsErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(out
+            .db_clusters()
+            .iter()
+            .find(|d| d.db_cluster_identifier() == Some(id))
+            .map(|d| DbRead {
+                id: id.to_owned(),
+                status: d.status().unwrap_or("unknown").to_owned(),
+                replica_of: d
+                    .replication_source_identifier()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            }))
+    }
+
     /// Promotes the read replica `id` to a standalone database and waits
     /// (up to `timeout`) until RDS reports it available and no longer a
     /// replica.
