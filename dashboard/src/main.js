@@ -78,26 +78,47 @@ function failoverLines(r) {
   return lines;
 }
 
-function regionCard(r) {
+// "40 s", "3 min", "2 h".
+function age(msAgo) {
+  const s = Math.max(0, Math.round(msAgo / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
+function regionCard(r, at) {
   const services = r.services || [];
   const healthy = num(r.healthy);
   const total = num(r.total);
-  const worst = services.some((s) => status(s.status) === 'critical')
-    ? 'critical'
-    : services.some((s) => status(s.status) === 'warning')
-      ? 'warning'
-      : 'healthy';
+  const stale = Boolean(r.stale);
+  const worst = stale
+    ? 'stale'
+    : services.some((s) => status(s.status) === 'critical')
+      ? 'critical'
+      : services.some((s) => status(s.status) === 'warning')
+        ? 'warning'
+        : 'healthy';
   // Many services: smaller cards without the time (it is in the tooltip).
   const compact = services.length > 12;
+  const last = num(r.last_event_unix_ms);
+  const silentFor = last ? age(at - last) : null;
+  const count = stale
+    ? h('span', { class: 'count', 'data-count': 'stale', title: last ? `last health event at ${clock(last)}` : '' }, `no data for ${silentFor || 'a while'}`)
+    : h('span', { class: 'count', 'data-count': `${healthy}/${total}` }, `${healthy}/${total} Healthy`);
+  const partly = !stale && num(r.stale_endpoints) > 0
+    ? h('p', { class: 'partly-stale' }, `${num(r.stale_endpoints)} more endpoint(s) without fresh data`)
+    : null;
   return h(
     'article',
-    { class: `region ${worst}`, 'data-region': r.region },
+    { class: `region ${worst}`, 'data-region': r.region, 'data-stale': stale ? 'yes' : 'no' },
     h(
       'header',
       {},
       h('h3', {}, r.region),
-      h('span', { class: 'count', 'data-count': `${healthy}/${total}` }, `${healthy}/${total} Healthy`),
+      count,
     ),
+    stale ? h('p', { class: 'silent' }, `No vantage has reported for ${silentFor || 'a while'}: its probers stopped, cannot reach NATS, or the region hosting them is down.`) : null,
+    partly,
     ...failoverLines(r),
     h('ul', { class: `services${compact ? ' compact' : ''}` }, services.map((s) => serviceCard(r.region, s, compact))),
   );
@@ -110,7 +131,8 @@ function renderRegions(s) {
     box.replaceChildren(h('p', { class: 'empty' }, 'No endpoint has reported yet.'));
     return;
   }
-  box.replaceChildren(...regions.map(regionCard));
+  const at = num(s.generated_at_unix_ms);
+  box.replaceChildren(...regions.map((r) => regionCard(r, at)));
 }
 
 function renderAlerts(s) {
@@ -162,11 +184,44 @@ function renderTimeline(s) {
   );
 }
 
+// When the last snapshot arrived (this browser's clock), and the
+// connection's state: the page says "stale" when snapshots stop while the
+// socket stays open (a frozen gateway).
+let receivedAt = 0;
+let connection = 'connecting';
+
+// The gateway's interval, from the trend's spacing (10 s when unknown).
+function intervalMs(s) {
+  const t = (s && s.trend) || [];
+  if (t.length >= 2) {
+    const d = num(t[t.length - 1].at_unix_ms) - num(t[t.length - 2].at_unix_ms);
+    if (d > 0) return d;
+  }
+  return 10000;
+}
+
+function showConnection() {
+  const el = $('connection');
+  let state = connection;
+  let text = LABEL[state] || state;
+  const quiet = receivedAt ? Date.now() - receivedAt : 0;
+  if (state === 'connected' && current && quiet > Math.max(3 * intervalMs(current), 5000)) {
+    state = 'stale';
+    text = `Stale — no snapshot for ${age(quiet)}`;
+  }
+  el.className = `connection ${state}`;
+  el.textContent = text;
+  el.dataset.state = state;
+  document.body.classList.toggle('stale', state === 'stale');
+}
+
 function render(s) {
   // A snapshot older than the one shown (a late fetch) is ignored; a
   // restarted gateway starts its sequence again, so order by time.
   if (current && num(s.generated_at_unix_ms) < num(current.generated_at_unix_ms)) return;
   current = s;
+  receivedAt = Date.now();
+  showConnection();
   renderSummary(s);
   trend.update(s.trend || []);
   renderRegions(s);
@@ -181,9 +236,8 @@ const LABEL = { connected: 'Connected', connecting: 'Connecting…', reconnectin
 connect({
   onSnapshot: render,
   onState: (state) => {
-    const el = $('connection');
-    el.className = `connection ${state}`;
-    el.textContent = LABEL[state] || state;
-    el.dataset.state = state;
+    connection = state;
+    showConnection();
   },
 });
+setInterval(showConnection, 1000);

@@ -6,11 +6,14 @@
 //   this script prints      the test does, then answers
 //   "STOP-GATEWAY"          stops the gateway            "stopped"
 //   "START-GATEWAY"         starts one on the same port  "started"
+//   "STOP-PROBER"           stops eu-west-1's prober     "stopped"
+//   "START-PROBER"          starts it again              "started"
 //
 // Modes:
 //   --mode full    numbers equal /api/snapshot; a fault turns its card
 //                  critical within two intervals; the trend tooltip shows
-//                  counts; the page reconnects after a gateway restart
+//                  counts; the page reconnects after a gateway restart;
+//                  a region whose prober stops is greyed, not dropped
 //   --mode layout  many regions x services stay readable
 // Screenshots go to --artifacts DIR. Exit code 0 = every check passed.
 
@@ -78,7 +81,7 @@ function readPage() {
     },
     regions: [...document.querySelectorAll('article.region')].map((r) => ({
       region: r.dataset.region,
-      count: r.querySelector('.count').textContent,
+      count: r.dataset.stale === 'yes' ? 'stale' : r.querySelector('.count').textContent,
       services: [...r.querySelectorAll('li.service')].map((s) => ({
         service: s.dataset.service,
         status: s.dataset.status,
@@ -103,7 +106,7 @@ function expected(s) {
     },
     regions: s.regions.map((r) => ({
       region: r.region,
-      count: `${num(r.healthy)}/${num(r.total)} Healthy`,
+      count: r.stale ? 'stale' : `${num(r.healthy)}/${num(r.total)} Healthy`,
       services: (r.services || []).map((x) => ({
         service: x.service,
         status: status(x.status),
@@ -208,6 +211,29 @@ async function full(page) {
   await page.waitForFunction((t) => Number(document.body.dataset.generatedAt) > t, before, { timeout: 15000 });
   check(true, 'after the restart the page is Connected again and shows new snapshots');
   await pageEqualsApi(page);
+
+  // Every prober of eu-west-1 stops: its card is greyed with how long it
+  // has been silent, within stale_after (3 intervals) + 1 interval, and
+  // stays; it comes back when the prober does.
+  await ask('STOP-PROBER', 'stopped');
+  const stoppedAt = Date.now();
+  const silent = 'article.region[data-region="eu-west-1"][data-stale="yes"]';
+  await page.waitForSelector(silent, { timeout: 10 * interval + 5000 });
+  const greyedIn = Date.now() - stoppedAt;
+  check(greyedIn <= 4 * interval + 1000, `eu-west-1's card was greyed ${greyedIn} ms after its prober stopped (stale_after + 1 interval: ${4 * interval} ms)`);
+  await page.waitForTimeout(2 * interval);
+  const said = await page.textContent(`${silent} .count`);
+  check(/^no data for \d+ s$/.test(said), `the greyed card says "${said}"`);
+  const cards = await page.$$eval('article.region', (els) => els.map((e) => e.dataset.region));
+  check(cards.length === 3 && cards.includes('eu-west-1'), `the silent region keeps its card (${cards.join(', ')})`);
+  const grey = await page.$eval(silent, (e) => getComputedStyle(e).filter);
+  check(grey.includes('grayscale'), `the card is drawn grey (${grey})`);
+  check((await page.textContent('#total')) === '14', 'the endpoint tile counts the 14 endpoints with fresh data');
+  await pageEqualsApi(page);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-silent-region.png`, fullPage: true });
+  await ask('START-PROBER', 'started');
+  await page.waitForSelector('article.region[data-region="eu-west-1"][data-stale="no"]', { timeout: 15000 });
+  check(true, 'when the prober is back, the card is live again');
 }
 
 async function layout(page) {

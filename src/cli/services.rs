@@ -127,6 +127,7 @@ pub(crate) async fn detector(globals: Globals, args: DetectorArgs) -> ExitCode {
             let detector = rg_detector::Config {
                 dependencies: c.cascade.services.clone(),
                 rounds: c.rounds.clone(),
+                probe_interval: c.prober.interval,
                 ..c.detector
             };
             rg_detector::run(detector, c.nats, shutdown)

@@ -7,12 +7,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use clap::Args;
-use futures::StreamExt;
-use rg_bus::tail::{Event, From};
 use rg_bus::Stream;
 use rg_proto::v1::{fault_request, FaultRequest, HealthEvent};
 
@@ -45,6 +43,9 @@ enum State {
     Down,
     /// Optional and not running.
     Off,
+    /// Cannot be told now (JetStream has no quorum, a stream no leader,
+    /// a check took too long): not the same as down.
+    Unknown,
 }
 
 impl State {
@@ -54,6 +55,7 @@ impl State {
             Self::Warn => "WARN",
             Self::Down => "DOWN",
             Self::Off => "--",
+            Self::Unknown => "?",
         }
     }
 }
@@ -83,14 +85,111 @@ pub(crate) async fn run(globals: Globals, args: StatusArgs) -> ExitCode {
     }
     if lines.iter().any(|l| l.state == State::Down) {
         ExitCode::FAILURE
+    } else if lines.iter().any(|l| l.state == State::Unknown) {
+        ExitCode::from(EXIT_UNKNOWN)
     } else {
         ExitCode::SUCCESS
     }
 }
 
+/// The exit code when nothing is down but something cannot be told.
+const EXIT_UNKNOWN: u8 = 3;
+
+/// How long any one check may take: the report comes within about this
+/// (the checks run at once), also on a degraded cluster.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// `check`, or a line saying it took too long.
+async fn within(component: &'static str, check: impl std::future::Future<Output = Line>) -> Line {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(line) => line,
+        Err(_) => Line {
+            component,
+            state: State::Unknown,
+            detail: format!("cannot tell: no answer within {CHECK_TIMEOUT:?}"),
+        },
+    }
+}
+
+/// Whether JetStream answers: its API needs a meta leader, which needs a
+/// quorum of the cluster's servers (and, after the leader's server died,
+/// the 4-9 s nats-server takes to elect another).
+enum JetStream {
+    Up,
+    /// Why it does not answer, in words.
+    Unanswered(String),
+}
+
+async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStream {
+    // The account's JetStream info, read loosely: any answer without an
+    // error means the meta leader answered.
+    let (answer, reachable) = tokio::join!(
+        tokio::time::timeout(
+            CHECK_TIMEOUT,
+            client.request("$JS.API.INFO", bytes::Bytes::new())
+        ),
+        reachable_servers(config),
+    );
+    let configured = config.nats.servers.len();
+    if configured >= 2 && reachable * 2 <= configured {
+        // Whatever a lone server still says (a leader that has not yet
+        // stepped down) cannot be relied on.
+        return JetStream::Unanswered(format!(
+            "JetStream has no quorum: only {reachable} of the {configured} configured servers answer"
+        ));
+    }
+    let why = match answer {
+        Ok(Ok(reply)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(&reply.payload).unwrap_or_default();
+            match body.get("error") {
+                None if body.is_object() => return JetStream::Up,
+                Some(e) => format!(
+                    "JetStream answers with an error ({})",
+                    e["description"].as_str().unwrap_or("no description")
+                ),
+                None => "JetStream's answer is not JSON".to_owned(),
+            }
+        }
+        Ok(Err(e)) => format!("JetStream does not answer ({e})"),
+        Err(_) => format!("JetStream did not answer within {CHECK_TIMEOUT:?}"),
+    };
+    let cause = if configured < 2 {
+        "the server may have JetStream disabled or be starting".to_owned()
+    } else {
+        format!("{reachable} of the {configured} configured servers answer, enough for a quorum: JetStream has no meta leader for the moment (an election after a server died takes nats-server 4-9 s)")
+    };
+    JetStream::Unanswered(format!("{why}; {cause}"))
+}
+
+/// How many configured servers accept a TCP connection now.
+async fn reachable_servers(config: &Config) -> usize {
+    let probes = config.nats.servers.iter().map(|url| async move {
+        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
+            return false;
+        };
+        let target = format!("{}:{}", addr.host(), addr.port());
+        matches!(
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(target)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .filter(|up| *up)
+        .count()
+}
+
 async fn report(config: &Config) -> Vec<Line> {
     let mut out = Vec::new();
-    let client = match rg_bus::connect::connect_once(&config.nats, "regionguard-status").await {
+    let mut nats = config.nats.clone();
+    nats.connect_timeout = nats.connect_timeout.min(Duration::from_secs(1));
+    let client = match rg_bus::connect::connect_once(&nats, "regionguard-status").await {
         Ok(c) => c,
         Err(e) => {
             out.push(Line {
@@ -101,58 +200,62 @@ async fn report(config: &Config) -> Vec<Line> {
             return out;
         }
     };
-    let js = jetstream::new(client.clone());
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(CHECK_TIMEOUT);
     let subjects = config.nats.subjects();
-    let server = client.server_info();
-    let mut streams = Vec::new();
-    for s in Stream::ALL {
-        let name = subjects.stream(s);
-        match js.get_stream(&name).await {
-            Ok(mut stream) => match stream.info().await {
-                Ok(i) => streams.push(format!("{name} {}", i.state.messages)),
-                Err(_) => streams.push(format!("{name} ?")),
-            },
-            Err(_) => streams.push(format!("{name} missing")),
+    // Every check at once, each with its own deadline.
+    let (jetstream, streams, probers, consumers, gateway, simulator) = tokio::join!(
+        jetstream_state(&client, config),
+        within("nats", streams(&client, &js, config)),
+        within("prober", probers(config, &js)),
+        consumers(&js, config),
+        within("gateway", gateway(config, &js)),
+        within("simulator", simulator(config, &client)),
+    );
+    if let JetStream::Unanswered(why) = &jetstream {
+        // Nothing JetStream holds can be read: say so instead of "down".
+        let server = client.server_info();
+        out.push(Line {
+            component: "nats",
+            state: State::Unknown,
+            detail: format!(
+                "connected to {} ({}:{}), but cannot tell more: {why}",
+                server.server_name, server.host, server.port
+            ),
+        });
+        for component in ["prober", "detector", "cascade", "failover", "notifier"] {
+            out.push(Line {
+                component,
+                state: State::Unknown,
+                detail: "cannot tell: JetStream does not answer (above)".into(),
+            });
         }
+        out.push(gateway);
+        out.push(simulator);
+        return out;
     }
-    let missing = streams.iter().any(|s| s.ends_with("missing"));
-    out.push(Line {
-        component: "nats",
-        state: if missing { State::Warn } else { State::Ok },
-        detail: format!(
-            "nats-server {}, messages: {}{}",
-            server.version,
-            streams.join(", "),
-            if missing {
-                " (a missing stream is created by the first service to start)"
-            } else {
-                ""
-            }
-        ),
-    });
-
-    out.push(probers(config, &js).await);
-    let consumers = consumers(&js, config).await;
+    out.push(streams);
+    out.push(probers);
     let detector_prefix = config.detector.durable.clone();
+    let health = subjects.stream(Stream::Health);
+    let decisions = subjects.stream(Stream::Decisions);
     out.push(services_line(
         "detector",
         &consumers,
-        |stream, name| {
-            stream == subjects.stream(Stream::Health) && name.starts_with(&detector_prefix)
-        },
+        |stream, name| stream == health && name.starts_with(&detector_prefix),
         true,
     ));
     out.push(services_line(
         "cascade",
         &consumers,
-        |stream, name| stream == subjects.stream(Stream::Health) && name == config.cascade.durable,
+        |stream, name| stream == health && name.starts_with(&config.cascade.durable),
         true,
     ));
     out.push(services_line(
         "failover",
         &consumers,
         |stream, name| {
-            stream == subjects.stream(Stream::Decisions)
+            stream == decisions
                 && (name == config.failover.durable
                     || name == format!("{}-approvals", config.failover.durable))
         },
@@ -164,45 +267,148 @@ async fn report(config: &Config) -> Vec<Line> {
         |_, name| name == config.notifier.durable || name == config.notifier.decisions_durable,
         !config.notifier.sinks.is_empty(),
     ));
-    out.push(gateway(config, &js).await);
-    out.push(simulator(config, &client).await);
+    out.push(gateway);
+    out.push(simulator);
     out
 }
 
-/// Every durable consumer of regionguard's streams, by (stream, name).
-async fn consumers(
-    js: &jetstream::Context,
-    config: &Config,
-) -> BTreeMap<(String, String), consumer::Info> {
+/// The NATS line: the server connected to and each stream's messages (a
+/// stream without a leader is told from a missing one).
+async fn streams(client: &async_nats::Client, js: &jetstream::Context, config: &Config) -> Line {
+    use async_nats::jetstream::context::GetStreamErrorKind;
     let subjects = config.nats.subjects();
-    let mut out = BTreeMap::new();
-    for s in [Stream::Health, Stream::Alerts, Stream::Decisions] {
-        let name = subjects.stream(s);
-        let Ok(stream) = js.get_stream(&name).await else {
-            continue;
-        };
-        let mut list = stream.consumers();
-        while let Some(Ok(info)) = list.next().await {
-            out.insert((name.clone(), info.name.clone()), info);
+    let server = client.server_info();
+    let checks = Stream::ALL.iter().map(|s| {
+        let name = subjects.stream(*s);
+        async move {
+            let state = match js.get_stream(&name).await {
+                Ok(mut stream) => match stream.info().await {
+                    Ok(i) => {
+                        let leaderless = i.cluster.as_ref().is_some_and(|c| c.leader.is_none());
+                        if leaderless {
+                            format!("{} (no leader)", i.state.messages)
+                        } else {
+                            i.state.messages.to_string()
+                        }
+                    }
+                    Err(_) => "?".to_owned(),
+                },
+                Err(e) => match e.kind() {
+                    GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        "missing".to_owned()
+                    }
+                    _ => "no leader or no answer".to_owned(),
+                },
+            };
+            format!("{name} {state}")
+        }
+    });
+    let streams = futures::future::join_all(checks).await;
+    let missing = streams.iter().any(|s| s.ends_with("missing"));
+    let unsure = streams
+        .iter()
+        .any(|s| s.ends_with("no answer") || s.ends_with("(no leader)") || s.ends_with('?'));
+    Line {
+        component: "nats",
+        state: if missing || unsure {
+            State::Warn
+        } else {
+            State::Ok
+        },
+        detail: format!(
+            "connected to {} ({}:{}), nats-server {}; messages: {}{}",
+            server.server_name,
+            server.host,
+            server.port,
+            server.version,
+            streams.join(", "),
+            if missing {
+                " (a missing stream is created by the first service to start)"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// The durable consumers the services use, each read by name from its
+/// leader (listing every consumer of a stream waits on every server of a
+/// cluster, a dead one too): by (stream, name), the consumer's info,
+/// `None` when it does not exist, or why it could not be read.
+type Consumers = BTreeMap<(String, String), Result<Option<consumer::Info>, String>>;
+
+async fn consumers(js: &jetstream::Context, config: &Config) -> Consumers {
+    use async_nats::jetstream::context::ConsumerInfoErrorKind;
+    let subjects = config.nats.subjects();
+    let health = subjects.stream(Stream::Health);
+    let alerts = subjects.stream(Stream::Alerts);
+    let decisions = subjects.stream(Stream::Decisions);
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    // The round judges: one durable, or one per region when they split.
+    for durable in [&config.detector.durable, &config.cascade.durable] {
+        wanted.push((health.clone(), durable.clone()));
+        for region in &config.prober.regions {
+            wanted.push((health.clone(), format!("{durable}-{region}")));
         }
     }
-    out
+    wanted.push((decisions.clone(), config.failover.durable.clone()));
+    wanted.push((
+        decisions.clone(),
+        format!("{}-approvals", config.failover.durable),
+    ));
+    wanted.push((alerts.clone(), config.notifier.durable.clone()));
+    wanted.push((decisions.clone(), config.notifier.decisions_durable.clone()));
+    let reads = wanted.into_iter().map(|(stream, name)| async move {
+        let read = async {
+            let s = js
+                .get_stream_no_info(&stream)
+                .await
+                .map_err(|e| e.to_string())?;
+            match s.consumer_info(&name).await {
+                Ok(info) => Ok(Some(info)),
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let got = match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        };
+        ((stream, name), got)
+    });
+    futures::future::join_all(reads).await.into_iter().collect()
 }
 
 /// A service is running when one of its consumers has a pull outstanding
 /// or delivered within the last 30 s.
 fn services_line(
     component: &'static str,
-    consumers: &BTreeMap<(String, String), consumer::Info>,
+    consumers: &Consumers,
     mine: impl Fn(&str, &str) -> bool,
     required: bool,
 ) -> Line {
     let now = time::OffsetDateTime::now_utc();
-    let found: Vec<&consumer::Info> = consumers
-        .iter()
-        .filter(|((s, n), _)| mine(s, n))
-        .map(|(_, i)| i)
-        .collect();
+    let mut found: Vec<&consumer::Info> = Vec::new();
+    let mut unread: Vec<String> = Vec::new();
+    for ((stream, name), got) in consumers.iter().filter(|((s, n), _)| mine(s, n)) {
+        match got {
+            Ok(Some(info)) => found.push(info),
+            Ok(None) => {}
+            Err(e) => unread.push(format!("{stream}/{name}: {e}")),
+        }
+    }
+    if found.is_empty() && !unread.is_empty() {
+        return Line {
+            component,
+            state: State::Unknown,
+            detail: format!(
+                "cannot tell: its consumer could not be read ({}); its stream may have no leader for the moment",
+                unread.join("; ")
+            ),
+        };
+    }
     if found.is_empty() {
         return Line {
             component,
@@ -223,6 +429,20 @@ fn services_line(
     let lag: u64 = found.iter().map(|i| i.num_pending).sum();
     let unacked: usize = found.iter().map(|i| i.num_ack_pending).sum();
     let names: Vec<&str> = found.iter().map(|i| i.name.as_str()).collect();
+    // In a cluster: a consumer replica that is not current (a server
+    // that came back and has not caught up) leaves no room for another
+    // server failure.
+    let behind: Vec<String> = found
+        .iter()
+        .flat_map(|i| {
+            i.cluster.iter().flat_map(move |c| {
+                c.replicas
+                    .iter()
+                    .filter(|p| !p.current)
+                    .map(move |p| format!("{}'s replica on {} is not current", i.name, p.name))
+            })
+        })
+        .collect();
     let state = match (running, lag) {
         (false, _) => {
             if required {
@@ -231,16 +451,24 @@ fn services_line(
                 State::Off
             }
         }
-        (true, 0..=1000) => State::Ok,
+        (true, 0..=1000) if behind.is_empty() => State::Ok,
         (true, _) => State::Warn,
     };
     Line {
         component,
         state,
         detail: format!(
-            "{} ({}): {lag} waiting, {unacked} in flight",
+            "{} ({}): {lag} waiting, {unacked} in flight{}",
             if running { "running" } else { "not pulling" },
-            names.join(", ")
+            names.join(", "),
+            if behind.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} (that server is down or catching up: one more server failure would stall the consumer)",
+                    behind.join(", ")
+                )
+            }
         ),
     }
 }
@@ -250,33 +478,45 @@ fn services_line(
 async fn probers(config: &Config, js: &jetstream::Context) -> Line {
     let subjects = config.nats.subjects();
     let window = config.prober.interval * 2 + Duration::from_secs(5);
-    let since = SystemTime::now()
-        .checked_sub(window)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let token = tokio_util::sync::CancellationToken::new();
-    let mut events = rg_bus::tail::spawn::<HealthEvent>(
-        js.clone(),
-        subjects.stream(Stream::Health),
-        subjects.health_all(),
-        From::Time(since),
-        "status",
-        token.clone(),
-    );
-    let mut vantages: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let deadline = tokio::time::sleep(Duration::from_secs(5));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => break,
-            e = events.recv() => match e {
-                Some(Event::Message(m)) => {
-                    vantages.entry(m.message.region.clone()).or_default().insert(m.message.vantage.clone());
-                }
-                Some(Event::CaughtUp) | None => break,
+    // The last event of each subject, read from the stream's leader: no
+    // consumer to create (a degraded cluster makes that slow).
+    let read = async {
+        use futures::StreamExt;
+        let stream = js
+            .get_stream_no_info(subjects.stream(Stream::Health))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = Vec::new();
+        let mut listed = stream
+            .info_with_subjects(subjects.health_all())
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(entry) = listed.next().await {
+            names.push(entry.map_err(|e| e.to_string())?.0);
+        }
+        let lasts = names.iter().map(|subject| {
+            let stream = &stream;
+            async move { stream.get_last_raw_message_by_subject(subject).await.ok() }
+        });
+        Ok::<_, String>(futures::future::join_all(lasts).await)
+    };
+    let lasts = match read.await {
+        Ok(l) => l,
+        Err(e) => {
+            return Line {
+                component: "prober",
+                state: State::Unknown,
+                detail: format!("cannot tell: reading the health stream failed: {e}"),
             }
         }
+    };
+    let oldest = time::OffsetDateTime::now_utc() - window;
+    let mut vantages: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for m in lasts.into_iter().flatten().filter(|m| m.time >= oldest) {
+        if let Ok(e) = <HealthEvent as prost::Message>::decode(m.payload.as_ref()) {
+            vantages.entry(e.region).or_default().insert(e.vantage);
+        }
     }
-    token.cancel();
     let mut regions: Vec<String> = config.prober.regions.clone();
     for r in vantages.keys() {
         if !regions.contains(r) {
@@ -303,7 +543,10 @@ async fn probers(config: &Config, js: &jetstream::Context) -> Line {
         } else {
             State::Warn
         },
-        detail: format!("health events in the last {window:?}: {}", parts.join(", ")),
+        detail: format!(
+            "latest health events within {window:?} (the last of each region and service): {}",
+            parts.join(", ")
+        ),
     }
 }
 

@@ -107,10 +107,21 @@ async fn start_all(
     let exe = std::env::current_exe().context("locating the regionguard binary")?;
 
     // 1. NATS.
+    // Every configured server goes to the services (they move between the
+    // nodes of a cluster by themselves), not only the one that answered.
     let nats_url = match reachable_server(config).await {
         Some(url) => {
-            println!("[1/8] NATS: using the server at {url}");
-            url
+            let all = config.nats.servers.join(",");
+            if config.nats.servers.len() > 1 {
+                println!(
+                    "[1/8] NATS: using the servers at {} ({} answers)",
+                    config.nats.servers_for_log(),
+                    masked(&url)
+                );
+            } else {
+                println!("[1/8] NATS: using the server at {}", masked(&url));
+            }
+            all
         }
         None => {
             let url = start_nats(config, &args.state_dir, components).await?;
@@ -140,9 +151,12 @@ async fn start_all(
     );
 
     // 3. One prober per region.
-    let client = async_nats::connect(&nats_url)
-        .await
-        .context("connecting to NATS to watch for health events")?;
+    let client = rg_bus::connect::connect_once(
+        &config.nats.clone().with_servers(nats_url.split(',')),
+        "regionguard-up",
+    )
+    .await
+    .context("connecting to NATS to watch for health events")?;
     let subjects = config.nats.subjects();
     for region in &config.prober.regions {
         let mut sub = client.subscribe(subjects.health_region(region)).await?;
@@ -293,6 +307,13 @@ async fn start_all(
         subjects.failover("*")
     );
     Ok(())
+}
+
+/// A server URL for the terminal: credentials masked.
+fn masked(url: &str) -> String {
+    rg_bus::NatsConfig::default()
+        .with_servers([url])
+        .servers_for_log()
 }
 
 /// The first configured server that accepts a TCP connection.

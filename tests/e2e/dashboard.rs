@@ -66,7 +66,7 @@ async fn run_browser(args: &[String], mut on_request: impl AsyncFnMut(&str) -> &
         while let Ok(Some(line)) = stdout.next_line().await {
             match line.trim() {
                 "OK" => passed = true,
-                request @ ("STOP-GATEWAY" | "START-GATEWAY") => {
+                request @ ("STOP-GATEWAY" | "START-GATEWAY" | "STOP-PROBER" | "START-PROBER") => {
                     let answer = on_request(request).await;
                     stdin
                         .write_all(format!("{answer}\n").as_bytes())
@@ -101,9 +101,9 @@ async fn the_dashboard_in_chromium_matches_the_api_turns_critical_and_reconnects
     let server = NatsServer::start();
     let nats = nats_config(&server.url());
     let (dns, _simulator) = start_simulator(&nats).await;
-    let _probers: Vec<_> = ["us-east-1", "us-west-2", "eu-west-1"]
+    let mut probers: Vec<_> = ["us-east-1", "us-west-2", "eu-west-1"]
         .into_iter()
-        .map(|region| start_prober(prober_config(region, dns, interval), &nats))
+        .map(|region| Some(start_prober(prober_config(region, dns, interval), &nats)))
         .collect();
     // The services whose alerts and failover requests the page shows.
     let _detector = start_detector(detector_config(), &nats);
@@ -123,6 +123,17 @@ async fn the_dashboard_in_chromium_matches_the_api_turns_critical_and_reconnects
         "STOP-GATEWAY" => {
             gateway.take().expect("running").running.stop().await;
             "stopped"
+        }
+        "STOP-PROBER" => {
+            probers[2].take().expect("running").stop().await;
+            "stopped"
+        }
+        "START-PROBER" => {
+            probers[2] = Some(start_prober(
+                prober_config("eu-west-1", dns, interval),
+                &nats,
+            ));
+            "started"
         }
         _ => {
             // Same port: the page reconnects to the address it knows.

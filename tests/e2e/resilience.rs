@@ -60,14 +60,14 @@ fn twice_stored_decisions(stored: &[(String, FailoverDecision)]) -> Vec<(String,
 /// What the health stream holds per vantage: events, sequence gaps,
 /// sequences stored twice, and its rounds with their regular events.
 #[derive(Debug, Default)]
-struct VantageRecord {
-    events: usize,
-    gaps: u64,
-    twice: usize,
-    rounds: BTreeMap<u64, usize>,
+pub(crate) struct VantageRecord {
+    pub(crate) events: usize,
+    pub(crate) gaps: u64,
+    pub(crate) twice: usize,
+    pub(crate) rounds: BTreeMap<u64, usize>,
 }
 
-fn by_vantage(events: &[(String, HealthEvent)]) -> BTreeMap<String, VantageRecord> {
+pub(crate) fn by_vantage(events: &[(String, HealthEvent)]) -> BTreeMap<String, VantageRecord> {
     let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut out: BTreeMap<String, VantageRecord> = BTreeMap::new();
     for (_, e) in events {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, ServerAddr};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Problems, Validate};
 use crate::metrics as m;
@@ -43,6 +44,11 @@ pub struct NatsConfig {
     /// Default `5s`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How long a service may be without NATS before its `/healthz`
+    /// fails (503, saying since when): container health checks and load
+    /// balancers then see it. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub unhealthy_after: Duration,
     /// Stream settings.
     pub streams: StreamsConfig,
 }
@@ -111,6 +117,7 @@ impl Default for NatsConfig {
             tls: TlsConfig::default(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            unhealthy_after: Duration::from_secs(30),
             streams: StreamsConfig::default(),
         }
     }
@@ -320,6 +327,7 @@ pub enum ConnectError {
 /// `regionguard_nats_events_total{event}`. Wrap the call in a `select!` with
 /// a shutdown signal to stop waiting.
 pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
+    m::nats_health_watch(config.unhealthy_after);
     let servers = config.servers_for_log();
     tracing::info!(servers = %servers, name, "connecting to NATS (waits and retries while no server answers)");
     let mut backoff =
@@ -404,6 +412,46 @@ async fn options(config: &NatsConfig, name: &str) -> Result<ConnectOptions, Conn
                 .emit()
             }
         }))
+}
+
+/// Logs the server `client` is connected to, and each change of it (a
+/// cluster node died, the client moved to another), until `shutdown`.
+pub async fn watch_server(client: Client, service: String, shutdown: CancellationToken) {
+    let mut current = String::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !is_connected(&client) {
+            continue;
+        }
+        let info = client.server_info();
+        if info.server_id.is_empty() {
+            continue;
+        }
+        // A server without a configured name is named by its id, which a
+        // restart changes: it is then known by its address.
+        let named = !info.server_name.is_empty() && info.server_name != info.server_id;
+        let at = format!("{}:{}", info.host, info.port);
+        let identity = if named {
+            format!("{} ({at})", info.server_name)
+        } else {
+            at.clone()
+        };
+        if identity == current {
+            continue;
+        }
+        if current.is_empty() {
+            tracing::info!(service, server = %identity, version = %info.version, "connected to NATS server");
+        } else {
+            crate::metrics::server_changed(&service);
+            tracing::warn!(service, server = %identity, before = %current, "now connected to another NATS server");
+        }
+        current = identity;
+    }
 }
 
 /// Backoff between reconnect attempts: 0 for the first, then doubling from

@@ -240,7 +240,12 @@ impl Pending {
     /// which case JetStream redelivers the message later.
     pub async fn ack(self) -> bool {
         match self.message.ack().await {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Ok(info) = self.message.info() {
+                    m::consumed(info.stream, info.consumer);
+                }
+                true
+            }
             Err(e) => {
                 tracing::warn!(subject = %self.message.subject, error = %e, "ack failed; the message will be redelivered");
                 false
@@ -302,6 +307,14 @@ where
     .await
 }
 
+/// How long one pull request waits on the server. Short, so that when the
+/// consumer's leader dies the next request (to the new leader) goes out
+/// within seconds; an idle consumer sends one request per period.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(4);
+/// The server's idle heartbeat on a pull request; two missed ones mean the
+/// server that held the request is gone, and the loop pulls afresh.
+pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Whether a pull loop goes on.
 enum Step {
     Continue,
@@ -325,14 +338,24 @@ where
 {
     let name = consumer.cached_info().name.clone();
     let stream = consumer.cached_info().stream_name.clone();
+    // Since when the loop has not been able to pull (logged when it ends).
+    let mut paused: Option<(tokio::time::Instant, String)> = None;
     'reopen: loop {
+        let pulling = consumer
+            .stream()
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages();
         let mut messages = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
-            r = consumer.messages() => match r {
+            r = pulling => match r {
                 Ok(messages) => messages,
                 Err(e) => {
-                    tracing::warn!(consumer = %name, error = %e, "cannot start pulling; retrying in 1s");
+                    if paused.is_none() {
+                        tracing::warn!(consumer = %name, error = %e, "cannot start pulling; retrying every 1s");
+                        paused = Some((tokio::time::Instant::now(), e.to_string()));
+                    }
                     tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => return Ok(()),
@@ -350,17 +373,37 @@ where
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => {
-                    // Missed heartbeats and pull errors happen while NATS is
-                    // away; the stream recovers by itself.
-                    tracing::warn!(consumer = %name, error = %e, "pull error; continuing");
+                    // Missed heartbeats and pull errors happen while NATS,
+                    // or the server holding the consumer's leader, is away:
+                    // pull afresh, which reaches the new leader once one is
+                    // elected.
                     m::consumer_error(&name);
-                    continue;
+                    if paused.is_none() {
+                        tracing::warn!(consumer = %name, error = %e, "pull interrupted (the consumer's server may be gone); pulling afresh");
+                        paused = Some((tokio::time::Instant::now(), e.to_string()));
+                    } else {
+                        tracing::debug!(consumer = %name, error = %e, "pull error");
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue 'reopen,
+                    }
                 }
                 None => {
                     tracing::warn!(consumer = %name, "message stream ended; reopening");
                     continue 'reopen;
                 }
             };
+            if let Some((since, cause)) = paused.take() {
+                let paused_for = since.elapsed();
+                m::ConsumerResumed {
+                    consumer: &name,
+                    paused_for,
+                    cause: &cause,
+                }
+                .emit();
+            }
             let delivery = match message.info() {
                 Ok(info) => Delivery {
                     stream_sequence: info.stream_sequence,

@@ -6,10 +6,11 @@
 //! and counts, so the two never disagree.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,12 @@ pub const CONSUMER_ERRORS: &str = "regionguard_bus_consumer_errors_total";
 pub const DEAD_LETTERS: &str = "regionguard_bus_dead_letters_total";
 /// Payloads that did not decode (every service that decodes counts here).
 pub const DECODE_FAILURES: &str = "regionguard_bus_decode_failures_total";
+/// Stream readers (ordered consumers behind rebuilt views) found stalled
+/// and recreated, by reader.
+pub const READER_STALLS: &str = "regionguard_stream_reader_stalls_total";
+/// How long a durable consumer could not pull before it resumed, by
+/// consumer.
+pub const CONSUMER_PAUSE: &str = "regionguard_bus_consumer_pause_seconds";
 /// Saved state entries that could not be read (ignored), by bucket.
 pub const STATE_UNREADABLE: &str = "regionguard_state_unreadable_total";
 
@@ -95,12 +102,71 @@ fn describe() {
         "payloads copied to the dead-letter stream"
     );
     describe_counter!(DECODE_FAILURES, Unit::Count, "payloads that did not decode");
+    describe_counter!(
+        READER_STALLS,
+        Unit::Count,
+        "stream readers found stalled (the stream held messages they did not deliver) and recreated"
+    );
+    describe_histogram!(
+        CONSUMER_PAUSE,
+        Unit::Seconds,
+        "how long a durable consumer could not pull before it resumed"
+    );
     describe_gauge!("regionguard_up", Unit::Count, "1 while the service runs");
     describe_histogram!(
         "regionguard_prober_lookup_duration_seconds",
         Unit::Seconds,
         "DNS lookup round-trip time"
     );
+}
+
+/// Since when (unix ms) this process has been without NATS; 0 while
+/// connected or before it first tried.
+static NATS_LOST_SINCE: AtomicI64 = AtomicI64::new(0);
+/// `nats.unhealthy_after` in milliseconds.
+static UNHEALTHY_AFTER_MS: AtomicI64 = AtomicI64::new(30_000);
+
+/// A service starts connecting: it is without NATS from now until the
+/// first `connected` event, and unhealthy once that lasts `after`.
+pub(crate) fn nats_health_watch(after: Duration) {
+    UNHEALTHY_AFTER_MS.store(after.as_millis() as i64, Ordering::Relaxed);
+    let _ignored = NATS_LOST_SINCE.compare_exchange(
+        0,
+        crate::unix_now_ms(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
+
+/// `Err(why)` once the process has been without NATS for longer than
+/// `nats.unhealthy_after`: what `/healthz` answers with a 503.
+pub fn nats_health() -> Result<(), String> {
+    let since = NATS_LOST_SINCE.load(Ordering::Relaxed);
+    if since == 0 {
+        return Ok(());
+    }
+    let lost_ms = crate::unix_now_ms().saturating_sub(since);
+    let after = UNHEALTHY_AFTER_MS.load(Ordering::Relaxed);
+    if lost_ms > after {
+        Err(format!(
+            "no NATS connection for {} s (unhealthy after {} s without it)",
+            lost_ms / 1000,
+            after / 1000
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `/healthz`: 200 `ok`, or 503 with why when NATS has been gone too long.
+async fn healthz() -> (axum::http::StatusCode, String) {
+    match nats_health() {
+        Ok(()) => (axum::http::StatusCode::OK, "ok\n".into()),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}\n"),
+        ),
+    }
 }
 
 /// Serves `/metrics` (Prometheus text) and `/healthz` on `listener` until
@@ -127,7 +193,7 @@ pub async fn serve(
     });
     let app = Router::new()
         .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route("/healthz", get(|| std::future::ready("ok\n")));
+        .route("/healthz", get(healthz));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -168,12 +234,8 @@ pub(crate) fn published(subject: &str, duplicate: bool) {
 pub(crate) fn publish_failed(subject: &str, e: &PublishError) {
     counter!(PUBLISH_ERRORS, "stream" => stream_label(subject), "error" => e.as_metrics_label())
         .increment(1);
-    match e {
-        PublishError::NoStream { .. } => {
-            tracing::error!(subject, error = %e, "publish failed: no stream")
-        }
-        _ => tracing::debug!(subject, error = %e, "publish failed"),
-    }
+    // Per message at debug: the publishers log what they do about it.
+    tracing::debug!(subject, error = %e, "publish failed");
 }
 
 pub(crate) fn consumed(stream: &str, consumer: &str) {
@@ -189,6 +251,35 @@ pub fn decode_failed(who: &str) {
 
 pub(crate) fn state_unreadable(bucket: &str) {
     counter!(STATE_UNREADABLE, "bucket" => bucket.to_owned()).increment(1);
+}
+
+pub(crate) fn server_changed(service: &str) {
+    counter!(NATS_EVENTS, "service" => service.to_owned(), "event" => "server_changed")
+        .increment(1);
+}
+
+pub(crate) fn reader_stalled(reader: &str) {
+    counter!(READER_STALLS, "reader" => reader.to_owned()).increment(1);
+}
+
+/// A durable consumer pulls again after an interruption.
+pub(crate) struct ConsumerResumed<'a> {
+    pub(crate) consumer: &'a str,
+    pub(crate) paused_for: Duration,
+    pub(crate) cause: &'a str,
+}
+
+impl ConsumerResumed<'_> {
+    pub(crate) fn emit(&self) {
+        histogram!(CONSUMER_PAUSE, "consumer" => self.consumer.to_owned())
+            .record(self.paused_for.as_secs_f64());
+        tracing::warn!(
+            consumer = self.consumer,
+            paused_for = ?self.paused_for,
+            cause = self.cause,
+            "consumer resumed"
+        );
+    }
 }
 
 pub(crate) fn consumer_error(consumer: &str) {
@@ -216,6 +307,18 @@ impl NatsEvent<'_> {
             Event::ClientError(_) => "client_error",
         };
         counter!(NATS_EVENTS, "service" => self.service.to_owned(), "event" => label).increment(1);
+        match self.event {
+            Event::Connected => NATS_LOST_SINCE.store(0, Ordering::Relaxed),
+            Event::Disconnected => {
+                let _ignored = NATS_LOST_SINCE.compare_exchange(
+                    0,
+                    crate::unix_now_ms(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            _ => {}
+        }
         match self.event {
             Event::Connected => tracing::info!(servers = self.servers, "connected to NATS"),
             Event::Disconnected => {

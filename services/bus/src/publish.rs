@@ -24,8 +24,10 @@ pub enum PublishError {
         /// What happened.
         reason: String,
     },
-    /// No stream captures the subject: a provisioning bug, logged at ERROR.
-    #[error("no stream captures {subject}: streams were not provisioned")]
+    /// No stream answered for the subject (NATS said "no responders"): the
+    /// stream is missing, or it has no leader for the moment (in a cluster,
+    /// while its replicas elect one after a node died). Retried.
+    #[error("no stream answered for {subject}: the stream has no leader for the moment (a cluster election) or does not exist")]
     NoStream {
         /// The subject.
         subject: String,

@@ -110,6 +110,23 @@ fn description(stream: Stream) -> &'static str {
     }
 }
 
+/// Whether `name` exists: `Some(false)` only when JetStream says it does
+/// not; `None` when it cannot tell (no leader, no answer).
+pub async fn exists(js: &jetstream::Context, name: &str) -> Option<bool> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    match js.get_stream(name).await {
+        Ok(_) => Some(true),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Some(false)
+            }
+            _ => None,
+        },
+    }
+}
+
 /// Creates or updates every stream of the design.
 pub async fn provision(
     js: &jetstream::Context,

@@ -6,12 +6,26 @@
 //!
 //! The ordered consumer recreates itself after a gap or a NATS restart, so
 //! a tail delivers every message in stream order, once.
+//!
+//! An ordered consumer lives on one server. When that server dies in a
+//! cluster, the client notices only after two missed idle heartbeats
+//! (about a minute) or when the server comes back, and says nothing in the
+//! meantime. So a tail watches its reader: after [`PROBE_AFTER`] without a
+//! message it asks the stream's leader whether a message it should have had
+//! exists; when one does and still has not arrived [`STALL_AFTER`] later,
+//! the reader is declared stalled (logged at WARN, counted in
+//! `regionguard_stream_reader_stalls_total{reader}`) and recreated after the
+//! last message delivered, on whichever server now answers. The
+//! [`Freshness`] of a tail says when it was last known to be current, so a
+//! service can refuse to decide from a view it cannot vouch for.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{
     self,
-    consumer::{pull::OrderedConfig, DeliverPolicy},
+    consumer::{pull, AckPolicy, DeliverPolicy},
 };
 use futures::StreamExt;
 use prost::Message;
@@ -57,11 +71,57 @@ pub enum Event<M> {
     CaughtUp,
 }
 
+/// Silence after which a tail asks the stream whether it missed something.
+pub const PROBE_AFTER: Duration = Duration::from_secs(2);
+/// How often it asks again while the stream holds a message it did not
+/// deliver.
+const PROBE_BEHIND: Duration = Duration::from_secs(1);
+/// How long a message the stream holds may stay undelivered before the
+/// reader is declared stalled and recreated.
+pub const STALL_AFTER: Duration = Duration::from_millis(1500);
+/// How long a reader nobody pulls from stays on the server.
+const READER_INACTIVE: Duration = Duration::from_secs(30);
+/// How long a probe of the stream may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// When a tail was last known to be current: a message arrived, or the
+/// stream had nothing newer for it. Shared with the tail's task; cheap to
+/// clone.
+#[derive(Debug, Clone, Default)]
+pub struct Freshness(Arc<AtomicI64>);
+
+impl Freshness {
+    fn mark(&self) {
+        self.0.store(crate::unix_now_ms(), Ordering::Relaxed);
+    }
+
+    /// Unix milliseconds of the last time the tail was known current; 0
+    /// before the first.
+    pub fn verified_at_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// How long ago the tail was last known current (`None`: never).
+    pub fn age(&self) -> Option<Duration> {
+        match self.verified_at_ms() {
+            0 => None,
+            at => Some(Duration::from_millis(
+                crate::unix_now_ms().saturating_sub(at).max(0) as u64,
+            )),
+        }
+    }
+
+    /// True when the tail was known current within `within`.
+    pub fn is_fresh(&self, within: Duration) -> bool {
+        self.age().is_some_and(|a| a <= within)
+    }
+}
+
 /// Tails `stream` (filtered by `filter`) from `from`, decoding each message
 /// as `M`, into the returned channel until `shutdown`. Undecodable
 /// payloads are counted under `who` and skipped (the stream keeps them;
 /// the durable consumers dead-letter them). Errors reading the stream are
-/// retried with backoff and logged.
+/// retried with backoff and logged; a stalled reader is recreated.
 pub fn spawn<M>(
     js: jetstream::Context,
     stream: String,
@@ -73,10 +133,29 @@ pub fn spawn<M>(
 where
     M: Message + Default + Send + 'static,
 {
+    spawn_watched(js, stream, filter, from, who, shutdown).0
+}
+
+/// [`spawn`], with the tail's [`Freshness`].
+pub fn spawn_watched<M>(
+    js: jetstream::Context,
+    stream: String,
+    filter: String,
+    from: From,
+    who: &'static str,
+    shutdown: CancellationToken,
+) -> (mpsc::Receiver<Event<M>>, Freshness)
+where
+    M: Message + Default + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(4096);
+    let freshness = Freshness::default();
+    let fresh = freshness.clone();
     tokio::spawn(async move {
+        // At most 2 s between attempts: a stream whose leader died answers
+        // again as soon as its replicas elect one (4-9 s in nats-server).
         let mut backoff =
-            crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+            crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
         // After a failure, resume after the last message delivered.
         let mut resume_after: Option<u64> = None;
         let mut caught_up = false;
@@ -92,6 +171,7 @@ where
                 &mut resume_after,
                 &mut caught_up,
                 &mut history_end,
+                &fresh,
             );
             let result = tokio::select! {
                 biased;
@@ -100,7 +180,13 @@ where
             };
             match result {
                 Ok(()) => return, // the receiver is gone
-                Err(e) => {
+                Err(TailError::Stalled { behind_for, next }) => {
+                    crate::metrics::reader_stalled(who);
+                    tracing::warn!(%stream, %filter, reader = who, after = resume_after.unwrap_or(0), next, behind_for = ?behind_for, "stream reader stalled (the stream holds messages it did not deliver; its server may be gone); recreating it");
+                    // Straight away: the stream answered, the reader did not.
+                    backoff.reset();
+                }
+                Err(TailError::Failed(e)) => {
                     crate::metrics::consumer_error(who);
                     tracing::warn!(%stream, %filter, error = %e, retry_in = ?backoff.delay(), "reading the stream failed; retrying");
                     if !backoff.wait(&shutdown).await {
@@ -110,7 +196,48 @@ where
             }
         }
     });
-    rx
+    (rx, freshness)
+}
+
+/// Why one reading of the stream ended.
+enum TailError {
+    /// Reading failed.
+    Failed(String),
+    /// The stream holds `next` (and perhaps more) but the reader has not
+    /// delivered it for `behind_for`.
+    Stalled { behind_for: Duration, next: u64 },
+}
+
+impl std::convert::From<String> for TailError {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// What a probe of the stream found.
+enum Probe {
+    /// The first message at or after the asked sequence that the filter
+    /// matches.
+    Behind(u64),
+    /// None: the reader is current.
+    Current,
+    /// The stream did not answer (no leader, no quorum, timeout).
+    Unknown(String),
+}
+
+async fn probe(stream: &jetstream::stream::Stream, filter: &str, from_sequence: u64) -> Probe {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+    let asked = stream
+        .raw_message_builder()
+        .sequence(from_sequence.max(1))
+        .next_by_subject(filter.to_owned())
+        .send();
+    match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+        Ok(Ok(m)) => Probe::Behind(m.sequence),
+        Ok(Err(e)) if e.kind() == K::NoMessageFound => Probe::Current,
+        Ok(Err(e)) => Probe::Unknown(e.to_string()),
+        Err(_) => Probe::Unknown(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -124,7 +251,8 @@ async fn tail_once<M: Message + Default>(
     resume_after: &mut Option<u64>,
     caught_up: &mut bool,
     history_end: &mut Option<u64>,
-) -> Result<(), String> {
+    fresh: &Freshness,
+) -> Result<(), TailError> {
     let mut stream = js
         .get_stream(stream_name)
         .await
@@ -134,6 +262,7 @@ async fn tail_once<M: Message + Default>(
         .await
         .map_err(|e| format!("reading stream {stream_name}: {e}"))?;
     let last = info.state.last_sequence;
+    let replicas = info.config.num_replicas;
     let end = *history_end.get_or_insert(last);
     let deliver_policy = match (*resume_after, from) {
         (Some(seq), _) => DeliverPolicy::ByStartSequence {
@@ -154,53 +283,125 @@ async fn tail_once<M: Message + Default>(
             return Ok(());
         }
     }
+    // As many replicas as the stream: a one-replica reader is placed on
+    // one of the stream's servers, a dead one included (nats-server keeps
+    // it in the peer set), and its creation then times out; a replicated
+    // reader needs only a quorum of them, and outlives the loss of one.
     let consumer = stream
-        .create_consumer(OrderedConfig {
+        .create_consumer(pull::Config {
             filter_subject: filter.to_owned(),
             deliver_policy,
+            ack_policy: AckPolicy::None,
+            num_replicas: replicas,
+            inactive_threshold: READER_INACTIVE,
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("creating an ordered consumer on {stream_name}: {e}"))?;
+        .map_err(|e| format!("creating a reader of {stream_name}: {e}"))?;
     let mut messages = consumer
+        .stream()
+        .expires(crate::consume::PULL_EXPIRES)
+        .heartbeat(crate::consume::PULL_HEARTBEAT)
         .messages()
         .await
         .map_err(|e| format!("reading {stream_name}: {e}"))?;
+    // Without acks nothing is redelivered: a delivery lost on the way (a
+    // reconnect, a pull that died with its server) shows as a gap in the
+    // consumer's sequence, and the reader starts again after the last
+    // message it delivered.
+    let mut consumer_sequence = 0u64;
     // A filtered tail may never see the stream's last message: it is caught
     // up once nothing is pending for it.
     let mut first = true;
+    // Since when the stream has held a message this reader did not deliver.
+    let mut behind_since: Option<tokio::time::Instant> = None;
     loop {
         let next = if !*caught_up && first {
             // With nothing matching the filter, no message ever comes: look
             // at the consumer's pending count after a short wait.
             match tokio::time::timeout(Duration::from_millis(500), messages.next()).await {
-                Ok(m) => m,
+                Ok(m) => Some(m),
                 Err(_) => {
                     *caught_up = true;
                     if tx.send(Event::CaughtUp).await.is_err() {
                         return Ok(());
                     }
-                    messages.next().await
+                    None
                 }
             }
         } else {
-            messages.next().await
+            let wait = if behind_since.is_some() {
+                PROBE_BEHIND
+            } else {
+                PROBE_AFTER
+            };
+            tokio::time::timeout(wait, messages.next()).await.ok()
         };
         first = false;
+        let Some(next) = next else {
+            // Silence: is there something this reader should have had?
+            let after = resume_after.unwrap_or(end);
+            match probe(&stream, filter, after + 1).await {
+                Probe::Current => {
+                    behind_since = None;
+                    fresh.mark();
+                }
+                Probe::Behind(next) => {
+                    let since = *behind_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= STALL_AFTER {
+                        return Err(TailError::Stalled {
+                            behind_for: since.elapsed(),
+                            next,
+                        });
+                    }
+                }
+                Probe::Unknown(e) => {
+                    tracing::debug!(stream = stream_name, reader = who, error = %e, "cannot tell whether the reader is current");
+                }
+            }
+            continue;
+        };
         let message = match next {
-            None => return Err(format!("the ordered consumer on {stream_name} ended")),
-            Some(Err(e)) => return Err(format!("reading {stream_name}: {e}")),
+            None => return Err(format!("the reader of {stream_name} ended").into()),
+            Some(Err(e)) => {
+                // A pull lost with its server: pull again from the same
+                // reader (its replicas elect a leader); a lost delivery
+                // shows as a sequence gap above.
+                tracing::debug!(stream = stream_name, reader = who, error = %e, "pull interrupted; pulling again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                messages = consumer
+                    .stream()
+                    .expires(crate::consume::PULL_EXPIRES)
+                    .heartbeat(crate::consume::PULL_HEARTBEAT)
+                    .messages()
+                    .await
+                    .map_err(|e| format!("reading {stream_name}: {e}"))?;
+                continue;
+            }
             Some(Ok(m)) => m,
         };
+        behind_since = None;
         let (sequence, pending) = match message.info() {
-            Ok(i) => (i.stream_sequence, i.pending),
+            Ok(i) => {
+                if i.consumer_sequence != consumer_sequence + 1 {
+                    return Err(format!(
+                        "reading {stream_name}: delivery {} after {consumer_sequence} (a delivery was lost); reading again after {}",
+                        i.consumer_sequence,
+                        resume_after.unwrap_or(0)
+                    )
+                    .into());
+                }
+                consumer_sequence = i.consumer_sequence;
+                (i.stream_sequence, i.pending)
+            }
             Err(e) => {
-                return Err(format!(
-                    "a message from {stream_name} without metadata: {e}"
-                ))
+                return Err(format!("a message from {stream_name} without metadata: {e}").into())
             }
         };
         *resume_after = Some(sequence);
+        if pending == 0 {
+            fresh.mark();
+        }
         let history = sequence <= end;
         match M::decode(message.payload.as_ref()) {
             Ok(decoded) => {
@@ -223,4 +424,89 @@ async fn tail_once<M: Message + Default>(
             }
         }
     }
+}
+
+/// The messages of `stream` matching `filter` from `from` to its end, read
+/// once with a short-lived ordered consumer: what a service re-reads when
+/// it cannot vouch for its view before a decision. Fails after `within`.
+pub async fn read_once<M: Message + Default>(
+    js: &jetstream::Context,
+    stream_name: &str,
+    filter: &str,
+    from: From,
+    within: Duration,
+) -> Result<Vec<Tailed<M>>, String> {
+    let read = async {
+        let mut stream = js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| format!("opening stream {stream_name}: {e}"))?;
+        let deliver_policy = match from {
+            From::Time(t) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from(t.max(UNIX_EPOCH)),
+            },
+            From::Last(n) => {
+                let last = stream
+                    .info()
+                    .await
+                    .map_err(|e| format!("reading stream {stream_name}: {e}"))?
+                    .state
+                    .last_sequence;
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: last.saturating_sub(n).saturating_add(1).max(1),
+                }
+            }
+            From::LastPerSubject => DeliverPolicy::LastPerSubject,
+            From::New => return Ok(Vec::new()),
+        };
+        let replicas = stream
+            .info()
+            .await
+            .map_err(|e| format!("reading stream {stream_name}: {e}"))?
+            .config
+            .num_replicas;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: filter.to_owned(),
+                deliver_policy,
+                ack_policy: AckPolicy::None,
+                num_replicas: replicas,
+                inactive_threshold: Duration::from_secs(5),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("creating a reader of {stream_name}: {e}"))?;
+        let expected = consumer.cached_info().num_pending;
+        let mut out = Vec::with_capacity(expected.min(100_000) as usize);
+        if expected == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| format!("reading {stream_name}: {e}"))?;
+        while let Some(next) = messages.next().await {
+            let message = next.map_err(|e| format!("reading {stream_name}: {e}"))?;
+            let info = message
+                .info()
+                .map_err(|e| format!("a message from {stream_name} without metadata: {e}"))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            match M::decode(message.payload.as_ref()) {
+                Ok(decoded) => out.push(Tailed {
+                    message: decoded,
+                    subject: message.subject.to_string(),
+                    stream_sequence: sequence,
+                    history: true,
+                }),
+                Err(_) => crate::metrics::decode_failed("read-once"),
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| format!("reading {stream_name} took longer than {within:?}"))?
 }

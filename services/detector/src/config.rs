@@ -37,6 +37,8 @@ pub struct Config {
     pub state_bucket: String,
     /// The anomaly model.
     pub anomaly: AnomalySection,
+    /// Silence: a region none of whose vantages reported.
+    pub silence: SilenceSection,
     /// Address of `/metrics` and `/healthz`. Default `127.0.0.1:0`.
     pub metrics_listen: SocketAddr,
     /// The dependency map threshold alerts predict impact from: not a key
@@ -48,6 +50,40 @@ pub struct Config {
     /// them from `[rounds]`, which every judge of rounds shares.
     #[serde(skip)]
     pub rounds: RoundSettings,
+    /// The probers' interval: not a key of this section; the binary sets
+    /// it from `[prober] interval` (the default silence is 3 of them).
+    #[serde(skip, default = "default_probe_interval")]
+    pub probe_interval: Duration,
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[detector.silence]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SilenceSection {
+    /// Raise `rg.alerts.silence.<severity>` for a silent region. Default
+    /// `true`.
+    pub enabled: bool,
+    /// How long a region may go without a health event from any vantage.
+    /// `0s`: three probe intervals (`[prober] interval`). Default `0s`.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// Regions that traffic runs in: their silence is `critical`, any
+    /// other region's `high`. Default none.
+    pub serving_regions: Vec<String>,
+}
+
+impl Default for SilenceSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after: Duration::ZERO,
+            serving_regions: Vec::new(),
+        }
+    }
 }
 
 /// `[detector.anomaly]`.
@@ -141,8 +177,10 @@ impl Default for Config {
             resolve_after: 2,
             state_bucket: "RG_DETECTOR".into(),
             anomaly: AnomalySection::default(),
+            silence: SilenceSection::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             dependencies: rg_rounds::dependency_map::default_map(),
+            probe_interval: default_probe_interval(),
         }
     }
 }
@@ -205,6 +243,16 @@ impl AnomalySection {
 }
 
 impl Config {
+    /// How long a region may be silent: `silence.after`, or three probe
+    /// intervals.
+    pub fn silence_after(&self) -> Duration {
+        if self.silence.after.is_zero() {
+            self.probe_interval * 3
+        } else {
+            self.silence.after
+        }
+    }
+
     /// The engine settings.
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
@@ -223,6 +271,11 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self, p: &mut Problems) {
+        for (i, r) in self.silence.serving_regions.iter().enumerate() {
+            if let Err(e) = Region::parse(r) {
+                p.push(format!("silence.serving_regions[{i}]"), e.to_string());
+            }
+        }
         for (i, r) in self.regions.iter().enumerate() {
             if let Err(e) = Region::parse(r) {
                 p.push(format!("regions[{i}]"), e.to_string());

@@ -8,6 +8,7 @@ use async_nats::jetstream;
 use rg_bus::state::{StateBucket, StateError, Typed};
 
 use crate::engine::{AnomalyEpisode, Saved};
+use crate::silence::OpenSilence;
 use crate::threshold::EndpointState;
 
 /// The detector's bucket.
@@ -15,6 +16,7 @@ use crate::threshold::EndpointState;
 pub struct StateStore {
     endpoints: Typed<EndpointState>,
     anomalies: Typed<AnomalyEpisode>,
+    silences: Typed<OpenSilence>,
 }
 
 impl StateStore {
@@ -33,7 +35,8 @@ impl StateStore {
         .await?;
         Ok(Self {
             endpoints: Typed::new(bucket.clone(), "thr"),
-            anomalies: Typed::new(bucket, "anom"),
+            anomalies: Typed::new(bucket.clone(), "anom"),
+            silences: Typed::new(bucket, "silence"),
         })
     }
 
@@ -53,6 +56,23 @@ impl StateStore {
             out.push(Saved::Anomaly(region, episode));
         }
         Ok(out)
+    }
+
+    /// The open silences, by region.
+    pub async fn silences(&self) -> Result<Vec<(String, OpenSilence)>, StateError> {
+        self.silences.load().await
+    }
+
+    /// Records an open silence of `region` (`None`: it resolved).
+    pub async fn save_silence(
+        &self,
+        region: &str,
+        open: Option<&OpenSilence>,
+    ) -> Result<(), StateError> {
+        match open {
+            Some(o) => self.silences.put(region, o).await,
+            None => self.silences.delete(region).await,
+        }
     }
 
     /// Saves one change.

@@ -67,6 +67,25 @@ pub(crate) fn alert(a: &AlertToPublish, duplicate: bool) {
     }
 }
 
+/// A silence alert was published.
+pub(crate) fn silence(
+    a: &rg_proto::v1::Alert,
+    severity: rg_proto::domain::Severity,
+    duplicate: bool,
+) {
+    let resolved = a.state == rg_proto::v1::AlertState::Resolved as i32;
+    let state = if resolved { "resolved" } else { "firing" };
+    counter!(ALERTS, "source" => "silence", "severity" => severity.as_str(), "state" => state)
+        .increment(1);
+    if duplicate {
+        tracing::info!(id = %a.id, "silence alert already published (by another replica or before a restart)");
+    } else if resolved {
+        tracing::info!(id = %a.id, region = %a.region, summary = %a.summary, "silence resolved");
+    } else {
+        tracing::warn!(id = %a.id, region = %a.region, severity = severity.as_str(), summary = %a.summary, "silence");
+    }
+}
+
 pub(crate) fn round<T>(d: &Decided<T>) {
     counter!(ROUNDS, "region" => d.region.clone(), "quiet" => if d.quiet { "yes" } else { "no" }, "decided_by" => d.decided_by.as_str())
         .increment(1);

@@ -11,6 +11,13 @@ use crate::error::{AwsError, FailoverError};
 use crate::service::Service;
 use crate::{choose, deep, health, plan};
 
+/// How long the health view may go without being known current before a
+/// decision re-reads it from the stream (a stalled reader is recreated in
+/// about [`rg_bus::tail::PROBE_AFTER`] + [`rg_bus::tail::STALL_AFTER`]).
+const VIEW_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long that re-read may take.
+const REREAD_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A plan that could not be made, with the candidates considered.
 pub(crate) struct NoPlan {
     pub(crate) error: FailoverError,
@@ -48,6 +55,55 @@ impl Service {
         Ok(current)
     }
 
+    /// Makes sure the health view is current before it decides: when its
+    /// reader has not been known current for [`VIEW_STALE_AFTER`] (its
+    /// server died, NATS was away), the window is re-read from the health
+    /// stream first. Fails, saying so, when that re-read fails too.
+    pub(crate) async fn vouch_for_health(&self) -> Result<(), FailoverError> {
+        let age = self.health_fresh.age();
+        if age.is_some_and(|a| a <= VIEW_STALE_AFTER) {
+            return Ok(());
+        }
+        let last_current = match age {
+            Some(a) => format!("last known current {:.0} s ago", a.as_secs_f64()),
+            None => "never known current since the service started".to_owned(),
+        };
+        let since = std::time::SystemTime::now()
+            .checked_sub(self.config.health_window)
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        let stream = self.bus.subjects.stream(rg_bus::Stream::Health);
+        let read = rg_bus::tail::read_once::<rg_proto::v1::HealthEvent>(
+            &self.bus.js,
+            &stream,
+            &self.bus.subjects.health_all(),
+            rg_bus::tail::From::Time(since),
+            REREAD_WITHIN,
+        )
+        .await;
+        match read {
+            Ok(events) => {
+                let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+                let mut taken = 0usize;
+                for e in &events {
+                    if let Ok(o) = rg_proto::domain::Observation::try_from(&e.message) {
+                        health.observe(&o);
+                        taken += 1;
+                    }
+                }
+                crate::telemetry::view_reread(true);
+                tracing::warn!(%stream, %last_current, events = taken, "the health view was stale; re-read the window from the stream before deciding");
+                Ok(())
+            }
+            Err(error) => {
+                crate::telemetry::view_reread(false);
+                Err(FailoverError::StaleView {
+                    last_current,
+                    error,
+                })
+            }
+        }
+    }
+
     /// Every region considered, with its health, capacity and place in
     /// the standby order, best first.
     pub(crate) async fn candidates(
@@ -55,6 +111,7 @@ impl Service {
         from: &str,
     ) -> Result<Vec<RegionCandidate>, FailoverError> {
         let aws = self.aws.as_ref().ok_or(FailoverError::Observing)?;
+        self.vouch_for_health().await?;
         let declared = self.config.declared_regions();
         let since = rg_bus::unix_now_ms() - self.config.health_window.as_millis() as i64;
         let mut candidates = {

@@ -209,6 +209,16 @@ pub enum FailoverError {
     /// A step the journal or plan holds cannot be read or run.
     #[error("{0}")]
     Step(String),
+    /// The health view's reader has not been known current for a while
+    /// and re-reading the health stream failed: no decision is made from
+    /// a view nobody can vouch for.
+    #[error("the health view is stale ({last_current}) and re-reading the health stream failed: {error}")]
+    StaleView {
+        /// When the view was last known current, in words.
+        last_current: String,
+        /// Why the re-read failed.
+        error: String,
+    },
 }
 
 impl FailoverError {
@@ -225,6 +235,7 @@ impl FailoverError {
             Self::NotVerified { .. } => "not_verified",
             Self::Dns(_) => "dns",
             Self::Step(_) => "step",
+            Self::StaleView { .. } => "stale_view",
         }
     }
 }

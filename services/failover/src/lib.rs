@@ -113,7 +113,7 @@ pub async fn run(
     let since = SystemTime::now()
         .checked_sub(config.health_window)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut events = tail::spawn::<HealthEvent>(
+    let (mut events, health_fresh) = tail::spawn_watched::<HealthEvent>(
         bus.js.clone(),
         bus.subjects.stream(Stream::Health),
         bus.subjects.health_all(),
@@ -169,6 +169,7 @@ pub async fn run(
         journal,
         aws,
         health,
+        health_fresh,
         gate,
         replica,
         shutdown: shutdown.clone(),

@@ -23,6 +23,8 @@ pub(crate) struct Service {
     pub(crate) journal: Journal,
     pub(crate) aws: Option<Arc<aws::Aws>>,
     pub(crate) health: Arc<Mutex<RegionHealth>>,
+    /// When the reader behind `health` was last known current.
+    pub(crate) health_fresh: rg_bus::tail::Freshness,
     pub(crate) gate: Arc<Mutex<crate::gate::FailbackGate>>,
     pub(crate) replica: String,
     pub(crate) shutdown: CancellationToken,

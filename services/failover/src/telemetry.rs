@@ -35,8 +35,17 @@ pub const READY: &str = "regionguard_failover_ready";
 /// Readiness problems found by the last check, by region.
 pub const READINESS_PROBLEMS: &str = "regionguard_failover_readiness_problems";
 
+/// Health-view re-reads before a decision (the view's reader was not known
+/// current), by outcome (`ok`, `failed`).
+pub const VIEW_REREADS: &str = "regionguard_failover_view_rereads_total";
+
 /// Registers descriptions.
 pub fn describe() {
+    describe_counter!(
+        VIEW_REREADS,
+        Unit::Count,
+        "health-view re-reads from the stream before a decision, by outcome"
+    );
     describe_counter!(PHASES, Unit::Count, "failover phases published, by phase");
     describe_counter!(
         UNPUBLISHED,
@@ -118,4 +127,9 @@ pub(crate) fn lock_busy() {
 
 pub(crate) fn switch(region: &str, take_traffic: bool) {
     gauge!(SWITCH, "region" => region.to_owned()).set(if take_traffic { 1.0 } else { 0.0 });
+}
+
+/// The health view was re-read before a decision.
+pub(crate) fn view_reread(ok: bool) {
+    counter!(VIEW_REREADS, "outcome" => if ok { "ok" } else { "failed" }).increment(1);
 }

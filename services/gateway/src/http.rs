@@ -208,14 +208,18 @@ async fn healthz(State(s): State<AppState>) -> Response {
         None => "connecting",
     };
     let latest = s.hub.latest();
-    Json(json!({
-        "status": "ok",
+    let (code, status) = match rg_bus::metrics::nats_health() {
+        Ok(()) => (axum::http::StatusCode::OK, "ok".to_owned()),
+        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
+    };
+    let body = Json(json!({
+        "status": status,
         "service": "gateway",
         "nats": nats,
         "snapshot_sequence": latest.as_ref().map_or(0, |p| p.snapshot.sequence),
         "snapshot_at_unix_ms": latest.as_ref().map_or(0, |p| p.snapshot.generated_at_unix_ms),
-    }))
-    .into_response()
+    }));
+    (code, body).into_response()
 }
 
 async fn metrics() -> String {

@@ -130,6 +130,9 @@ pub(crate) struct Limits {
     pub(crate) timeline: usize,
 }
 
+/// How long a region that went silent keeps its (stale) card.
+const FORGET_AFTER_MS: i64 = 3_600_000;
+
 /// Failovers remembered for approval, at most.
 const FAILOVERS_KEPT: usize = 10_000;
 
@@ -408,6 +411,35 @@ impl View {
         if let Some(last) = regions.last_mut() {
             close_service(last, &mut service);
         }
+        // A region whose endpoints all went stale keeps its card, marked
+        // stale, for FORGET_AFTER; each card says when it last heard.
+        let oldest = now_ms - self.stale_after_ms;
+        let mut heard: BTreeMap<&str, (i64, u32)> = BTreeMap::new();
+        for ((region, _, _), e) in &self.endpoints {
+            let last = e.seen.values().map(|s| s.at_ms).max().unwrap_or(0);
+            let entry = heard.entry(region.as_str()).or_insert((0, 0));
+            entry.0 = entry.0.max(last);
+            if last < oldest {
+                entry.1 += 1;
+            }
+        }
+        for (region, (last, stale)) in &heard {
+            summary.stale_endpoints += stale;
+            match regions.iter_mut().find(|r| r.region == *region) {
+                Some(card) => {
+                    card.last_event_unix_ms = *last;
+                    card.stale_endpoints = *stale;
+                }
+                None if now_ms - last <= FORGET_AFTER_MS => regions.push(RegionCard {
+                    region: (*region).to_owned(),
+                    last_event_unix_ms: *last,
+                    stale: true,
+                    stale_endpoints: *stale,
+                    ..Default::default()
+                }),
+                None => {}
+            }
+        }
         // A region readiness knows of keeps its card even without health
         // events (its probers may be down).
         for region in self.readiness.keys() {
@@ -659,19 +691,48 @@ mod tests {
     }
 
     #[test]
-    fn observations_older_than_stale_after_drop_out_at_the_boundary() {
+    fn observations_older_than_stale_after_drop_out_at_the_boundary_and_the_region_stays_stale() {
         let mut v = view();
         let t = 1_000_000;
         v.observe(&event("r", "s", "e", "v1", Status::Healthy, 100, t));
+        v.observe(&event(
+            "q",
+            "s",
+            "e2",
+            "v1",
+            Status::Healthy,
+            100,
+            t + 30_000,
+        ));
         // Exactly stale_after old still counts.
         let (s, stale) = v.snapshot(t + 35_000);
-        assert_eq!((s.summary.unwrap().total_endpoints, stale), (1, 0));
-        // One millisecond more does not.
+        assert_eq!((s.summary.unwrap().total_endpoints, stale), (2, 0));
+        assert!(s.regions.iter().all(|r| !r.stale));
+        // One millisecond more does not: the endpoint is not counted, its
+        // region keeps a card, stale, saying when it last heard.
         let (s, stale) = v.snapshot(t + 35_001);
         let sum = s.summary.unwrap();
-        assert_eq!((sum.total_endpoints, stale), (0, 1));
-        assert_eq!(sum.uptime_percent, 0.0);
-        assert!(s.regions.is_empty());
+        assert_eq!((sum.total_endpoints, sum.stale_endpoints, stale), (1, 1, 1));
+        assert_eq!(sum.uptime_percent, 100.0);
+        let r = s
+            .regions
+            .iter()
+            .find(|r| r.region == "r")
+            .expect("r's card");
+        assert!(r.stale, "{r:?}");
+        assert_eq!(
+            (r.last_event_unix_ms, r.stale_endpoints, r.total),
+            (t, 1, 0)
+        );
+        let q = s
+            .regions
+            .iter()
+            .find(|r| r.region == "q")
+            .expect("q's card");
+        assert!(!q.stale && q.total == 1 && q.last_event_unix_ms == t + 30_000);
+        // An hour later the silent region is forgotten.
+        let (s, _) = v.snapshot(t + FORGET_AFTER_MS + 1);
+        assert!(s.regions.iter().all(|r| r.region != "r"), "{:?}", s.regions);
     }
 
     #[test]

@@ -157,7 +157,14 @@ const fn default_resend() -> Duration {
 }
 
 /// The sources a sink may take.
-pub const SOURCES: [&str; 5] = ["threshold", "anomaly", "cascade", "readiness", "failover"];
+pub const SOURCES: [&str; 6] = [
+    "threshold",
+    "anomaly",
+    "cascade",
+    "readiness",
+    "silence",
+    "failover",
+];
 const PHASES: [&str; 7] = [
     "requested",
     "planned",

@@ -51,6 +51,7 @@ impl Notice {
             AlertSource::Anomaly => ("anomaly", "RegionguardAnomaly"),
             AlertSource::Cascade => ("cascade", "RegionguardCascade"),
             AlertSource::Readiness => ("readiness", "RegionguardReadiness"),
+            AlertSource::Silence => ("silence", "RegionguardSilence"),
             _ => ("threshold", "RegionguardAlert"),
         };
         let impact = a

@@ -205,9 +205,14 @@ pub async fn run(
         buffer.requeue(failed);
         match error {
             Some(PublishError::NoStream { .. }) => {
-                tracing::error!("the health stream is gone; provisioning the streams again");
-                if let Err(e) = rg_bus::streams::provision(&bus.js, &nats).await {
-                    tracing::error!(error = %e, "provisioning the streams failed");
+                let name = bus.subjects.stream(rg_bus::Stream::Health);
+                if rg_bus::streams::exists(&bus.js, &name).await == Some(false) {
+                    tracing::warn!(retry, stream = %name, "the health stream is gone; provisioning the streams again");
+                    if let Err(e) = rg_bus::streams::provision(&bus.js, &nats).await {
+                        tracing::error!(error = %e, "provisioning the streams failed");
+                    }
+                } else {
+                    tracing::warn!(retry, stream = %name, retry_in = ?backoff.delay(), "the health stream does not answer (no leader for the moment: a cluster election takes 4-9 s); events kept, retrying");
                 }
             }
             Some(e) => {

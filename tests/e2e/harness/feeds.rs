@@ -95,7 +95,9 @@ impl AlertFeed {
 impl<M: Message + Default + Clone + std::fmt::Debug> Feed<M> {
     /// Subscribes to `subject`.
     pub(crate) async fn subscribe(url: &str, subject: &str) -> Self {
-        let client = async_nats::connect(url).await.expect("connect");
+        let client = async_nats::connect(server_addrs(url))
+            .await
+            .expect("connect");
         Self::on(client, subject).await
     }
 
@@ -176,7 +178,9 @@ pub(crate) async fn read_stream<M>(
 where
     M: Message + Default + Send + 'static,
 {
-    let client = async_nats::connect(url).await.expect("connect");
+    let client = async_nats::connect(server_addrs(url))
+        .await
+        .expect("connect");
     let js = async_nats::jetstream::new(client);
     let subjects = rg_bus::Subjects::new("rg");
     let stop = CancellationToken::new();

@@ -157,6 +157,13 @@ pub(crate) struct Processes {
 /// Extra environment variables of a service, given its name.
 type EnvFor = dyn Fn(&str) -> Vec<(String, String)>;
 
+/// The servers of a comma-separated URL list.
+pub(crate) fn server_addrs(urls: &str) -> Vec<async_nats::ServerAddr> {
+    urls.split(',')
+        .map(|u| u.parse().expect("a NATS URL"))
+        .collect()
+}
+
 /// Service names of [`Processes`] and the config section of each.
 pub(crate) const SERVICES: [(&str, &str); 8] = [
     ("simulator", "SIMULATOR"),
@@ -191,10 +198,16 @@ impl Processes {
         let http = SocketAddr::from(([127, 0, 0, 1], rg_testkit::free_port()));
         let grpc = rg_testkit::free_port();
         let config = dir.path().join("regionguard.toml");
+        // Several servers (a cluster) come comma-separated.
+        let servers = nats_url
+            .split(',')
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         std::fs::write(
             &config,
             format!(
-                "[nats]\nservers = [\"{nats_url}\"]\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\n\
+                "[nats]\nservers = [{servers}]\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\n\
                  [simulator]\nlisten = \"127.0.0.1:{dns}\"\n\
                  [prober]\ninterval = \"1s\"\ntimeout = \"400ms\"\nresolvers = [\"127.0.0.1:{dns}\"]\n\
                  [rounds]\nsettle = \"150ms\"\nround_timeout = \"3s\"\n\
@@ -251,6 +264,11 @@ impl Processes {
         &mut self,
     ) -> impl Iterator<Item = (&String, &mut rg_testkit::ServiceProcess)> {
         self.procs.iter_mut()
+    }
+
+    /// The address of a service's `/metrics`.
+    pub(crate) fn metrics_addr(&self, name: &str) -> SocketAddr {
+        self.metrics[name]
     }
 
     /// A service's `/metrics` text ("" when it does not answer).
@@ -310,7 +328,7 @@ impl Processes {
                     ),
                     None => async_nats::ConnectOptions::new(),
                 };
-                let client = match options.connect(url.as_str()).await {
+                let client = match options.connect(server_addrs(url)).await {
                     Ok(c) => c,
                     Err(e) => return rg_testkit::Waited::NotYet(format!("no NATS: {e}")),
                 };

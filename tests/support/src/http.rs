@@ -96,3 +96,31 @@ pub fn blocking_get_status(port: u16, path: &str) -> Option<u16> {
     let text = String::from_utf8_lossy(&raw);
     text.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The body of a 200 answer to a GET from blocking code; `None` when
+/// nothing answers within 2 s or the status is not 200.
+pub fn blocking_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if head.split_whitespace().nth(1)? != "200" {
+        return None;
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        Some(dechunk(body))
+    } else {
+        Some(body.to_owned())
+    }
+}

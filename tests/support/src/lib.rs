@@ -38,7 +38,7 @@ pub mod http;
 pub use alertmanager::Alertmanager;
 pub use dnsdist::Dnsdist;
 pub use moto::Moto;
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use process::ServiceProcess;
 pub use receiver::{Received, Receiver};
 pub use unbound::Unbound;

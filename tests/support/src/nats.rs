@@ -176,6 +176,15 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// Kills the server with SIGKILL (no shutdown of any kind, as a machine
+    /// that dies). The store stays.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ignored = child.kill();
+            let _ignored = child.wait();
+        }
+    }
+
     /// Stops and starts again.
     pub fn restart(&mut self) {
         self.stop();
@@ -210,6 +219,113 @@ impl Drop for NatsServer {
         if let Some(mut child) = self.child.take() {
             let _ignored = child.kill();
             let _ignored = child.wait();
+        }
+    }
+}
+
+/// A JetStream cluster of `nats-server` processes on loopback, each with its
+/// own client, route and monitoring port and store, routes to every other
+/// node (as `deploy/nats/cluster.conf`). Nodes are named `n1`, `n2`, ...
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes and returns once each accepts connections and
+    /// the cluster has a JetStream meta leader.
+    pub fn start(size: usize) -> Self {
+        let routes: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes: Vec<NatsServer> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::not_started_with_config(&format!(
+                    "server_name: n{}\ncluster {{\n  name: rgtest\n  listen: \"127.0.0.1:{port}\"\n  routes: [{route_list}]\n}}\n",
+                    i + 1
+                ))
+            })
+            .collect();
+        // Start them together: a node waits for its peers to elect.
+        let handles: Vec<_> = nodes
+            .drain(..)
+            .map(|mut n| {
+                std::thread::spawn(move || {
+                    n.start_again();
+                    n
+                })
+            })
+            .collect();
+        let nodes = handles
+            .into_iter()
+            .map(|h| h.join().expect("a cluster node started"))
+            .collect();
+        let cluster = Self { nodes };
+        cluster.wait_meta_leader(Duration::from_secs(30));
+        cluster
+    }
+
+    /// Every node's client URL, comma-separated (as `--nats` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The nodes, in order (`n1` first).
+    pub fn nodes(&self) -> &[NatsServer] {
+        &self.nodes
+    }
+
+    /// One node.
+    pub fn node(&mut self, index: usize) -> &mut NatsServer {
+        &mut self.nodes[index]
+    }
+
+    /// The index of the node named `name` (`n2` → 1).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix('n')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .filter(|i| *i < self.nodes.len())
+    }
+
+    /// `/jsz` of the first running node, as JSON.
+    pub fn jsz(&self, query: &str) -> Option<serde_json::Value> {
+        self.nodes.iter().filter(|n| n.is_running()).find_map(|n| {
+            let body = crate::http::blocking_get(n.monitor_addr(), &format!("/jsz{query}"))?;
+            serde_json::from_str(&body).ok()
+        })
+    }
+
+    /// The name of the JetStream meta leader, as a running node sees it.
+    pub fn meta_leader(&self) -> Option<String> {
+        self.jsz("")
+            .and_then(|v| v["meta_cluster"]["leader"].as_str().map(str::to_owned))
+            .filter(|l| !l.is_empty())
+    }
+
+    /// Waits until the cluster has a meta leader.
+    pub fn wait_meta_leader(&self, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.meta_leader() {
+                return l;
+            }
+            if std::time::Instant::now() > deadline {
+                let logs: Vec<String> = self.nodes.iter().map(|n| n.log_tail(15)).collect();
+                panic!(
+                    "no JetStream meta leader after {within:?}:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
