@@ -113,8 +113,10 @@ enum Command {
     /// administrator, when the services' NATS users may not create streams
     /// (deploy/nats/auth.conf).
     Provision,
-    /// Report each component's health from NATS and the gateway (exit 1
-    /// when one is down); `--healthz ADDR` checks one service's endpoint.
+    /// Report each component's health from NATS and the gateway within
+    /// about 2 s, also on a degraded cluster (exit 1 when one is down, 3
+    /// when something cannot be told: no quorum, an election under way);
+    /// `--healthz ADDR` checks one service's endpoint.
     Status(status::StatusArgs),
     /// Run a program so that it stops with its parent (used by `up` for
     /// nats-server).

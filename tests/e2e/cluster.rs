@@ -351,20 +351,29 @@ async fn kill_and_check(w: &mut ClusterWorld, role: Victim, from: &str) -> usize
         system.metrics_addr("detector"),
         system.metrics_addr("cascade"),
     );
-    let held = roles(js, cluster).await;
-    let leader = match role {
-        Victim::HealthLeader => held.streams.get("RG_HEALTH").cloned(),
-        Victim::MetaLeader => Some(held.meta_leader.clone()),
-        Victim::ReaderNode => held
-            .consumers
-            .iter()
-            .find(|(c, _)| c == "RG_HEALTH/(reader)")
-            .map(|(_, l)| l.clone()),
+    // Who holds the role, as the cluster reports it (asked again while a
+    // report is incomplete).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (held, victim) = loop {
+        let held = roles(js, cluster).await;
+        let leader = match role {
+            Victim::HealthLeader => held.streams.get("RG_HEALTH").cloned(),
+            Victim::MetaLeader => Some(held.meta_leader.clone()),
+            Victim::ReaderNode => held
+                .consumers
+                .iter()
+                .find(|(c, _)| c == "RG_HEALTH/(reader)")
+                .map(|(_, l)| l.clone()),
+        };
+        if let Some(i) = leader.as_deref().and_then(|l| cluster.index_of(l)) {
+            break (held, i);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no server holds {role:?}: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let victim = leader
-        .as_deref()
-        .and_then(|l| cluster.index_of(l))
-        .unwrap_or_else(|| panic!("no server holds {role:?}: {held:?}"));
     eprintln!("cluster: {role:?} is n{}", victim + 1);
     let name = format!("n{}", victim + 1);
     let killed_at = Instant::now();

@@ -390,7 +390,13 @@ async fn every_service_waits_for_nats_and_works_once_it_appears() {
         "[[notifier.sinks]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
         receiver.url()
     );
-    let mut system = Processes::start(&server.url(), &sinks, &[("notifier", "NOTIFIER")]);
+    // Unhealthy after 3 s without NATS (what the compose health checks see).
+    let mut system = Processes::start_with(
+        &server.url(),
+        &sinks,
+        &[("notifier", "NOTIFIER")],
+        |_| vec![("RG_NATS__UNHEALTHY_AFTER".to_owned(), "3s".to_owned())],
+    );
 
     // No NATS: each says so and keeps waiting.
     let names: Vec<String> = system.all().map(|(n, _)| n.clone()).collect();
@@ -424,11 +430,32 @@ async fn every_service_waits_for_nats_and_works_once_it_appears() {
     for (name, p) in system.all() {
         assert!(p.is_running(), "{name} gave up:\n{}", p.log_tail(10));
     }
+    // Without NATS for longer than nats.unhealthy_after, every /healthz
+    // fails and says why.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut answers = Vec::new();
+    for name in &names {
+        let r = rg_testkit::http::get(system.metrics_addr(name), "/healthz").await;
+        answers.push((name.clone(), r.map(|r| (r.status, r.body))));
+    }
+    let gateway = rg_testkit::http::get(system.http, "/healthz").await;
+    answers.push(("gateway (dashboard)".into(), gateway.map(|r| (r.status, r.body))));
+    for (name, answer) in &answers {
+        let Some((status, body)) = answer else {
+            panic!("{name}: /healthz did not answer");
+        };
+        assert_eq!(*status, 503, "{name}: {body}");
+        assert!(body.contains("no NATS connection for"), "{name}: {body}");
+    }
 
     // NATS appears: everything connects and the pipeline works end to end.
     server.start_again();
     let url = server.url();
     system.wait_all_healthy().await;
+    for name in &names {
+        let r = rg_testkit::http::get(system.metrics_addr(name), "/healthz").await;
+        assert_eq!(r.map(|r| r.status), Some(200), "{name}: /healthz with NATS back");
+    }
     let client = async_nats::connect(&url).await.unwrap();
     let mut alerts = AlertFeed::open(&url).await;
     let mut decisions = Feed::<FailoverDecision>::subscribe(&url, "rg.decisions.failover.>").await;
