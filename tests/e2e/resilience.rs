@@ -391,12 +391,10 @@ async fn every_service_waits_for_nats_and_works_once_it_appears() {
         receiver.url()
     );
     // Unhealthy after 3 s without NATS (what the compose health checks see).
-    let mut system = Processes::start_with(
-        &server.url(),
-        &sinks,
-        &[("notifier", "NOTIFIER")],
-        |_| vec![("RG_NATS__UNHEALTHY_AFTER".to_owned(), "3s".to_owned())],
-    );
+    let mut system =
+        Processes::start_with(&server.url(), &sinks, &[("notifier", "NOTIFIER")], |_| {
+            vec![("RG_NATS__UNHEALTHY_AFTER".to_owned(), "3s".to_owned())]
+        });
 
     // No NATS: each says so and keeps waiting.
     let names: Vec<String> = system.all().map(|(n, _)| n.clone()).collect();
@@ -439,7 +437,10 @@ async fn every_service_waits_for_nats_and_works_once_it_appears() {
         answers.push((name.clone(), r.map(|r| (r.status, r.body))));
     }
     let gateway = rg_testkit::http::get(system.http, "/healthz").await;
-    answers.push(("gateway (dashboard)".into(), gateway.map(|r| (r.status, r.body))));
+    answers.push((
+        "gateway (dashboard)".into(),
+        gateway.map(|r| (r.status, r.body)),
+    ));
     for (name, answer) in &answers {
         let Some((status, body)) = answer else {
             panic!("{name}: /healthz did not answer");
@@ -454,7 +455,11 @@ async fn every_service_waits_for_nats_and_works_once_it_appears() {
     system.wait_all_healthy().await;
     for name in &names {
         let r = rg_testkit::http::get(system.metrics_addr(name), "/healthz").await;
-        assert_eq!(r.map(|r| r.status), Some(200), "{name}: /healthz with NATS back");
+        assert_eq!(
+            r.map(|r| r.status),
+            Some(200),
+            "{name}: /healthz with NATS back"
+        );
     }
     let client = async_nats::connect(&url).await.unwrap();
     let mut alerts = AlertFeed::open(&url).await;
