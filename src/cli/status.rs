@@ -164,20 +164,11 @@ async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStr
 
 /// How many configured servers accept a TCP connection now.
 async fn reachable_servers(config: &Config) -> usize {
-    let probes = config.nats.servers.iter().map(|url| async move {
-        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
-            return false;
-        };
-        let target = format!("{}:{}", addr.host(), addr.port());
-        matches!(
-            tokio::time::timeout(
-                Duration::from_millis(500),
-                tokio::net::TcpStream::connect(target)
-            )
-            .await,
-            Ok(Ok(_))
-        )
-    });
+    let probes = config
+        .nats
+        .servers
+        .iter()
+        .map(|url| rg_bus::connect::answers(url));
     futures::future::join_all(probes)
         .await
         .into_iter()

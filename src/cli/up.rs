@@ -319,16 +319,7 @@ fn masked(url: &str) -> String {
 /// The first configured server that accepts a TCP connection.
 async fn reachable_server(config: &Config) -> Option<String> {
     for url in &config.nats.servers {
-        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
-            continue;
-        };
-        let target = format!("{}:{}", addr.host(), addr.port());
-        if let Ok(Ok(_)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(&target),
-        )
-        .await
-        {
+        if rg_bus::connect::answers(url).await {
             return Some(url.clone());
         }
     }

@@ -464,6 +464,23 @@ fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2))
 }
 
+/// Whether the server at `url` accepts a TCP connection within 500 ms
+/// (no NATS handshake): for tools deciding which servers are up.
+pub async fn answers(url: &str) -> bool {
+    let Ok(addr) = url.parse::<ServerAddr>() else {
+        return false;
+    };
+    let target = format!("{}:{}", addr.host(), addr.port());
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(target)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
 /// Whether a client is connected now.
 pub fn is_connected(client: &Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected

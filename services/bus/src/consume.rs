@@ -315,6 +315,19 @@ pub const PULL_EXPIRES: Duration = Duration::from_secs(4);
 /// server that held the request is gone, and the loop pulls afresh.
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// Starts pulling from `consumer` with [`PULL_EXPIRES`] and
+/// [`PULL_HEARTBEAT`]: every reader of a stream pulls this way.
+pub(crate) async fn pull(
+    consumer: &PullConsumer,
+) -> Result<pull::Stream, async_nats::jetstream::consumer::StreamError> {
+    consumer
+        .stream()
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages()
+        .await
+}
+
 /// Whether a pull loop goes on.
 enum Step {
     Continue,
@@ -341,11 +354,7 @@ where
     // Since when the loop has not been able to pull (logged when it ends).
     let mut paused: Option<(tokio::time::Instant, String)> = None;
     'reopen: loop {
-        let pulling = consumer
-            .stream()
-            .expires(PULL_EXPIRES)
-            .heartbeat(PULL_HEARTBEAT)
-            .messages();
+        let pulling = pull(&consumer);
         let mut messages = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),

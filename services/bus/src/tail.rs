@@ -298,11 +298,7 @@ async fn tail_once<M: Message + Default>(
         })
         .await
         .map_err(|e| format!("creating a reader of {stream_name}: {e}"))?;
-    let mut messages = consumer
-        .stream()
-        .expires(crate::consume::PULL_EXPIRES)
-        .heartbeat(crate::consume::PULL_HEARTBEAT)
-        .messages()
+    let mut messages = crate::consume::pull(&consumer)
         .await
         .map_err(|e| format!("reading {stream_name}: {e}"))?;
     // Without acks nothing is redelivered: a delivery lost on the way (a
@@ -369,11 +365,7 @@ async fn tail_once<M: Message + Default>(
                 // shows as a sequence gap above.
                 tracing::debug!(stream = stream_name, reader = who, error = %e, "pull interrupted; pulling again");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                messages = consumer
-                    .stream()
-                    .expires(crate::consume::PULL_EXPIRES)
-                    .heartbeat(crate::consume::PULL_HEARTBEAT)
-                    .messages()
+                messages = crate::consume::pull(&consumer)
                     .await
                     .map_err(|e| format!("reading {stream_name}: {e}"))?;
                 continue;

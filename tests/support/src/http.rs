@@ -79,11 +79,10 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// The status of a GET from blocking code (a fixture waiting for its
-/// server); `None` when nothing answers within 2 s.
-pub fn blocking_get_status(port: u16, path: &str) -> Option<u16> {
+/// The raw answer to a GET from blocking code; `None` when nothing answers
+/// within 2 s.
+fn blocking_raw(addr: SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -93,24 +92,20 @@ pub fn blocking_get_status(port: u16, path: &str) -> Option<u16> {
     .ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
+    Some(String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// The status of a GET from blocking code (a fixture waiting for its
+/// server); `None` when nothing answers within 2 s.
+pub fn blocking_get_status(port: u16, path: &str) -> Option<u16> {
+    let text = blocking_raw(SocketAddr::from(([127, 0, 0, 1], port)), path)?;
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The body of a 200 answer to a GET from blocking code; `None` when
 /// nothing answers within 2 s or the status is not 200.
 pub fn blocking_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
+    let text = blocking_raw(addr, path)?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     if head.split_whitespace().nth(1)? != "200" {
         return None;
