@@ -604,8 +604,41 @@ async fn the_readers_server_can_die_and_a_lost_quorum_comes_back_with_every_even
         },
     )
     .await;
-    let (code, said, _) = status(&system.config);
-    assert_eq!(code, Some(0), "status once the cluster is whole:\n{said}");
+    // Every service pulls again: a durable consumer whose pull got stuck
+    // across the elections is found stalled and pulls afresh within
+    // about 7 s (5 s idle, then confirmed 1.5 s later).
+    let config = system.config.clone();
+    let whole = Instant::now();
+    let said = wait_until(
+        "status OK once the cluster is whole",
+        Duration::from_secs(20),
+        || {
+            let config = config.clone();
+            async move {
+                let (code, said, _) = tokio::task::spawn_blocking(move || status(&config))
+                    .await
+                    .unwrap();
+                if code == Some(0) {
+                    Waited::Done(said)
+                } else {
+                    Waited::NotYet(said)
+                }
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "cluster: status OK {:?} after the plan and the dashboard:\n{said}",
+        whole.elapsed()
+    );
+    for service in ["detector", "cascade", "failover"] {
+        let text = system.metrics(service).await;
+        let stalls: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("regionguard_bus_consumer_stalls_total"))
+            .collect();
+        eprintln!("cluster: {service}: consumer stalls found {stalls:?}");
+    }
 
     // Every event the probers made is in the stream, once.
     for region in rg_proto::domain::DEFAULT_REGIONS {

@@ -328,6 +328,62 @@ pub(crate) async fn pull(
         .await
 }
 
+/// A consumer that delivered nothing for this long is asked whether it
+/// should have (see [`undelivered`]).
+const STALL_CHECK_AFTER: Duration = Duration::from_secs(5);
+/// A consumer found with messages waiting is asked again after this long;
+/// still the same: stalled, and the loop pulls afresh.
+const STALL_CONFIRM: Duration = Duration::from_millis(1500);
+/// How long the stall check waits for the consumer's leader.
+const STALL_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the stall check saw: messages waiting for a consumer with room to
+/// deliver them.
+#[derive(Debug, Clone, Copy)]
+struct Suspect {
+    /// The last stream sequence the consumer delivered.
+    delivered: u64,
+    /// Messages waiting.
+    waiting: u64,
+    /// When they were first seen waiting.
+    since: tokio::time::Instant,
+}
+
+/// Asks the consumer's leader whether messages wait that it could deliver
+/// (below its max ack pending). None: nothing waits, the consumer is full,
+/// or the leader does not answer (the pull errors say so).
+async fn undelivered(consumer: &PullConsumer) -> Option<Suspect> {
+    let info = tokio::time::timeout(STALL_ASK_TIMEOUT, consumer.get_info())
+        .await
+        .ok()?
+        .ok()?;
+    let max = info.config.max_ack_pending;
+    let room = max <= 0 || (info.num_ack_pending as i64) < max;
+    (info.num_pending > 0 && room).then(|| Suspect {
+        delivered: info.delivered.stream_sequence,
+        waiting: info.num_pending,
+        since: tokio::time::Instant::now(),
+    })
+}
+
+/// Asks the leader of `stream`'s consumer `consumer` to step down (the
+/// caller logged why); a failure is logged, and the next check tries again.
+async fn step_down(js: &jetstream::Context, stream: &str, consumer: &str) {
+    let subject = format!("CONSUMER.LEADER.STEPDOWN.{stream}.{consumer}");
+    let asked = tokio::time::timeout(
+        STALL_ASK_TIMEOUT,
+        js.request::<_, _, serde_json::Value>(subject, &serde_json::json!({})),
+    )
+    .await;
+    match asked {
+        Ok(Ok(answer)) => {
+            tracing::info!(%consumer, %answer, "consumer leader asked to step down")
+        }
+        Ok(Err(e)) => tracing::warn!(%consumer, error = %e, "consumer leader stepdown failed"),
+        Err(_) => tracing::warn!(%consumer, "consumer leader stepdown not answered within 2 s"),
+    }
+}
+
 /// Whether a pull loop goes on.
 enum Step {
     Continue,
@@ -353,6 +409,8 @@ where
     let stream = consumer.cached_info().stream_name.clone();
     // Since when the loop has not been able to pull (logged when it ends).
     let mut paused: Option<(tokio::time::Instant, String)> = None;
+    // Stalls found since the last delivered message.
+    let mut stalls = 0u32;
     'reopen: loop {
         let pulling = pull(&consumer);
         let mut messages = tokio::select! {
@@ -373,12 +431,52 @@ where
                 }
             },
         };
+        // The stall check: while nothing is delivered, ask the consumer's
+        // leader now and then whether something should have been.
+        let mut check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
+        let mut suspect: Option<Suspect> = None;
         loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => next,
+                _ = tokio::time::sleep_until(check_at) => {
+                    let now = tokio::time::Instant::now();
+                    match (undelivered(&consumer).await, suspect.take()) {
+                        // The same messages waited through two checks:
+                        // the pull is stuck (a request held by a server
+                        // that no longer leads the consumer, or lost).
+                        (Some(seen), Some(before)) if seen.delivered == before.delivered => {
+                            m::consumer_stalled(&name);
+                            stalls += 1;
+                            if stalls == 1 {
+                                tracing::warn!(consumer = %name, waiting = seen.waiting, delivered = seen.delivered, "consumer stalled: messages wait and nothing is delivered; pulling afresh");
+                            } else {
+                                // Pulling afresh did not help: the leader
+                                // itself does not deliver (a server-side
+                                // stall after elections); another replica
+                                // takes over.
+                                tracing::warn!(consumer = %name, waiting = seen.waiting, delivered = seen.delivered, stalls, "consumer still stalled after pulling afresh; asking its leader to step down");
+                                step_down(dead_letter.context(), &stream, &name).await;
+                            }
+                            paused.get_or_insert((
+                                before.since,
+                                format!("stalled with {} messages waiting", seen.waiting),
+                            ));
+                            continue 'reopen;
+                        }
+                        (Some(seen), _) => {
+                            suspect = Some(Suspect { since: now, ..seen });
+                            check_at = now + STALL_CONFIRM;
+                        }
+                        (None, _) => check_at = now + STALL_CHECK_AFTER,
+                    }
+                    continue;
+                }
             };
+            check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
+            suspect = None;
+            stalls = 0;
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => {
@@ -448,5 +546,60 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::stream;
+
+    /// The stall check's question, asked of a real server: messages wait
+    /// and the consumer has room → a suspect; full, or nothing waiting →
+    /// none.
+    #[tokio::test]
+    async fn undelivered_names_waiting_messages_only_when_they_could_be_delivered() {
+        let server = rg_testkit::NatsServer::start();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = jetstream::new(client);
+        js.create_stream(stream::Config {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut spec = ConsumerSpec::new("T", "c", "t.>");
+        spec.max_ack_pending = 2;
+        let consumer = durable(&js, &spec).await.unwrap();
+        assert!(undelivered(&consumer).await.is_none(), "empty stream");
+
+        for i in 0..3 {
+            js.publish(format!("t.{i}"), "x".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let seen = undelivered(&consumer).await.expect("3 messages wait");
+        assert_eq!((seen.waiting, seen.delivered), (3, 0));
+
+        // Two delivered and held: the consumer is full, nothing is stuck.
+        let mut batch = consumer.fetch().max_messages(2).messages().await.unwrap();
+        let mut held = Vec::new();
+        while let Some(m) = batch.next().await {
+            held.push(m.unwrap());
+        }
+        assert_eq!(held.len(), 2);
+        assert!(
+            undelivered(&consumer).await.is_none(),
+            "full at max ack pending"
+        );
+
+        for m in held {
+            m.double_ack().await.unwrap();
+        }
+        let seen = undelivered(&consumer).await.expect("room again, one waits");
+        assert_eq!((seen.waiting, seen.delivered), (1, 2));
     }
 }

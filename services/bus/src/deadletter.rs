@@ -35,6 +35,11 @@ impl DeadLetter {
         }
     }
 
+    /// The JetStream context it publishes with.
+    pub(crate) fn context(&self) -> &async_nats::jetstream::Context {
+        self.publisher.context()
+    }
+
     /// Copies `payload` to the dead-letter stream and waits for the PubAck.
     /// `reason_label` is a fixed label for metrics; `reason` the full text.
     pub async fn send(

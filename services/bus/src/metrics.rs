@@ -36,6 +36,9 @@ pub const DECODE_FAILURES: &str = "regionguard_bus_decode_failures_total";
 /// Stream readers (ordered consumers behind rebuilt views) found stalled
 /// and recreated, by reader.
 pub const READER_STALLS: &str = "regionguard_stream_reader_stalls_total";
+/// Durable consumers found stalled (messages waiting, room to deliver,
+/// nothing delivered) and pulled afresh, by consumer.
+pub const CONSUMER_STALLS: &str = "regionguard_bus_consumer_stalls_total";
 /// How long a durable consumer could not pull before it resumed, by
 /// consumer.
 pub const CONSUMER_PAUSE: &str = "regionguard_bus_consumer_pause_seconds";
@@ -106,6 +109,11 @@ fn describe() {
         READER_STALLS,
         Unit::Count,
         "stream readers found stalled (the stream held messages they did not deliver) and recreated"
+    );
+    describe_counter!(
+        CONSUMER_STALLS,
+        Unit::Count,
+        "durable consumers found stalled (messages waiting and room to deliver them, nothing delivered) and pulled afresh"
     );
     describe_histogram!(
         CONSUMER_PAUSE,
@@ -280,6 +288,10 @@ impl ConsumerResumed<'_> {
             "consumer resumed"
         );
     }
+}
+
+pub(crate) fn consumer_stalled(consumer: &str) {
+    counter!(CONSUMER_STALLS, "consumer" => consumer.to_owned()).increment(1);
 }
 
 pub(crate) fn consumer_error(consumer: &str) {

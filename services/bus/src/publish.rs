@@ -104,6 +104,13 @@ pub struct Publisher {
     js: jetstream::Context,
 }
 
+impl Publisher {
+    /// The JetStream context it publishes with.
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+}
+
 /// A publish sent but not yet acknowledged; await [`Sent::stored`].
 #[derive(Debug)]
 pub struct Sent {
