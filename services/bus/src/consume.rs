@@ -466,7 +466,7 @@ where
                             continue 'reopen;
                         }
                         (Some(seen), _) => {
-                            suspect = Some(Suspect { since: now, ..seen });
+                            suspect = Some(seen);
                             check_at = now + STALL_CONFIRM;
                         }
                         (None, _) => check_at = now + STALL_CHECK_AFTER,
@@ -476,7 +476,6 @@ where
             };
             check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
             suspect = None;
-            stalls = 0;
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => {
@@ -502,6 +501,8 @@ where
                     continue 'reopen;
                 }
             };
+            // A message delivered: whatever stalled is over.
+            stalls = 0;
             if let Some((since, cause)) = paused.take() {
                 let paused_for = since.elapsed();
                 m::ConsumerResumed {
