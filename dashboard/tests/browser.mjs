@@ -8,12 +8,18 @@
 //   "START-GATEWAY"         starts one on the same port  "started"
 //   "STOP-PROBER"           stops eu-west-1's prober     "stopped"
 //   "START-PROBER"          starts it again              "started"
+//   "FREEZE-GATEWAY"        holds every byte between     "frozen"
+//                           page and gateway, sockets
+//                           left open (a hung gateway)
+//   "THAW-GATEWAY"          lets them pass again         "thawed"
 //
 // Modes:
 //   --mode full    numbers equal /api/snapshot; a fault turns its card
 //                  critical within two intervals; the trend tooltip shows
 //                  counts; the page reconnects after a gateway restart;
-//                  a region whose prober stops is greyed, not dropped
+//                  a region whose prober stops is greyed, not dropped;
+//                  a hung gateway (socket open, no snapshots) makes the
+//                  page say "Stale" and dim, until snapshots come again
 //   --mode layout  many regions x services stay readable
 // Screenshots go to --artifacts DIR. Exit code 0 = every check passed.
 
@@ -210,6 +216,31 @@ async function full(page) {
   await page.waitForSelector('#connection[data-state="connected"]', { timeout: 15000 });
   await page.waitForFunction((t) => Number(document.body.dataset.generatedAt) > t, before, { timeout: 15000 });
   check(true, 'after the restart the page is Connected again and shows new snapshots');
+  await pageEqualsApi(page);
+
+  // The gateway hangs with the socket open: no close, no error, just no
+  // snapshots. Within 3 intervals (at least 5 s) and the page's 1 s check
+  // the indicator says "Stale" with how long, and the page dims; when
+  // snapshots come again it says Connected.
+  await ask('FREEZE-GATEWAY', 'frozen');
+  const frozenAt = Date.now();
+  await page.waitForSelector('#connection[data-state="stale"]', { timeout: 20000 });
+  const staleIn = Date.now() - frozenAt;
+  // The last snapshot came up to an interval before the freeze; the page
+  // checks every second; a busy machine adds the rest.
+  const staleLimit = Math.max(3 * interval, 5000) + interval + 1500;
+  check(staleIn <= staleLimit, `the page said stale ${staleIn} ms after the gateway hung (limit ${staleLimit} ms)`);
+  await page.waitForTimeout(1500);
+  const staleText = await page.textContent('#connection');
+  check(/^Stale — no snapshot for \d+ s$/.test(staleText), `the indicator says "${staleText}"`);
+  const dim = await page.$eval('main', (e) => Number(getComputedStyle(e).opacity));
+  check(dim < 1, `the page is dimmed while stale (opacity ${dim})`);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-stale-page.png`, fullPage: true });
+  const heldAt = Number(await page.evaluate(() => document.body.dataset.generatedAt));
+  await ask('THAW-GATEWAY', 'thawed');
+  await page.waitForSelector('#connection[data-state="connected"]', { timeout: 10000 });
+  await page.waitForFunction((t) => Number(document.body.dataset.generatedAt) > t, heldAt, { timeout: 10000 });
+  check(true, 'once snapshots come again the page says Connected and shows them');
   await pageEqualsApi(page);
 
   // Every prober of eu-west-1 stops: its card is greyed with how long it

@@ -66,7 +66,8 @@ async fn run_browser(args: &[String], mut on_request: impl AsyncFnMut(&str) -> &
         while let Ok(Some(line)) = stdout.next_line().await {
             match line.trim() {
                 "OK" => passed = true,
-                request @ ("STOP-GATEWAY" | "START-GATEWAY" | "STOP-PROBER" | "START-PROBER") => {
+                request @ ("STOP-GATEWAY" | "START-GATEWAY" | "STOP-PROBER" | "START-PROBER"
+                | "FREEZE-GATEWAY" | "THAW-GATEWAY") => {
                     let answer = on_request(request).await;
                     stdin
                         .write_all(format!("{answer}\n").as_bytes())
@@ -111,9 +112,12 @@ async fn the_dashboard_in_chromium_matches_the_api_turns_critical_and_reconnects
     let gateway = start_gateway(gateway_config(interval), &nats).await;
     let http = gateway.http;
     let mut gateway = Some(gateway);
+    // The page reaches the gateway through a relay that can freeze its
+    // connections: a hung gateway whose socket stays open.
+    let relay = Relay::start(http).await;
     let args = vec![
         "--url".into(),
-        format!("http://{http}/"),
+        format!("http://{}/", relay.addr),
         "--interval-ms".into(),
         interval.as_millis().to_string(),
         "--artifacts".into(),
@@ -123,6 +127,14 @@ async fn the_dashboard_in_chromium_matches_the_api_turns_critical_and_reconnects
         "STOP-GATEWAY" => {
             gateway.take().expect("running").running.stop().await;
             "stopped"
+        }
+        "FREEZE-GATEWAY" => {
+            relay.freeze();
+            "frozen"
+        }
+        "THAW-GATEWAY" => {
+            relay.thaw();
+            "thawed"
         }
         "STOP-PROBER" => {
             probers[2].take().expect("running").stop().await;

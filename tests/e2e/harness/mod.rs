@@ -1,6 +1,7 @@
 //! Shared setup for the e2e tests, by concern: [`services`] in-process,
 //! [`processes`] of the real binary, [`feeds`] to read what they publish,
-//! [`faults`] to inject, and [`wait`] for conditions.
+//! [`faults`] to inject, a [`relay`] that can freeze a connection, and
+//! [`wait`] for conditions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 mod faults;
 mod feeds;
 mod processes;
+mod relay;
 mod services;
 mod wait;
 
 pub(crate) use faults::*;
 pub(crate) use feeds::*;
 pub(crate) use processes::*;
+pub(crate) use relay::*;
 pub(crate) use services::*;
 pub(crate) use wait::*;
