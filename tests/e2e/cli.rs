@@ -610,3 +610,71 @@ async fn bench_pipeline_times_every_stage_and_finds_no_event_lost() {
     let (status, _) = up.stop().await;
     assert!(status.success());
 }
+
+/// Without CA certificates the AWS SDK's HTTPS client panics when it is
+/// built (seen in a container made from debian:bookworm-slim): regionguard
+/// looks first and says what is missing, in `check-config --aws` and in the
+/// failover service, which exits with that message instead of a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ca_certificates_the_aws_side_says_so_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    // The loader reads SSL_CERT_FILE and SSL_CERT_DIR when either is set
+    // (this machine sets both): an empty file and an empty directory.
+    let empty = dir.path().join("no-certificates.pem");
+    std::fs::write(&empty, "").unwrap();
+    let no_dir = dir.path().join("no-certificates");
+    std::fs::create_dir(&no_dir).unwrap();
+    let server = NatsServer::start();
+    let config = dir.path().join("regionguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nservers = [\"{}\"]\n[failover]\nmode = \"plan\"\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+
+    let out = regionguard()
+        .args([
+            "check-config",
+            "--aws",
+            "--aws-endpoint",
+            "http://127.0.0.1:9",
+            "--config",
+        ])
+        .arg(&config)
+        .env("SSL_CERT_FILE", &empty)
+        .env("SSL_CERT_DIR", &no_dir)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL no CA certificate found"), "{said}");
+    assert!(said.contains("ca-certificates"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+
+    let out = regionguard()
+        .args(["failover", "--config"])
+        .arg(&config)
+        .env("SSL_CERT_FILE", &empty)
+        .env("SSL_CERT_DIR", &no_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the failover manager ran without CA certificates:\n{said}"
+    );
+    assert!(said.contains("starting the AWS clients"), "{said}");
+    assert!(said.contains("no CA certificate found"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}

@@ -39,8 +39,8 @@ fn require_browser_tools() -> PathBuf {
     dashboard
 }
 
-/// Runs the browser script; `restart` is called for each gateway stop and
-/// start it asks for. Panics with the script's output unless it passes.
+/// Runs the browser script; `on_request` answers each request it prints
+/// (stop, start or freeze a part). Panics with its output unless it passes.
 async fn run_browser(args: &[String], mut on_request: impl AsyncFnMut(&str) -> &'static str) {
     let dashboard = require_browser_tools();
     let mut child = Command::new("node")

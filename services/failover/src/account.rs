@@ -31,7 +31,10 @@ fn fail(message: String) -> Finding {
 
 /// Checks `config`'s resources against the account `config.aws` reaches.
 pub async fn check(config: &Config) -> Vec<Finding> {
-    let aws = Aws::new(&config.aws).await;
+    let aws = match Aws::new(&config.aws).await {
+        Ok(aws) => aws,
+        Err(e) => return vec![fail(format!("{e:#}"))],
+    };
     let regions: Vec<String> = config.declared_regions().into_iter().collect();
     if regions.is_empty() {
         return vec![fail(

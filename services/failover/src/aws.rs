@@ -54,9 +54,33 @@ pub struct Aws {
     calls: std::sync::atomic::AtomicU64,
 }
 
+/// The AWS SDK's HTTPS client panics (the whole process) when this machine
+/// has no CA certificate; this looks first, with the loader it uses, and
+/// says what to do.
+fn ca_certificates_present() -> anyhow::Result<()> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        anyhow::bail!(
+            "no CA certificate found on this machine{}: the AWS SDK cannot be started without one, \
+             even against an http:// emulator; install them (Debian: apt-get install ca-certificates) \
+             or point SSL_CERT_FILE at a PEM bundle",
+            if why.is_empty() { String::new() } else { format!(" ({why})") }
+        );
+    }
+    Ok(())
+}
+
 impl Aws {
-    /// Loads credentials and builds the clients.
-    pub async fn new(config: &AwsConfig) -> Self {
+    /// Loads credentials and builds the clients. Fails, saying why, where
+    /// the SDK could not make a call at all (no CA certificates).
+    pub async fn new(config: &AwsConfig) -> anyhow::Result<Self> {
+        ca_certificates_present()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.global_region.clone()))
             .retry_config(
@@ -86,7 +110,7 @@ impl Aws {
         if let Some(url) = endpoint("cloudfront") {
             cloudfront = cloudfront.endpoint_url(url);
         }
-        Self {
+        Ok(Self {
             route53: aws_sdk_route53::Client::from_conf(route53.build()),
             cloudfront: aws_sdk_cloudfront::Client::from_conf(cloudfront.build()),
             autoscaling: Mutex::new(BTreeMap::new()),
@@ -97,7 +121,7 @@ impl Aws {
             endpoints: config.endpoints.clone(),
             shared,
             calls: std::sync::atomic::AtomicU64::new(0),
-        }
+        })
     }
 
     /// API calls made so far.

@@ -105,7 +105,11 @@ pub async fn run(
     .await?;
     let aws = match config.mode {
         Mode::Observe => None,
-        _ => Some(Arc::new(aws::Aws::new(&config.aws).await)),
+        _ => Some(Arc::new(
+            aws::Aws::new(&config.aws)
+                .await
+                .context("starting the AWS clients")?,
+        )),
     };
     tracing::info!(mode = config.mode.name(), %replica, endpoint = config.aws.endpoint_url.as_deref().unwrap_or("AWS"), regions = %config.declared_regions().into_iter().collect::<Vec<_>>().join(", "), "failover manager starting");
 
