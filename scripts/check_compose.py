@@ -117,7 +117,7 @@ def check_compose(binary):
     for name, svc in sorted(services.items()):
         if name.startswith("nats"):
             continue
-        if svc.get("image") != "regionguard:local" or "build" not in svc:
+        if interpolate(svc.get("image")) != "regionguard:local" or "build" not in svc:
             fail(f"{name}: not built from deploy/Dockerfile")
         command = svc.get("command") or []
         if not command or command[0] not in SUBCOMMANDS:
@@ -277,6 +277,19 @@ def check_dockerfile():
     ok("every COPY source exists; the image runs regionguard with deploy/config")
 
 
+def check_compose_v1():
+    """Debian's docker-compose (v1.29) rejects keys that only Compose v2
+    knows; tests/e2e/compose.rs runs the files with it."""
+    print("== Compose v1 and v2")
+    for path in sorted(DEPLOY.glob("compose*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        extra = sorted(k for k in doc if k not in ("services", "volumes", "networks", "secrets", "configs", "version") and not k.startswith("x-"))
+        if extra:
+            fail(f"{path.name}: top-level {extra}: docker-compose v1 rejects them (deploy/.env names the project)")
+        else:
+            ok(f"{path.name}: only keys both Compose v1 and v2 read")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=str(ROOT / "target/debug/regionguard"))
@@ -285,6 +298,7 @@ def main():
     check_overrides(binary, services)
     check_auth(binary, services)
     check_dockerfile()
+    check_compose_v1()
     if failures:
         print(f"check_compose: {len(failures)} problem(s)")
         sys.exit(1)

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+# Docker engine, docker-compose and the base images (stand-ins built from
+# Debian's packages where none can be pulled), for tests/e2e/compose.rs.
+scripts/docker-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

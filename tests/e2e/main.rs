@@ -9,6 +9,7 @@ mod backbone;
 mod cascade;
 mod cli;
 mod cluster;
+mod compose;
 mod confirm;
 mod dashboard;
 mod deep_health;

@@ -1,0 +1,392 @@
+//! docker compose, run for real: `deploy/compose.yaml` (and its overrides)
+//! with Debian's docker-compose, the regionguard image built from this
+//! test's binary (`scripts/docker-image.sh`, `deploy/Dockerfile.host`) and
+//! the base images `scripts/docker-deps.sh` makes (stand-ins built from
+//! Debian's packages where nothing can be pulled). Each test has its own
+//! compose project and dashboard port; they run one at a time (the compose
+//! network's subnet is fixed) and `down -v` runs even when one fails.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+use tokio::sync::{Mutex, OnceCell};
+use tokio::time::Instant;
+
+use rg_testkit::{free_port, init_logging, wait_until, Waited};
+
+const IMAGE: &str = "regionguard:e2e";
+
+/// One compose project at a time: the network's subnet is fixed.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+static IMAGE_BUILT: OnceCell<()> = OnceCell::const_new();
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The compose program: `docker compose` (v2) when the plugin answers,
+/// else Debian's `docker-compose` (v1.29).
+async fn compose_program() -> Vec<String> {
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if v2 {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
+}
+
+/// Panics with what to run when there is no engine or a base image.
+async fn require_docker() {
+    let info = Command::new("docker").arg("info").output().await;
+    assert!(
+        info.as_ref().is_ok_and(|o| o.status.success()),
+        "no Docker engine answers: run scripts/docker-deps.sh (as root; scripts/test.sh does) ({info:?})"
+    );
+    for image in ["debian:bookworm-slim", "nats:2.10-alpine"] {
+        let found = Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "image {image} is missing: run scripts/docker-deps.sh"
+        );
+    }
+    IMAGE_BUILT
+        .get_or_init(|| async {
+            let out = Command::new(repo().join("scripts/docker-image.sh"))
+                .args(["--bin", env!("CARGO_BIN_EXE_regionguard"), "--tag", IMAGE])
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "building {IMAGE}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+        .await;
+}
+
+/// A compose project of its own, taken down with its volumes on drop.
+struct Compose {
+    program: Vec<String>,
+    project: String,
+    files: Vec<PathBuf>,
+    http: SocketAddr,
+}
+
+impl Compose {
+    async fn new(name: &str, files: &[&str]) -> Compose {
+        require_docker().await;
+        let project = format!("rge2e{}{name}", std::process::id());
+        Compose {
+            program: compose_program().await,
+            project,
+            files: files
+                .iter()
+                .map(|f| repo().join("deploy").join(f))
+                .collect(),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.program[0]);
+        c.args(&self.program[1..]).args(["-p", &self.project]);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        c.args(args)
+            .env("RG_IMAGE", IMAGE)
+            .env("RG_HTTP_PORT", self.http.port().to_string())
+            .kill_on_drop(true);
+        c
+    }
+
+    /// Runs a compose command; panics with its output unless it succeeds.
+    async fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().await.unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "compose {args:?} failed:\n{text}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `regionguard ARGS` inside the gateway's container, as the README
+    /// says to run the CLI.
+    async fn regionguard(&self, args: &[&str]) -> String {
+        let mut all = vec!["exec", "-T", "gateway", "regionguard"];
+        all.extend_from_slice(args);
+        self.run(&all).await
+    }
+
+    /// Every container of the project (running or not): id, service, and
+    /// state (`healthy`, `starting`, `unhealthy`, or the state without a
+    /// health check).
+    async fn containers(&self) -> Vec<(String, String, String)> {
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let ids = docker(&["ps", "-aq", "--filter", &label]).await;
+        let mut out = Vec::new();
+        for id in ids.split_whitespace() {
+            let state = docker(&[
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"com.docker.compose.service\"}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}",
+                id,
+            ])
+            .await;
+            let (service, health) = state.trim().split_once(' ').unwrap_or((state.trim(), ""));
+            out.push((id.to_owned(), service.to_owned(), health.to_owned()));
+        }
+        out
+    }
+
+    /// Waits until `expected` containers are all healthy; returns how long.
+    async fn wait_healthy(&self, expected: usize, deadline: Duration) -> Duration {
+        let start = Instant::now();
+        wait_until("every container healthy", deadline, || async {
+            let all = self.containers().await;
+            let healthy = all.iter().filter(|c| c.2 == "healthy").count();
+            if all.len() == expected && healthy == expected {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(format!("{all:?}"))
+            }
+        })
+        .await;
+        start.elapsed()
+    }
+
+    async fn api(&self, path: &str) -> Option<Value> {
+        let r = rg_testkit::http::get(self.http, path).await?;
+        (r.status == 200)
+            .then(|| serde_json::from_str(&r.body).ok())
+            .flatten()
+    }
+
+    /// Waits for a snapshot with `total` endpoints, all healthy.
+    async fn wait_all_healthy(&self, total: u64, deadline: Duration) {
+        wait_until(
+            "the dashboard counts every endpoint healthy",
+            deadline,
+            || async {
+                let s = self.api("/api/snapshot").await;
+                let m = s.as_ref().map(|s| &s["summary"]);
+                let got = |k: &str| m.and_then(|m| m[k].as_u64()).unwrap_or(0);
+                if got("total_endpoints") == total && got("healthy") == total {
+                    Waited::Done(())
+                } else {
+                    Waited::NotYet(format!("{m:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    async fn logs(&self) -> String {
+        let out = self
+            .command(&["logs", "--no-color", "--tail", "40"])
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        // `down -v` even when the test failed: no container, network or
+        // volume is left behind.
+        let mut c = std::process::Command::new(&self.program[0]);
+        c.args(&self.program[1..]).args(["-p", &self.project]);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        let _done = c
+            .args(["down", "-v", "--remove-orphans", "-t", "5"])
+            .env("RG_IMAGE", IMAGE)
+            .env("RG_HTTP_PORT", self.http.port().to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+async fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What `docker` lists of a project after it was taken down.
+async fn leftovers(project: &str) -> Vec<String> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let mut left = Vec::new();
+    for (what, args) in [
+        ("container", vec!["ps", "-aq", "--filter", &label]),
+        ("network", vec!["network", "ls", "-q", "--filter", &label]),
+        ("volume", vec!["volume", "ls", "-q", "--filter", &label]),
+    ] {
+        for id in docker(&args).await.split_whitespace() {
+            left.push(format!("{what} {id}"));
+        }
+    }
+    left
+}
+
+/// The number of vantages `regionguard status` reports for `region`.
+fn vantages(status: &str, region: &str) -> Option<u32> {
+    let at = status.find(&format!("{region}: "))? + region.len() + 2;
+    status[at..].split(' ').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_up_runs_healthy_decides_scales_and_down_leaves_nothing() {
+    init_logging();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let compose = Compose::new("base", &["compose.yaml"]).await;
+    compose.run(&["up", "-d"]).await;
+
+    // nats, simulator, 3 probers, detector, cascade, failover, notifier,
+    // gateway.
+    let took = compose.wait_healthy(10, Duration::from_secs(60)).await;
+    eprintln!(
+        "compose: 10 containers healthy {:.1} s after up",
+        took.as_secs_f64()
+    );
+    compose.wait_all_healthy(21, Duration::from_secs(30)).await;
+    let status = compose.regionguard(&["status"]).await;
+    assert!(!status.contains("DOWN"), "{status}");
+
+    // The October 2025 failure: the threshold alert, the cascade alert and
+    // a plan, read from the gateway's API.
+    compose
+        .regionguard(&[
+            "fault",
+            "inject",
+            "--region",
+            "us-east-1",
+            "--service",
+            "dynamodb",
+            "--kind",
+            "empty-answer",
+        ])
+        .await;
+    let injected = Instant::now();
+    wait_until(
+        "threshold and cascade alerts and a plan",
+        Duration::from_secs(60),
+        || async {
+            let alerts = compose.api("/api/alerts").await.unwrap_or_default();
+            let decisions = compose.api("/api/decisions").await.unwrap_or_default();
+            let alert = |source: &str| {
+                alerts["alerts"].as_array().into_iter().flatten().any(|a| {
+                    a["source"] == source
+                        && a["region"] == "us-east-1"
+                        && a["severity"] == "SEVERITY_CRITICAL"
+                })
+            };
+            let planned = decisions["decisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d["phase"] == "FAILOVER_PHASE_PLANNED" && d["from_region"] == "us-east-1");
+            if alert("ALERT_SOURCE_THRESHOLD") && alert("ALERT_SOURCE_CASCADE") && planned {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(format!("alerts {alerts}\ndecisions {decisions}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "compose: threshold alert, cascade alert and plan {:.1} s after the fault",
+        injected.elapsed().as_secs_f64()
+    );
+    compose.regionguard(&["fault", "clear", "--all"]).await;
+    compose.wait_all_healthy(21, Duration::from_secs(60)).await;
+
+    // Three probers in us-east-1: three vantages.
+    compose
+        .run(&["up", "-d", "--scale", "prober-us-east-1=3"])
+        .await;
+    compose.wait_healthy(12, Duration::from_secs(60)).await;
+    wait_until(
+        "three vantages in us-east-1",
+        Duration::from_secs(40),
+        || async {
+            let status = compose.regionguard(&["status"]).await;
+            if vantages(&status, "us-east-1") == Some(3) {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(status)
+            }
+        },
+    )
+    .await;
+
+    // One of them stops: the others carry on, nothing turns unhealthy.
+    let (stopped, _, _) = compose
+        .containers()
+        .await
+        .into_iter()
+        .find(|c| c.1 == "prober-us-east-1")
+        .unwrap();
+    docker(&["stop", "-t", "5", &stopped]).await;
+    let carried_on = compose.api("/api/snapshot").await.unwrap()["generated_at_unix_ms"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap();
+    compose.wait_all_healthy(21, Duration::from_secs(30)).await;
+    wait_until(
+        "new snapshots with every endpoint healthy",
+        Duration::from_secs(40),
+        || async {
+            let s = compose.api("/api/snapshot").await.unwrap_or_default();
+            let at = s["generated_at_unix_ms"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            let healthy = s["summary"]["healthy"].as_u64() == Some(21);
+            if at > carried_on + 15_000 && healthy {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(format!("{}", s["summary"]))
+            }
+        },
+    )
+    .await;
+    let running: Vec<_> = compose
+        .containers()
+        .await
+        .into_iter()
+        .filter(|c| c.0 != stopped && c.2 != "healthy")
+        .collect();
+    assert!(
+        running.is_empty(),
+        "after one prober stopped: {running:?}\n{}",
+        compose.logs().await
+    );
+
+    let project = compose.project.clone();
+    drop(compose);
+    let left = leftovers(&project).await;
+    assert!(left.is_empty(), "down -v left {left:?}");
+}
