@@ -560,6 +560,50 @@ async fn two_replicas_and_one_request_make_one_failover() {
     drop(replicas);
 }
 
+/// Found by an unseen fault mix (a NATS server's disk full): the plan was
+/// published before the journal write, which failed; the request came
+/// again and was planned anew toward another region, so one failover had
+/// conflicting plans live and the stream kept the first. Now a plan that
+/// cannot be journaled is not published, and the request, retried, gets
+/// exactly one plan once the journal takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_cannot_be_journaled_is_not_published_and_one_plan_follows() {
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let _failover = w.start_failover(account.config(Mode::Plan));
+    w.wait_failover_ready().await;
+    // The journal refuses writes: its bucket's stream takes no message
+    // larger than 1 byte.
+    let set_max = |size: i32| {
+        let js = w.js.clone();
+        async move {
+            let mut stream = js.get_stream("KV_RG_FAILOVER").await.unwrap();
+            let mut config = stream.info().await.unwrap().config.clone();
+            config.max_message_size = size;
+            js.update_stream(config).await.unwrap();
+        }
+    };
+    set_max(1).await;
+    w.request("fo-journal").await;
+    w.phases.drain_for(Duration::from_secs(4)).await;
+    let planned = |w: &World| {
+        w.phases
+            .seen
+            .iter()
+            .filter(|(_, d)| d.id == "fo-journal" && d.phase() == FailoverPhase::Planned)
+            .count()
+    };
+    assert_eq!(
+        planned(&w),
+        0,
+        "a plan was published that the journal does not hold"
+    );
+    set_max(-1).await;
+    w.phase("fo-journal", FailoverPhase::Planned).await;
+    w.phases.drain_for(Duration::from_secs(3)).await;
+    assert_eq!(planned(&w), 1, "{:#?}", w.phases.seen);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_switches_flip_on_failover_and_an_approved_failback_restores_them() {
     let account = Account::seed();

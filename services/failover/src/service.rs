@@ -89,20 +89,31 @@ impl Service {
         }
     }
 
-    /// Publishes a phase (waits for its PubAck, retrying while NATS is
-    /// away). The message id makes a phase published again after a
-    /// restart a duplicate JetStream drops. A phase not stored before
-    /// shutdown is logged and counted: the journal keeps the state, and the
-    /// next start recovers from it.
-    pub(crate) async fn publish(
-        &self,
-        mut d: FailoverDecision,
-        phase: FailoverPhase,
-    ) -> FailoverDecision {
+    /// Stamps a phase on a decision: the phase, who, when, in which mode.
+    fn stamp(&self, mut d: FailoverDecision, phase: FailoverPhase) -> FailoverDecision {
         d.set_phase(phase);
         d.actor = self.actor();
         d.at_unix_ms = rg_bus::unix_now_ms();
         d.set_mode(self.config.mode.as_proto());
+        d
+    }
+
+    /// Stamps and publishes a phase (see [`Self::store`]).
+    pub(crate) async fn publish(
+        &self,
+        d: FailoverDecision,
+        phase: FailoverPhase,
+    ) -> FailoverDecision {
+        self.store(self.stamp(d, phase)).await
+    }
+
+    /// Publishes a stamped phase (waits for its PubAck, retrying while NATS
+    /// is away). The message id makes a phase published again after a
+    /// restart a duplicate JetStream drops. A phase not stored before
+    /// shutdown is logged and counted: the journal keeps the state, and the
+    /// next start recovers from it.
+    async fn store(&self, d: FailoverDecision) -> FailoverDecision {
+        let phase = d.phase();
         let subject = self.bus.subjects.failover(phase.token());
         let msg_id = format!(
             "{}:{}:{}:{}",
@@ -146,10 +157,24 @@ impl Service {
     }
 
     async fn on_request(&self, request: FailoverDecision) -> Outcome {
-        let journaled = match self.journal.get(&request.id).await {
-            Ok(r) => r.is_some(),
+        let record = match self.journal.get(&request.id).await {
+            Ok(r) => r,
             Err(e) => return Outcome::Transient(e.to_string()),
         };
+        // A request delivered again after its plan was journaled (the ack
+        // was lost, or the service died before it was done): the journaled
+        // plan is published again (the same message id: the stream keeps
+        // one) and carried on, never a new plan with another target.
+        if let Some(planned) = record
+            .as_ref()
+            .filter(|r| r.state == State::Planned)
+            .and_then(crate::journal::Record::decision)
+        {
+            tracing::info!(failover = %planned.id, to = %planned.to_region, "request delivered again: its journaled plan is published again, not made anew");
+            let planned = self.store(planned).await;
+            return self.after_plan(planned).await;
+        }
+        let journaled = record.is_some();
         let last_started = match self.journal.last_failover(&request.from_region).await {
             Ok(at) => at,
             Err(e) => return Outcome::Transient(e.to_string()),
@@ -195,12 +220,23 @@ impl Service {
                 return Outcome::Handled;
             }
         };
-        let planned = self.publish(planned, FailoverPhase::Planned).await;
-        // Strict: an approval finds the plan only here.
+        // Journaled before it is published: an approval finds the plan only
+        // in the journal, and a request delivered again finds it there
+        // (above) instead of planning anew. A plan that cannot be journaled
+        // is not published; the request is retried.
+        let planned = self.stamp(planned, FailoverPhase::Planned);
         let record = crate::journal::Record::new(State::Planned, Some(&planned));
         if let Err(e) = self.journal.put(&planned.id, &record).await {
             return Outcome::Transient(e.to_string());
         }
+        let planned = self.store(planned).await;
+        self.after_plan(planned).await
+    }
+
+    /// What follows a journaled, published plan: execution, or waiting for
+    /// an approval (and why).
+    async fn after_plan(&self, planned: FailoverDecision) -> Outcome {
+        let policy = self.policy();
         let automated = if policy.mode == crate::Mode::Auto {
             match self.journal.automated().await {
                 Ok(starts) => starts,
