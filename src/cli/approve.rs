@@ -18,7 +18,8 @@ pub(crate) async fn run(globals: Globals, id: &str, approver: &str) -> ExitCode 
         Err(e) => return super::config_error(&e),
     };
     match approve(&config.nats, id, approver).await {
-        Ok(d) => {
+        Ok(Approval::Unconfirmed) => unconfirmed("approval", id, PUBLISH_PATIENCE),
+        Ok(Approval::Stored(d)) => {
             println!(
                 "approved failover {} ({} -> {}) as {}",
                 d.id, d.from_region, d.to_region, d.actor
@@ -67,11 +68,13 @@ async fn latest_phase(
     latest.ok_or_else(|| format!("no failover {id:?} in {stream_name}"))
 }
 
-async fn approve(
-    nats: &rg_bus::NatsConfig,
-    id: &str,
-    approver: &str,
-) -> Result<FailoverDecision, String> {
+/// An approval, stored or not confirmed.
+enum Approval {
+    Stored(FailoverDecision),
+    Unconfirmed,
+}
+
+async fn approve(nats: &rg_bus::NatsConfig, id: &str, approver: &str) -> Result<Approval, String> {
     let client = rg_bus::connect::connect_once(nats, "regionguard-approve")
         .await
         .map_err(|e| e.to_string())?;
@@ -81,15 +84,20 @@ async fn approve(
         .approval(&format!("cli:{approver}"), rg_bus::unix_now_ms())
         .map_err(|e| e.to_string())?;
     let publisher = rg_bus::publish::Publisher::new(js);
-    publisher
-        .publish(
-            nats.subjects().failover(approval.phase().token()),
-            &approval,
-            Some(&approval.approval_msg_id()),
-        )
-        .await
-        .map_err(|e| format!("publishing the approval: {e}"))?;
-    Ok(approval)
+    let stored = publish_confirmed(
+        &publisher,
+        nats.subjects().failover(approval.phase().token()),
+        &approval,
+        &approval.approval_msg_id(),
+        PUBLISH_PATIENCE,
+    )
+    .await
+    .map_err(|e| format!("publishing the approval: {e}"))?;
+    Ok(if stored {
+        Approval::Stored(approval)
+    } else {
+        Approval::Unconfirmed
+    })
 }
 
 /// `failover request` exit status: refused, or failed without a change.
@@ -98,6 +106,52 @@ const EXIT_REFUSED: u8 = 3;
 const EXIT_ROLLED_BACK: u8 = 4;
 /// `failover request` exit status: no answer within `--wait`.
 const EXIT_NO_ANSWER: u8 = 5;
+/// `failover request` / `approve` exit status: NATS did not confirm that
+/// the request was stored within the time allowed; it may still be stored
+/// (retries use the same message id, so never twice).
+const EXIT_UNCONFIRMED: u8 = 6;
+/// How long a request or approval is retried (same message id) while NATS
+/// does not confirm it, when no `--wait` bounds it.
+const PUBLISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Publishes `d` under `msg_id`, retrying (same id: stored at most once)
+/// while NATS is away or electing, for at most `patience`. `Ok(false)`:
+/// not confirmed in time, which does not mean not stored.
+async fn publish_confirmed(
+    publisher: &rg_bus::publish::Publisher,
+    subject: String,
+    d: &FailoverDecision,
+    msg_id: &str,
+    patience: std::time::Duration,
+) -> Result<bool, String> {
+    let give_up = tokio_util::sync::CancellationToken::new();
+    let timer = {
+        let give_up = give_up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(patience).await;
+            give_up.cancel();
+        })
+    };
+    let outcome = publisher
+        .publish_until_stored(subject, d, Some(msg_id), &give_up)
+        .await;
+    timer.abort();
+    match outcome {
+        Some(Ok(_)) => Ok(true),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(false),
+    }
+}
+
+/// What to tell when a request or approval was not confirmed stored.
+fn unconfirmed(what: &str, id: &str, patience: std::time::Duration) -> ExitCode {
+    eprintln!(
+        "Error: NATS did not confirm the {what} for {id} within {patience:?} (the warnings above say why: no stream, a cluster election or partition, or NATS down). \
+         It may still be stored when NATS recovers, at most once (same message id): check `regionguard tail 'rg.decisions.failover.>'` \
+         or the dashboard's timeline before asking again."
+    );
+    ExitCode::from(EXIT_UNCONFIRMED)
+}
 
 pub(crate) async fn request(
     globals: Globals,
@@ -329,13 +383,32 @@ async fn send_and_wait(
         }
     };
     let publisher = rg_bus::publish::Publisher::new(async_nats::jetstream::new(client));
-    if let Err(e) = publisher
-        .publish(subjects.failover("requested"), &d, Some(&d.id))
-        .await
+    let started = tokio::time::Instant::now();
+    let patience = if wait.is_zero() {
+        PUBLISH_PATIENCE
+    } else {
+        wait
+    };
+    match publish_confirmed(
+        &publisher,
+        subjects.failover("requested"),
+        &d,
+        &d.id,
+        patience,
+    )
+    .await
     {
-        eprintln!("Error: publishing the request: {e}");
-        return ExitCode::FAILURE;
+        Ok(true) => {}
+        Ok(false) => return unconfirmed("request", &d.id, patience),
+        Err(e) => {
+            eprintln!("Error: publishing the request: {e}");
+            return ExitCode::FAILURE;
+        }
     }
+    // The answer gets what is left of --wait (at least a second).
+    let wait = wait
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_secs(1));
     let Some(answers) = answers else {
         println!(
             "queued request {} away from {from} (not waiting for the answer; see `regionguard tail 'rg.decisions.failover.>'`)",
@@ -352,7 +425,7 @@ async fn send_and_wait(
         Some(a) => report(&a),
         None => {
             eprintln!(
-                "no answer within {wait:?}: the failover service is not running, or runs in observe mode (requests are only logged); the request {} stays queued",
+                "no answer within {wait:?}: the failover service is not running, runs in observe mode (requests are only logged), or cannot store its answer for the moment (a NATS election or partition); the request {} stays queued",
                 d.id
             );
             ExitCode::from(EXIT_NO_ANSWER)

@@ -251,9 +251,12 @@ enum FailoverAction {
         #[arg(long, env = "USER", value_name = "NAME")]
         requester: Option<String>,
         /// How long to wait for the failover service's answer (planned,
-        /// completed, refused); 0 only queues the request. Exit status: 0
-        /// planned or completed, 3 refused or failed, 4 rolled back, 5 no
-        /// answer in time.
+        /// completed, refused); 0 only queues the request (NATS is then
+        /// given 30 s to confirm it). Exit status: 0 planned or completed,
+        /// 1 cannot connect or publish, 3 refused or failed, 4 rolled back,
+        /// 5 no answer in time, 6 NATS did not confirm the request stored
+        /// in time (it is retried with one message id, so it may still be
+        /// stored, never twice).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
     },
@@ -290,7 +293,9 @@ enum FailoverAction {
         json: bool,
     },
     /// Approve a planned failover: publishes its APPROVED phase, which a
-    /// failover service in approve mode executes.
+    /// failover service in approve mode executes. Exit status: 0 stored,
+    /// 1 not approvable or cannot connect, 6 NATS did not confirm it
+    /// stored within 30 s (it may still be, once).
     Approve {
         /// The failover's id (see `regionguard tail 'rg.decisions.failover.planned'`).
         id: String,

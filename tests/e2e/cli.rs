@@ -678,3 +678,36 @@ async fn without_ca_certificates_the_aws_side_says_so_instead_of_panicking() {
     assert!(said.contains("no CA certificate found"), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 }
+
+/// `failover request` when NATS cannot store it (here: no stream, as before
+/// `provision` or during a JetStream outage): retried with one message id
+/// for `--wait`, then exit status 6 saying it may still be stored, not a
+/// bare failure that an operator would read as "nothing was asked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_request_nats_does_not_confirm_exits_6_and_says_it_may_still_be_stored() {
+    let server = NatsServer::start();
+    let started = tokio::time::Instant::now();
+    let out = regionguard()
+        .args([
+            "failover",
+            "request",
+            "--from",
+            "us-east-1",
+            "--wait",
+            "3s",
+            "--nats",
+        ])
+        .arg(server.url())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(said.contains("NATS did not confirm the request"), "{said}");
+    assert!(said.contains("at most once"), "{said}");
+    assert!(
+        said.contains("retrying"),
+        "the retries are not shown:\n{said}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
