@@ -70,7 +70,7 @@ async fn latest_phase(
 
 /// An approval, stored or not confirmed.
 enum Approval {
-    Stored(FailoverDecision),
+    Stored(Box<FailoverDecision>),
     Unconfirmed,
 }
 
@@ -94,7 +94,7 @@ async fn approve(nats: &rg_bus::NatsConfig, id: &str, approver: &str) -> Result<
     .await
     .map_err(|e| format!("publishing the approval: {e}"))?;
     Ok(if stored {
-        Approval::Stored(approval)
+        Approval::Stored(Box::new(approval))
     } else {
         Approval::Unconfirmed
     })
