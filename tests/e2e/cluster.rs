@@ -660,3 +660,138 @@ async fn the_readers_server_can_die_and_a_lost_quorum_comes_back_with_every_even
     }
     system.stop_all();
 }
+
+/// The server `connection` (a client's name) is connected to, from each
+/// server's connection list.
+async fn server_of(cluster: &NatsCluster, connection: &str) -> usize {
+    wait_until(
+        &format!("the server {connection} is connected to"),
+        Duration::from_secs(10),
+        || async move {
+            for (i, node) in cluster.nodes().iter().enumerate() {
+                let Some(r) = rg_testkit::http::get(node.monitor_addr(), "/connz?limit=1024").await
+                else {
+                    continue;
+                };
+                let connz: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                let here = connz["connections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["name"] == connection);
+                if here {
+                    return Waited::Done(i);
+                }
+            }
+            Waited::NotYet("not in any connection list".into())
+        },
+    )
+    .await
+}
+
+/// Found by an unseen fault mix (a partition): a server cut off from its
+/// cluster keeps its clients (the TCP connection lives), so they never
+/// move by themselves and everything through it fails for as long as the
+/// fault lasts; the dashboard counted 0 endpoints for two minutes. Here the
+/// gateway's server hangs (SIGSTOP: connections open, nothing answered, to
+/// clients or to the cluster): every service on it leaves it for a server
+/// that answers for JetStream, the dashboard counts every endpoint again,
+/// a request made 5 s after gets a plan, and when the server thaws no
+/// event was lost or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_is_left_and_the_view_and_decisions_go_on() {
+    let mut w = cluster_world().await;
+    let victim = server_of(&w.cluster, "regionguard-gateway").await;
+    let name = format!("n{}", victim + 1);
+    // The test's own client and feed on another server.
+    let url = w.cluster.nodes()[(victim + 1) % 3].url();
+    let js = jetstream::new(async_nats::connect(url.clone()).await.unwrap());
+    let mut phases = Feed::<FailoverDecision>::subscribe(&url, "rg.decisions.failover.>").await;
+    let (detector, cascade, http) = (
+        w.system.metrics_addr("detector"),
+        w.system.metrics_addr("cascade"),
+        w.system.http,
+    );
+    let hung_at = Instant::now();
+    let samples = sample(
+        detector,
+        cascade,
+        http,
+        hung_at,
+        hung_at + Duration::from_secs(SAMPLE_FOR),
+    );
+    w.cluster.node(victim).hang();
+    eprintln!("cluster: {name} (the gateway's server) hangs");
+
+    tokio::time::sleep_until(hung_at + Duration::from_secs(5)).await;
+    request_failover(&js, "cluster-hung", "us-east-1").await;
+    let answer = phases.wait_for("a plan or a refusal", Duration::from_secs(31), |_, d| {
+        d.id == "cluster-hung"
+            && matches!(d.phase(), FailoverPhase::Planned | FailoverPhase::Failed)
+    });
+    let Ok((_, outcome)) = tokio::time::timeout(Duration::from_secs(30), answer).await else {
+        panic!(
+            "{name} hung: no answer to the request within 30 s\n--- failover ---\n{}",
+            w.system.get("failover").log_tail(60)
+        );
+    };
+    let answered = hung_at.elapsed();
+    assert_eq!(outcome.phase(), FailoverPhase::Planned, "{}", outcome.error);
+
+    tokio::time::sleep_until(hung_at + Duration::from_secs(SAMPLE_FOR)).await;
+    let samples = samples.lock().unwrap().clone();
+    let back_at = samples
+        .iter()
+        .rev()
+        .take_while(|s| s.endpoints == 21.0)
+        .last()
+        .map(|s| s.at);
+    let detector_pause = longest_pause(&samples, Duration::ZERO, |s| s.detector);
+    let cascade_pause = longest_pause(&samples, Duration::ZERO, |s| s.cascade);
+    eprintln!(
+        "cluster: {name} hung: plan {answered:?} after; the dashboard counts every endpoint again from {back_at:?} on; detector paused {detector_pause:?}, cascade {cascade_pause:?}"
+    );
+    let left = counter(
+        &w.system.metrics("gateway").await,
+        "regionguard_nats_events_total",
+        &["event=\"left_cut_off_server\""],
+    );
+    assert!(
+        left >= 1.0,
+        "the gateway did not leave the hung server:\n{}",
+        w.system.get("gateway").log_tail(40)
+    );
+    assert!(
+        back_at.is_some_and(|at| at <= Duration::from_secs(20)),
+        "{name} hung: the dashboard did not count all 21 endpoints within 20 s (from {back_at:?}):\n{}",
+        w.system.get("gateway").log_tail(40)
+    );
+    for (service, pause) in [("detector", detector_pause), ("cascade", cascade_pause)] {
+        assert!(
+            pause <= Duration::from_secs(20),
+            "{name} hung: {service} paused {pause:?}"
+        );
+    }
+
+    // Thawed: it rejoins; every event the probers made is stored once.
+    w.cluster.node(victim).resume();
+    wait_replicas_current(&js).await;
+    for region in rg_proto::domain::DEFAULT_REGIONS {
+        let prober = format!("prober-{region}");
+        let status = w.system.get(&prober).terminate(Duration::from_secs(15));
+        assert!(status.is_some_and(|s| s.success()), "{prober}: {status:?}");
+    }
+    let events =
+        read_stream::<HealthEvent>(&url, rg_bus::Stream::Health, "rg.health.>", w.since).await;
+    let records = crate::resilience::by_vantage(&events);
+    assert_eq!(records.len(), 3, "{:?}", records.keys());
+    for (vantage, r) in &records {
+        eprintln!(
+            "cluster: {vantage}: {} events, {} sequence gaps, {} stored twice",
+            r.events, r.gaps, r.twice
+        );
+        assert_eq!(r.gaps, 0, "{vantage} lost events");
+        assert_eq!(r.twice, 0, "{vantage} stored twice");
+    }
+    w.system.stop_all();
+}

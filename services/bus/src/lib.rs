@@ -36,6 +36,7 @@ pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod consume;
+pub mod cutoff;
 pub mod deadletter;
 pub mod metrics;
 pub mod publish;
@@ -115,6 +116,12 @@ impl Bus {
         };
         tokio::spawn(connect::watch_server(
             client.clone(),
+            name.to_owned(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(cutoff::watch(
+            client.clone(),
+            nats.clone(),
             name.to_owned(),
             shutdown.clone(),
         ));

@@ -266,6 +266,12 @@ pub(crate) fn server_changed(service: &str) {
         .increment(1);
 }
 
+/// A service left a server cut off from JetStream ([`crate::cutoff`]).
+pub(crate) fn left_cut_off_server(service: &str) {
+    counter!(NATS_EVENTS, "service" => service.to_owned(), "event" => "left_cut_off_server")
+        .increment(1);
+}
+
 pub(crate) fn reader_stalled(reader: &str) {
     counter!(READER_STALLS, "reader" => reader.to_owned()).increment(1);
 }

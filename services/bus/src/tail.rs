@@ -79,6 +79,11 @@ const PROBE_BEHIND: Duration = Duration::from_secs(1);
 /// How long a message the stream holds may stay undelivered before the
 /// reader is declared stalled and recreated.
 pub const STALL_AFTER: Duration = Duration::from_millis(1500);
+/// How long a silent reader may stay unverified (the stream does not say
+/// whether it missed something) before it is recreated anyway: a reader
+/// left on a server cut off from its cluster, or on a replica the stream
+/// reset, otherwise waits as long as the fault lasts.
+const UNVERIFIED_AFTER: Duration = Duration::from_secs(10);
 /// How long a reader nobody pulls from stays on the server.
 const READER_INACTIVE: Duration = Duration::from_secs(30);
 /// How long a probe of the stream may take.
@@ -311,6 +316,8 @@ async fn tail_once<M: Message + Default>(
     let mut first = true;
     // Since when the stream has held a message this reader did not deliver.
     let mut behind_since: Option<tokio::time::Instant> = None;
+    // Since when a silent reader could not be verified.
+    let mut unknown_since: Option<tokio::time::Instant> = None;
     loop {
         let next = if !*caught_up && first {
             // With nothing matching the filter, no message ever comes: look
@@ -337,7 +344,11 @@ async fn tail_once<M: Message + Default>(
         let Some(next) = next else {
             // Silence: is there something this reader should have had?
             let after = resume_after.unwrap_or(end);
-            match probe(&stream, filter, after + 1).await {
+            let probed = probe(&stream, filter, after + 1).await;
+            if !matches!(probed, Probe::Unknown(_)) {
+                unknown_since = None;
+            }
+            match probed {
                 Probe::Current => {
                     behind_since = None;
                     fresh.mark();
@@ -353,6 +364,14 @@ async fn tail_once<M: Message + Default>(
                 }
                 Probe::Unknown(e) => {
                     tracing::debug!(stream = stream_name, reader = who, error = %e, "cannot tell whether the reader is current");
+                    let since = *unknown_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= UNVERIFIED_AFTER {
+                        return Err(format!(
+                            "the reader of {stream_name} has been silent and unverified for {:?} (the stream does not answer through this server: {e}); reading again",
+                            since.elapsed()
+                        )
+                        .into());
+                    }
                 }
             }
             continue;
@@ -373,6 +392,7 @@ async fn tail_once<M: Message + Default>(
             Some(Ok(m)) => m,
         };
         behind_since = None;
+        unknown_since = None;
         let (sequence, pending) = match message.info() {
             Ok(i) => {
                 if i.consumer_sequence != consumer_sequence + 1 {

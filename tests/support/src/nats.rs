@@ -185,6 +185,27 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server with SIGSTOP: its connections stay open but it
+    /// answers nothing, to clients or to its cluster (a hung machine, or
+    /// one cut off from everyone). [`Self::resume`] thaws it.
+    pub fn hang(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a server frozen by [`Self::hang`].
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("server is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Stops and starts again.
     pub fn restart(&mut self) {
         self.stop();
@@ -232,8 +253,20 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts `size` nodes and returns once each accepts connections and
-    /// the cluster has a JetStream meta leader.
+    /// the cluster has a JetStream meta leader. A node that cannot start
+    /// (a free port taken by another test in the meantime) starts the
+    /// whole cluster again on other ports, up to three times.
     pub fn start(size: usize) -> Self {
+        for attempt in 1..=3 {
+            if let Some(cluster) = Self::try_start(size) {
+                return cluster;
+            }
+            eprintln!("a NATS cluster node did not start (attempt {attempt}); starting the cluster again on other ports");
+        }
+        panic!("a three-node NATS cluster did not start in three attempts (see the nats-server logs above)");
+    }
+
+    fn try_start(size: usize) -> Option<Self> {
         let routes: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
         let route_list = routes
             .iter()
@@ -260,13 +293,15 @@ impl NatsCluster {
                 })
             })
             .collect();
+        // A node that failed dropped (and stopped) with its thread; the
+        // others stop when dropped here.
         let nodes = handles
             .into_iter()
-            .map(|h| h.join().expect("a cluster node started"))
-            .collect();
+            .map(|h| h.join().ok())
+            .collect::<Option<Vec<_>>>()?;
         let cluster = Self { nodes };
         cluster.wait_meta_leader(Duration::from_secs(30));
-        cluster
+        Some(cluster)
     }
 
     /// Every node's client URL, comma-separated (as `--nats` takes them).
