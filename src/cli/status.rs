@@ -123,6 +123,18 @@ enum JetStream {
 async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStream {
     // The account's JetStream info, read loosely: any answer without an
     // error means the meta leader answered.
+    // Which other servers answer for JetStream is asked at the same time,
+    // and waited for only when this one does not answer.
+    let others = {
+        let nats = config.nats.clone();
+        tokio::spawn(async move {
+            if nats.servers.len() >= 2 {
+                rg_bus::cutoff::answering(&nats).await
+            } else {
+                Vec::new()
+            }
+        })
+    };
     let (answer, reachable) = tokio::join!(
         tokio::time::timeout(
             CHECK_TIMEOUT,
@@ -143,7 +155,10 @@ async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStr
             let body: serde_json::Value =
                 serde_json::from_slice(&reply.payload).unwrap_or_default();
             match body.get("error") {
-                None if body.is_object() => return JetStream::Up,
+                None if body.is_object() => {
+                    others.abort();
+                    return JetStream::Up;
+                }
                 Some(e) => format!(
                     "JetStream answers with an error ({})",
                     e["description"].as_str().unwrap_or("no description")
@@ -154,8 +169,16 @@ async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStr
         Ok(Err(e)) => format!("JetStream does not answer ({e})"),
         Err(_) => format!("JetStream did not answer within {CHECK_TIMEOUT:?}"),
     };
+    let answering = others.await.unwrap_or_default();
     let cause = if configured < 2 {
         "the server may have JetStream disabled or be starting".to_owned()
+    } else if !answering.is_empty() {
+        let info = client.server_info();
+        format!(
+            "the server this status is connected to ({}) has no JetStream while {} do: it is cut off from its cluster (a partition, a hung or failing server; services leave such a server within about 8 s); run status again to be connected elsewhere",
+            if info.server_name.is_empty() { format!("{}:{}", info.host, info.port) } else { info.server_name },
+            config.nats.clone().with_servers(answering).servers_for_log()
+        )
     } else {
         format!("{reachable} of the {configured} configured servers answer, enough for a quorum: JetStream has no meta leader for the moment (an election after a server died takes nats-server 4-9 s)")
     };
@@ -560,7 +583,46 @@ async fn gateway(config: &Config, js: &jetstream::Context) -> Line {
         Some(age) => format!("last snapshot {} s ago", age.whole_seconds()),
         None => "no snapshot published".into(),
     };
+    // Snapshots that stopped, or a view without fresh data, is what a user
+    // of the dashboard sees; /healthz answering is not enough.
+    let interval = config.gateway.interval;
+    let stopped = last_snapshot
+        .is_some_and(|age| age.whole_milliseconds() > 3 * interval.as_millis() as i128 + 2000);
+    let view = match super::http::get(addr, "/api/snapshot").await {
+        Some((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .map(|s| {
+                let n = |k: &str| {
+                    s["summary"][k]
+                        .as_u64()
+                        .or_else(|| s["summary"][k].as_str().and_then(|v| v.parse().ok()))
+                        .unwrap_or(0)
+                };
+                (n("total_endpoints"), n("stale_endpoints"))
+            }),
+        _ => None,
+    };
+    let stale_view = match view {
+        Some((0, 0)) => Some("its view holds no endpoint with fresh data".to_owned()),
+        Some((total, stale)) if stale > 0 => Some(format!(
+            "{stale} endpoint(s) without fresh data in its view ({total} fresh)"
+        )),
+        _ => None,
+    };
     match health {
+        Some((200, _)) if stopped || stale_view.is_some() => Line {
+            component: "gateway",
+            state: State::Warn,
+            detail: format!(
+                "http://{addr}/healthz ok; {snapshot}{}{}",
+                if stopped {
+                    format!(" (snapshots stopped: expected every {interval:?})")
+                } else {
+                    String::new()
+                },
+                stale_view.map(|v| format!("; {v}")).unwrap_or_default()
+            ),
+        },
         Some((200, _)) => Line {
             component: "gateway",
             state: State::Ok,

@@ -773,6 +773,15 @@ async fn a_hung_server_is_left_and_the_view_and_decisions_go_on() {
         );
     }
 
+    // `status` with the server still hung: quick, and nothing called down.
+    let (_, said, took) = status(&w.system.config);
+    eprintln!("cluster: status with {name} hung took {took:?}:\n{said}");
+    assert!(
+        took <= Duration::from_millis(2500),
+        "status took {took:?}:\n{said}"
+    );
+    assert!(!said.contains("DOWN"), "{name} hung: {said}");
+
     // Thawed: it rejoins; every event the probers made is stored once.
     w.cluster.node(victim).resume();
     wait_replicas_current(&js).await;

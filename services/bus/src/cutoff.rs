@@ -45,16 +45,19 @@ pub async fn jetstream_answers(client: &Client) -> bool {
 }
 
 /// The configured servers that answer for JetStream, each asked over a
-/// connection of its own.
-async fn answering(config: &NatsConfig) -> Vec<String> {
+/// connection of its own (all at once; about [`ASK_TIMEOUT`] in all).
+pub async fn answering(config: &NatsConfig) -> Vec<String> {
     let asks = config.servers.iter().map(|addr| async move {
         let one = config.clone().with_servers([addr.clone()]);
-        let connected =
-            tokio::time::timeout(ASK_TIMEOUT, connect_once(&one, "regionguard-cutoff-check")).await;
-        let answers = match connected {
-            Ok(Ok(client)) => jetstream_answers(&client).await,
-            _ => false,
+        let asked = async {
+            match connect_once(&one, "regionguard-cutoff-check").await {
+                Ok(client) => jetstream_answers(&client).await,
+                Err(_) => false,
+            }
         };
+        let answers = tokio::time::timeout(ASK_TIMEOUT, asked)
+            .await
+            .unwrap_or(false);
         answers.then(|| addr.clone())
     });
     futures::future::join_all(asks)
