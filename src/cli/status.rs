@@ -175,7 +175,7 @@ async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStr
     } else if !answering.is_empty() {
         let info = client.server_info();
         format!(
-            "the server this status is connected to ({}) has no JetStream while {} do: it is cut off from its cluster (a partition, a hung or failing server; services leave such a server within about 8 s); run status again to be connected elsewhere",
+            "the server this status is connected to ({}) has no JetStream while {} do: it is cut off from its cluster (a partition, a hung or failing server; services leave such a server once it has not answered for 4 s, which a cut-off cluster leader delays until it notices, up to about 20 s); run status again to be connected elsewhere",
             if info.server_name.is_empty() { format!("{}:{}", info.host, info.port) } else { info.server_name },
             config.nats.clone().with_servers(answering).servers_for_log()
         )
@@ -571,17 +571,29 @@ async fn gateway(config: &Config, js: &jetstream::Context) -> Line {
     }
     let health = super::http::get(addr, "/healthz").await;
     let subjects = config.nats.subjects();
-    let last_snapshot = match js.get_stream(subjects.stream(Stream::Snapshots)).await {
-        Ok(s) => s
+    // The last snapshot's age; "no snapshot" only when the stream says so
+    // (a server cut off from its cluster cannot tell).
+    let (last_snapshot, snapshot) = match js.get_stream(subjects.stream(Stream::Snapshots)).await {
+        Ok(s) => match s
             .get_last_raw_message_by_subject(&subjects.dashboard_snapshot())
             .await
-            .ok()
-            .map(|m| time::OffsetDateTime::now_utc() - m.time),
-        Err(_) => None,
-    };
-    let snapshot = match last_snapshot {
-        Some(age) => format!("last snapshot {} s ago", age.whole_seconds()),
-        None => "no snapshot published".into(),
+        {
+            Ok(m) => {
+                let age = time::OffsetDateTime::now_utc() - m.time;
+                (
+                    Some(age),
+                    format!("last snapshot {} s ago", age.whole_seconds()),
+                )
+            }
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                (None, "no snapshot published".to_owned())
+            }
+            Err(e) => (None, format!("cannot read the last snapshot ({e})")),
+        },
+        Err(e) => (None, format!("cannot read the snapshots stream ({e})")),
     };
     // Snapshots that stopped, or a view without fresh data, is what a user
     // of the dashboard sees; /healthz answering is not enough.

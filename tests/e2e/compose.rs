@@ -390,3 +390,113 @@ async fn compose_up_runs_healthy_decides_scales_and_down_leaves_nothing() {
     let left = leftovers(&project).await;
     assert!(left.is_empty(), "down -v left {left:?}");
 }
+
+/// The cluster override: three NATS containers (R3 streams), every service
+/// given all three. One NATS container killed: the services carry on (a
+/// fault still gives a plan) and no health event is lost or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_cluster_loses_a_nats_container_without_losing_an_event() {
+    init_logging();
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The first node's client port on the host, to read the stream.
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let publish = dir.path().join("publish-nats.yaml");
+    std::fs::write(
+        &publish,
+        format!("services:\n  nats:\n    ports:\n      - \"127.0.0.1:{nats_port}:4222\"\n"),
+    )
+    .unwrap();
+    let compose = Compose::new(
+        "cluster",
+        &[
+            "compose.yaml",
+            "compose.cluster.yaml",
+            publish.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let since = std::time::SystemTime::now();
+    compose.run(&["up", "-d"]).await;
+    let took = compose.wait_healthy(12, Duration::from_secs(90)).await;
+    eprintln!(
+        "compose cluster: 12 containers healthy {:.1} s after up",
+        took.as_secs_f64()
+    );
+    compose.wait_all_healthy(21, Duration::from_secs(60)).await;
+
+    let (victim, _, _) = compose
+        .containers()
+        .await
+        .into_iter()
+        .find(|c| c.1 == "nats-2")
+        .unwrap();
+    docker(&["kill", &victim]).await;
+    let killed = Instant::now();
+    compose
+        .regionguard(&[
+            "fault",
+            "inject",
+            "--region",
+            "us-east-1",
+            "--service",
+            "dynamodb",
+            "--kind",
+            "empty-answer",
+        ])
+        .await;
+    wait_until("a plan after the kill", Duration::from_secs(60), || async {
+        let decisions = compose.api("/api/decisions").await.unwrap_or_default();
+        let planned = decisions["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["phase"] == "FAILOVER_PHASE_PLANNED" && d["from_region"] == "us-east-1");
+        if planned {
+            Waited::Done(())
+        } else {
+            Waited::NotYet(format!("{decisions}"))
+        }
+    })
+    .await;
+    eprintln!(
+        "compose cluster: nats-2 killed; a plan {:.1} s later",
+        killed.elapsed().as_secs_f64()
+    );
+    compose.regionguard(&["fault", "clear", "--all"]).await;
+    compose.wait_all_healthy(21, Duration::from_secs(60)).await;
+
+    // Probers stopped (they drain what they hold), then every event they
+    // made is in the stream once.
+    compose
+        .run(&[
+            "stop",
+            "-t",
+            "15",
+            "prober-us-east-1",
+            "prober-us-west-2",
+            "prober-eu-west-1",
+        ])
+        .await;
+    let events = crate::harness::read_stream::<rg_proto::v1::HealthEvent>(
+        &format!("nats://127.0.0.1:{nats_port}"),
+        rg_bus::Stream::Health,
+        "rg.health.>",
+        since,
+    )
+    .await;
+    let records = crate::resilience::by_vantage(&events);
+    assert_eq!(records.len(), 3, "{:?}", records.keys());
+    for (vantage, r) in &records {
+        eprintln!(
+            "compose cluster: {vantage}: {} events, {} sequence gaps, {} stored twice",
+            r.events, r.gaps, r.twice
+        );
+        assert_eq!(r.gaps, 0, "{vantage} lost events");
+        assert_eq!(r.twice, 0, "{vantage} stored twice");
+    }
+    let project = compose.project.clone();
+    drop(compose);
+    let left = leftovers(&project).await;
+    assert!(left.is_empty(), "down -v left {left:?}");
+}

@@ -381,8 +381,20 @@ async fn tail_once<M: Message + Default>(
             Some(Err(e)) => {
                 // A pull lost with its server: pull again from the same
                 // reader (its replicas elect a leader); a lost delivery
-                // shows as a sequence gap above.
+                // shows as a sequence gap above. Pulls that keep failing
+                // leave the reader unverified like a stream that does not
+                // answer: recreated after the same time (an unseen fault
+                // mix left a reader failing its pulls for 16 s after a
+                // partition healed, while new events were stored).
                 tracing::debug!(stream = stream_name, reader = who, error = %e, "pull interrupted; pulling again");
+                let since = *unknown_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= UNVERIFIED_AFTER {
+                    return Err(format!(
+                        "the reader of {stream_name} has failed its pulls for {:?} ({e}); reading again",
+                        since.elapsed()
+                    )
+                    .into());
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 messages = crate::consume::pull(&consumer)
                     .await
