@@ -191,9 +191,23 @@ pub(crate) async fn send(
         .await
         .map_err(|e| match e {
             rg_bus::request::RequestError::NoResponders { .. } => format!("no simulator is listening on {subject}: start `regionguard simulator` (or `regionguard up`)"),
-            rg_bus::request::RequestError::TimedOut { .. } => format!("no simulator answered on {subject} within {:?} (is `regionguard simulator` running with control enabled, and NATS at {} reachable?)", nats.request_timeout, nats.servers_for_log()),
+            rg_bus::request::RequestError::TimedOut { .. } => match refused(nats, subject) {
+                Some(why) => why,
+                None => format!("no simulator answered on {subject} within {:?} (is `regionguard simulator` running with control enabled, and NATS at {} reachable?)", nats.request_timeout, nats.servers_for_log()),
+            },
             e => e.to_string(),
         })
+}
+
+/// When the server refused this user `subject`: what to say instead of
+/// "no simulator answered".
+fn refused(nats: &rg_bus::NatsConfig, subject: &str) -> Option<String> {
+    let violations = rg_bus::connect::permission_violations();
+    let hit = violations.iter().find(|v| v.contains(subject))?;
+    Some(format!(
+        "the NATS user {} may not do this: the server refused it ({hit}); run the command as a user allowed to, e.g. the administrator (RG_NATS__USER=admin RG_NATS__PASSWORD=...)",
+        nats.user.as_deref().map_or_else(|| "(none)".to_owned(), |u| format!("{u:?}"))
+    ))
 }
 
 fn print_reply(reply: &FaultReply) {

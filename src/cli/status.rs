@@ -83,6 +83,20 @@ pub(crate) async fn run(globals: Globals, args: StatusArgs) -> ExitCode {
     for l in &lines {
         println!("  {:<10} {:<5} {}", l.component, l.state.label(), l.detail);
     }
+    // A line that cannot tell may be the user's permissions, not the
+    // service: say what the server refused.
+    let refused = rg_bus::connect::permission_violations();
+    if !refused.is_empty() {
+        println!(
+            "  note: the server refused the NATS user {} ({}): lines marked ? or DOWN may only mean this user may not look; run status as the administrator (RG_NATS__USER=admin)",
+            config
+                .nats
+                .user
+                .as_deref()
+                .map_or_else(|| "(none)".to_owned(), |u| format!("{u:?}")),
+            refused.join("; ")
+        );
+    }
     if lines.iter().any(|l| l.state == State::Down) {
         ExitCode::FAILURE
     } else if lines.iter().any(|l| l.state == State::Unknown) {

@@ -294,3 +294,46 @@ async fn the_sample_nats_users_run_the_pipeline_and_keep_each_service_to_its_sub
 
     system.stop_all();
 }
+
+/// The README's commands run as a service's user (the CLI inside the
+/// gateway's container under the auth override): what the server refuses
+/// is said, instead of "no simulator answered" or a service that "never
+/// started".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_as_a_service_user_says_what_the_server_refused() {
+    init_logging();
+    let server = NatsServer::start_with_config(&server_config());
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+            .args(args)
+            .args(["--nats", &url])
+            .env_remove("RG_CONFIG")
+            .env("RG_LOG", "error")
+            .env("RG_NATS__USER", "gateway")
+            .env("RG_NATS__PASSWORD", password("gateway"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, said) = run(&["fault", "list"]);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(
+        said.contains("the NATS user \"gateway\" may not do this")
+            && said.contains("rg.sim.faults")
+            && !said.contains("no simulator answered"),
+        "{said}"
+    );
+    let (_, said) = run(&["status"]);
+    assert!(
+        said.contains("note: the server refused the NATS user \"gateway\""),
+        "{said}"
+    );
+}

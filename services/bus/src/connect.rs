@@ -481,6 +481,34 @@ pub async fn answers(url: &str) -> bool {
     )
 }
 
+/// What the server refused this process (its "Permissions Violation for
+/// Publish to X" errors, each once, at most 32): a tool whose request
+/// timed out or whose read found nothing can say that the user may not,
+/// instead of blaming a service that is not running.
+static PERMISSION_VIOLATIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub(crate) fn note_server_error(text: &str) {
+    let Some(at) = text.find("Permissions Violation") else {
+        return;
+    };
+    let what = text[at..].trim().to_owned();
+    let mut seen = PERMISSION_VIOLATIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.len() < 32 && !seen.contains(&what) {
+        seen.push(what);
+    }
+}
+
+/// The permission violations the server reported to this process so far,
+/// e.g. `Permissions Violation for Publish to "rg.sim.faults"`.
+pub fn permission_violations() -> Vec<String> {
+    PERMISSION_VIOLATIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// Whether a client is connected now.
 pub fn is_connected(client: &Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected

@@ -325,6 +325,9 @@ impl NatsEvent<'_> {
             Event::ClientError(_) => "client_error",
         };
         counter!(NATS_EVENTS, "service" => self.service.to_owned(), "event" => label).increment(1);
+        if let Event::ServerError(e) = self.event {
+            crate::connect::note_server_error(&e.to_string());
+        }
         match self.event {
             Event::Connected => NATS_LOST_SINCE.store(0, Ordering::Relaxed),
             Event::Disconnected => {
