@@ -330,7 +330,7 @@ async fn compose_up_runs_healthy_decides_scales_and_down_leaves_nothing() {
     compose.wait_healthy(12, Duration::from_secs(60)).await;
     wait_until(
         "three vantages in us-east-1",
-        Duration::from_secs(40),
+        Duration::from_secs(90),
         || async {
             let status = compose.regionguard(&["status"]).await;
             if vantages(&status, "us-east-1") == Some(3) {
