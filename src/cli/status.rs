@@ -183,7 +183,13 @@ async fn jetstream_state(client: &async_nats::Client, config: &Config) -> JetStr
         Ok(Err(e)) => format!("JetStream does not answer ({e})"),
         Err(_) => format!("JetStream did not answer within {CHECK_TIMEOUT:?}"),
     };
-    let answering = others.await.unwrap_or_default();
+    // Asked at the same time as JetStream above and bounded the same way:
+    // by now it has answered, or nearly.
+    let answering = tokio::time::timeout(Duration::from_millis(300), others)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let cause = if configured < 2 {
         "the server may have JetStream disabled or be starting".to_owned()
     } else if !answering.is_empty() {
@@ -217,7 +223,9 @@ async fn report(config: &Config) -> Vec<Line> {
     let mut out = Vec::new();
     let mut nats = config.nats.clone();
     nats.connect_timeout = nats.connect_timeout.min(Duration::from_secs(1));
-    let client = match rg_bus::connect::connect_once(&nats, "regionguard-status").await {
+    // Every configured server at once: a hung one must not cost its
+    // connect timeout before the others are tried.
+    let client = match rg_bus::connect::connect_first(&nats, "regionguard-status").await {
         Ok(c) => c,
         Err(e) => {
             out.push(Line {
@@ -502,13 +510,15 @@ fn services_line(
 }
 
 /// Probers: the vantages that published in each configured region within
-/// the last two probe intervals (plus 5 s).
+/// the last two probe intervals (plus 5 s). Two reads at once: every event
+/// of the window (several vantages of one region publish to the same
+/// subjects, so only this counts them all), and the last event of each
+/// subject (read from the stream's leader without a consumer, so it still
+/// answers where creating a consumer is slow, on a degraded cluster).
 async fn probers(config: &Config, js: &jetstream::Context) -> Line {
     let subjects = config.nats.subjects();
     let window = config.prober.interval * 2 + Duration::from_secs(5);
-    // The last event of each subject, read from the stream's leader: no
-    // consumer to create (a degraded cluster makes that slow).
-    let read = async {
+    let lasts = async {
         use futures::StreamExt;
         let stream = js
             .get_stream_no_info(subjects.stream(Stream::Health))
@@ -528,7 +538,16 @@ async fn probers(config: &Config, js: &jetstream::Context) -> Line {
         });
         Ok::<_, String>(futures::future::join_all(lasts).await)
     };
-    let lasts = match read.await {
+    let (health, health_all) = (subjects.stream(Stream::Health), subjects.health_all());
+    let whole_window = rg_bus::tail::read_once::<HealthEvent>(
+        js,
+        &health,
+        &health_all,
+        rg_bus::tail::From::Time(std::time::SystemTime::now() - window),
+        CHECK_TIMEOUT * 2 / 3,
+    );
+    let (lasts, whole_window) = tokio::join!(lasts, whole_window);
+    let lasts = match lasts {
         Ok(l) => l,
         Err(e) => {
             return Line {
@@ -544,6 +563,11 @@ async fn probers(config: &Config, js: &jetstream::Context) -> Line {
         if let Ok(e) = <HealthEvent as prost::Message>::decode(m.payload.as_ref()) {
             vantages.entry(e.region).or_default().insert(e.vantage);
         }
+    }
+    // Where the window could not be read, the count is a lower bound.
+    let counted_all = whole_window.is_ok();
+    for e in whole_window.into_iter().flatten().map(|t| t.message) {
+        vantages.entry(e.region).or_default().insert(e.vantage);
     }
     let mut regions: Vec<String> = config.prober.regions.clone();
     for r in vantages.keys() {
@@ -572,7 +596,12 @@ async fn probers(config: &Config, js: &jetstream::Context) -> Line {
             State::Warn
         },
         detail: format!(
-            "latest health events within {window:?} (the last of each region and service): {}",
+            "health events within {window:?}{}: {}",
+            if counted_all {
+                ""
+            } else {
+                " (the last of each region and service only: the window could not be read in time, so there may be more vantages)"
+            },
             parts.join(", ")
         ),
     }

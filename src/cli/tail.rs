@@ -69,10 +69,23 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // A subscription the user may not make is refused with an error after
+    // the fact (the subscription itself "succeeds"): the server sent it
+    // before answering the flush; give its callback a moment.
+    let mut waited = std::time::Duration::ZERO;
+    while waited < REFUSAL_WAIT {
+        if let Some(refused) = refused_subscription() {
+            return say_refused(&config, &subject, &refused);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += std::time::Duration::from_millis(50);
+    }
     eprintln!(
         "tailing {subject} on {} (Ctrl-C to stop)",
         config.nats.servers_for_log()
     );
+    // Refusals can come later too (after a reconnect): checked now and then.
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
     let json = args.json || (!args.human && !std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let mut seen = 0u64;
     let stdout = std::io::stdout();
@@ -80,6 +93,12 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
         let message = tokio::select! {
             m = sub.next() => match m { Some(m) => m, None => break },
             _ = tokio::signal::ctrl_c() => break,
+            _ = check.tick() => {
+                if let Some(refused) = refused_subscription() {
+                    return say_refused(&config, &subject, &refused);
+                }
+                continue;
+            }
         };
         let line = if json {
             to_json_line(subjects.prefix(), &message.subject, &message.payload)
@@ -102,6 +121,30 @@ pub(crate) async fn run(globals: Globals, args: TailArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// How long tail waits after subscribing for the server to refuse it.
+const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The server's "Permissions Violation for Subscription to ..." error, if
+/// it sent one to this process.
+fn refused_subscription() -> Option<String> {
+    rg_bus::connect::permission_violations()
+        .into_iter()
+        .find(|v| v.contains("for Subscription"))
+}
+
+/// Says that the NATS user may not subscribe, and how to tail instead.
+fn say_refused(config: &super::config::Config, subject: &str, refused: &str) -> ExitCode {
+    let user = config
+        .nats
+        .user
+        .as_deref()
+        .map_or_else(|| "(none)".to_owned(), |u| format!("{u:?}"));
+    eprintln!(
+        "Error: the NATS user {user} may not subscribe to {subject} (the server said: {refused}); tail as a user that may, e.g. the administrator (RG_NATS__USER=admin and its password)"
+    );
+    ExitCode::FAILURE
 }
 
 /// Whether `subject` is `<p>.decisions.readiness.<region>`.

@@ -336,4 +336,31 @@ async fn the_cli_as_a_service_user_says_what_the_server_refused() {
         said.contains("note: the server refused the NATS user \"gateway\""),
         "{said}"
     );
+    // tail: an error and an exit, not a warning and a wait forever (a
+    // tail that hangs is stopped by `timeout`, exit 124).
+    let started = tokio::time::Instant::now();
+    let out = std::process::Command::new("timeout")
+        .args(["20", env!("CARGO_BIN_EXE_regionguard")])
+        .args(["tail", "rg.alerts.>", "--json", "--count", "1"])
+        .args(["--nats", &url])
+        .env_remove("RG_CONFIG")
+        .env("RG_LOG", "error")
+        .env("RG_NATS__USER", "gateway")
+        .env("RG_NATS__PASSWORD", password("gateway"))
+        .output()
+        .unwrap();
+    let (code, said) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("the NATS user \"gateway\" may not subscribe to rg.alerts.>"),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "tail took {:?}",
+        started.elapsed()
+    );
 }

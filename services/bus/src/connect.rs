@@ -367,6 +367,59 @@ pub async fn connect_once(config: &NatsConfig, name: &str) -> Result<Client, Con
         })
 }
 
+/// One connection attempt to every configured server at once, keeping the
+/// first that completes: a hung server (one that accepts TCP and never
+/// says hello) costs nothing, where [`connect_once`] would wait out its
+/// connect timeout before trying the next. For short-lived tools such as
+/// `status`; the client reconnects only to that server and the ones it
+/// gossips. When none connects, a refusal is reported before an
+/// unreachable server (it is the one the user can fix).
+pub async fn connect_first(config: &NatsConfig, name: &str) -> Result<Client, ConnectError> {
+    use futures::StreamExt;
+    if config.servers.len() < 2 {
+        return connect_once(config, name).await;
+    }
+    let mut attempts: futures::stream::FuturesUnordered<_> = config
+        .servers
+        .iter()
+        .map(|server| {
+            let one = config.clone().with_servers([server.clone()]);
+            async move { connect_once(&one, name).await }
+        })
+        .collect();
+    let mut failed: Option<ConnectError> = None;
+    while let Some(attempt) = attempts.next().await {
+        match attempt {
+            Ok(client) => return Ok(client),
+            Err(e) => {
+                let keep = matches!(
+                    (&failed, &e),
+                    (None, _)
+                        | (
+                            Some(ConnectError::Unreachable { .. }),
+                            ConnectError::Refused { .. }
+                        )
+                );
+                if keep {
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+    Err(match failed {
+        Some(ConnectError::Unreachable { source, .. }) => ConnectError::Unreachable {
+            servers: config.servers_for_log(),
+            source,
+        },
+        Some(ConnectError::Refused { source, .. }) => ConnectError::Refused {
+            servers: config.servers_for_log(),
+            source,
+        },
+        Some(other) => other,
+        None => ConnectError::BadAddress("no server configured".into()),
+    })
+}
+
 async fn options(config: &NatsConfig, name: &str) -> Result<ConnectOptions, ConnectError> {
     let mut options = ConnectOptions::new();
     if let Some(path) = &config.credentials_file {

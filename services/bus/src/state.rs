@@ -41,7 +41,8 @@ pub struct StateError {
 
 impl StateBucket {
     /// Creates the bucket if needed (idempotent) and opens it. Entries live
-    /// 30 days; one revision is kept per key.
+    /// 30 days; one revision is kept per key; reads are answered by the
+    /// bucket's leader (no direct gets from replicas).
     ///
     /// The bucket's stream is provisioned like the other streams rather
     /// than with async-nats' `create_key_value`, whose account query does
@@ -65,7 +66,13 @@ impl StateBucket {
             num_replicas: replicas.max(1),
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            // Reads go to the bucket's stream leader, not to any replica:
+            // a replica may answer with an older value (the failover
+            // journal must not), and a direct get routed to a replica on a
+            // hung server times out where the leader (elected among the
+            // servers that answer) replies. Seen in the hung-server test:
+            // the failover journal timed out three times in a row.
+            allow_direct: false,
             discard: jetstream::stream::DiscardPolicy::New,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()

@@ -258,6 +258,11 @@ fn differences(existing: &Config, wanted: &Config) -> Result<Vec<String>, Provis
         format!("{:?}", wanted.duplicate_window),
     );
     note(
+        "allow_direct",
+        existing.allow_direct.to_string(),
+        wanted.allow_direct.to_string(),
+    );
+    note(
         "max_messages_per_subject",
         existing.max_messages_per_subject.to_string(),
         wanted.max_messages_per_subject.to_string(),

@@ -129,10 +129,26 @@ impl<M: Message + Default + Clone + std::fmt::Debug> Feed<M> {
         &mut self,
         what: &str,
         deadline: Duration,
-        mut pred: impl FnMut(&str, &M) -> bool,
+        pred: impl FnMut(&str, &M) -> bool,
     ) -> (String, M) {
+        match self.try_wait_for(what, deadline, pred).await {
+            Some(hit) => hit,
+            None => panic!(
+                "nothing for {what} within {deadline:?}; seen: {:#?}",
+                self.seen
+            ),
+        }
+    }
+
+    /// [`Self::wait_for`], or `None` after `deadline`.
+    pub(crate) async fn try_wait_for(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        mut pred: impl FnMut(&str, &M) -> bool,
+    ) -> Option<(String, M)> {
         if let Some(hit) = self.seen.iter().find(|(s, m)| pred(s, m)) {
-            return hit.clone();
+            return Some(hit.clone());
         }
         let end = tokio::time::Instant::now() + deadline;
         loop {
@@ -142,14 +158,11 @@ impl<M: Message + Default + Clone + std::fmt::Debug> Feed<M> {
                     let subject = m.subject.to_string();
                     self.seen.push((subject.clone(), message.clone()));
                     if pred(&subject, &message) {
-                        return (subject, message);
+                        return Some((subject, message));
                     }
                 }
                 Ok(None) => panic!("subscription closed while waiting for {what}"),
-                Err(_) => panic!(
-                    "nothing for {what} within {deadline:?}; seen: {:#?}",
-                    self.seen
-                ),
+                Err(_) => return None,
             }
         }
     }

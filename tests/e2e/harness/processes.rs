@@ -387,7 +387,12 @@ pub(crate) fn spawn_service(
     all.extend(["--config", &config]);
     let mut vars = vec![
         (format!("RG_{section}__METRICS_LISTEN"), metrics.to_string()),
-        ("RG_LOG".to_owned(), "info".to_owned()),
+        // RG_E2E_SERVICE_LOG: another log filter for the services (to
+        // debug a test, e.g. `info,rg_bus=debug,async_nats=debug`).
+        (
+            "RG_LOG".to_owned(),
+            std::env::var("RG_E2E_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()),
+        ),
     ];
     vars.extend(env.iter().cloned());
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

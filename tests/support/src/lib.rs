@@ -50,17 +50,57 @@ use std::path::Path;
 /// A port free for both UDP and TCP on 127.0.0.1 right now (bound, then
 /// released). Prefer servers that take port 0 and report their port; use
 /// this only for servers that cannot.
+///
+/// The port is taken below the kernel's ephemeral range (where port 0 and
+/// every outgoing connection get theirs), and never handed out twice in one
+/// test process: a port handed out but not yet bound by its server cannot
+/// be given to another server or taken by a connection meanwhile. (Ports
+/// from port 0 collided so once: the gateway's gRPC port became a prober's
+/// metrics port before the gateway bound it.)
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let (low, high) = below_ephemeral();
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..2000 {
+        let mut h = random.build_hasher();
+        h.write_u32(attempt);
+        h.write_u32(std::process::id());
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) else {
             continue;
         };
         let Ok(addr) = tcp.local_addr() else { continue };
         if UdpSocket::bind(addr).is_ok() {
-            return addr.port();
+            handed_out.insert(port);
+            return port;
         }
     }
-    panic!("no free port on 127.0.0.1")
+    panic!("no free port on 127.0.0.1 between {low} and {high}")
+}
+
+/// The ports tests hand out: from 20000 (or lower when the ephemeral range
+/// starts lower) up to the start of the kernel's ephemeral range.
+fn below_ephemeral() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if start > 12000 {
+        (start.saturating_sub(12768).max(10000), start)
+    } else {
+        // An unusual range: anywhere above the well-known ports.
+        (1024, 65535)
+    }
 }
 
 /// The last `lines` lines of a log file ("" when unreadable).
