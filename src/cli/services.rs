@@ -205,13 +205,20 @@ pub(crate) async fn gateway(globals: Globals, args: GatewayArgs) -> ExitCode {
             quoted(&d.display().to_string()),
         ));
     }
+    let config_file = globals.config.clone();
     rg_bus::service::main(
         "gateway",
         || globals.load(overrides),
         |c| c.gateway.metrics_listen,
         |c, shutdown| async move {
+            let dashboard_dir = match std::env::current_exe() {
+                Ok(exe) => locate_dashboard(&c.gateway.dashboard_dir, config_file.as_deref(), &exe),
+                Err(_) => c.gateway.dashboard_dir.clone(),
+            };
+            tracing::info!(dir = %dashboard_dir.display(), "serving the dashboard from {}", dashboard_dir.display());
             let gateway = rg_gateway::Gateway::bind(rg_gateway::Config {
                 quorum: c.rounds.quorum,
+                dashboard_dir,
                 ..c.gateway
             })
             .await?;
@@ -219,6 +226,30 @@ pub(crate) async fn gateway(globals: Globals, args: GatewayArgs) -> ExitCode {
         },
     )
     .await
+}
+
+/// The dashboard directory `gateway.dashboard_dir` names. An absolute path
+/// is taken as it is. A relative one is looked for, in this order, under
+/// the working directory, the configuration file's directory, and each
+/// directory above the binary (`target/release/regionguard` finds
+/// `./dashboard/dist` of the tree it was built in; `/app/regionguard`
+/// finds `/app/dashboard/dist`): the first that holds an `index.html`.
+/// Found nowhere: as given (the gateway then says the dashboard is not
+/// built, and where it looked).
+pub(crate) fn locate_dashboard(
+    configured: &std::path::Path,
+    config_file: Option<&std::path::Path>,
+    exe: &std::path::Path,
+) -> PathBuf {
+    if configured.is_absolute() {
+        return configured.to_path_buf();
+    }
+    let config_dir = config_file.and_then(std::path::Path::parent);
+    std::iter::once(configured.to_path_buf())
+        .chain(config_dir.map(|d| d.join(configured)))
+        .chain(exe.ancestors().skip(1).map(|dir| dir.join(configured)))
+        .find(|candidate| candidate.join("index.html").is_file())
+        .unwrap_or_else(|| configured.to_path_buf())
 }
 
 /// `regionguard failover`.
@@ -365,4 +396,45 @@ pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
         |c, shutdown| rg_failover::run(c.failover, c.nats, shutdown),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate_dashboard;
+
+    /// A name no working directory holds.
+    const RELATIVE: &str = "rg-locate-test/dist";
+
+    /// A tree with `rg-locate-test/dist/index.html` under `root`.
+    fn dashboard_in(root: &std::path::Path) -> std::path::PathBuf {
+        let dir = root.join(RELATIVE);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "<html>").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_relative_dashboard_dir_is_found_next_to_the_config_or_above_the_binary() {
+        let relative = std::path::Path::new(RELATIVE);
+        let nowhere = tempfile::tempdir().unwrap();
+        let exe_elsewhere = nowhere.path().join("bin/regionguard");
+
+        let beside_config = tempfile::tempdir().unwrap();
+        let expected = dashboard_in(beside_config.path());
+        let config = beside_config.path().join("regionguard.toml");
+        assert_eq!(
+            locate_dashboard(relative, Some(&config), &exe_elsewhere),
+            expected
+        );
+
+        let install = tempfile::tempdir().unwrap();
+        let expected = dashboard_in(install.path());
+        let exe = install.path().join("target/release/regionguard");
+        assert_eq!(locate_dashboard(relative, None, &exe), expected);
+
+        // Found nowhere, or absolute: as given.
+        assert_eq!(locate_dashboard(relative, None, &exe_elsewhere), relative);
+        let absolute = nowhere.path().join("dist");
+        assert_eq!(locate_dashboard(&absolute, Some(&config), &exe), absolute);
+    }
 }

@@ -216,7 +216,11 @@ async fn start_all(
     );
 
     // 6. The gateway: ready once it has built its first snapshot.
-    let dashboard_dir = locate_dashboard(&config.gateway.dashboard_dir, &exe);
+    let dashboard_dir = super::services::locate_dashboard(
+        &config.gateway.dashboard_dir,
+        globals.config.as_deref(),
+        &exe,
+    );
     let mut gateway = Command::new(&exe);
     gateway
         .arg("gateway")
@@ -564,20 +568,6 @@ async fn wait_for_consumer(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The dashboard directory: as configured when it exists (relative to the
-/// working directory), else the same path next to the source tree the
-/// binary was built in (`target/<profile>/regionguard` → `./dashboard/dist`).
-fn locate_dashboard(configured: &std::path::Path, exe: &std::path::Path) -> PathBuf {
-    if configured.is_absolute() || configured.join("index.html").is_file() {
-        return configured.to_path_buf();
-    }
-    exe.ancestors()
-        .skip(1)
-        .map(|dir| dir.join(configured))
-        .find(|candidate| candidate.join("index.html").is_file())
-        .unwrap_or_else(|| configured.to_path_buf())
 }
 
 /// Waits until the gateway at `addr` reports its first snapshot.

@@ -83,6 +83,8 @@ struct Compose {
     project: String,
     files: Vec<PathBuf>,
     http: SocketAddr,
+    /// Variables the compose files read (passwords of the auth override).
+    env: Vec<(String, String)>,
 }
 
 impl Compose {
@@ -97,6 +99,7 @@ impl Compose {
                 .map(|f| repo().join("deploy").join(f))
                 .collect(),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            env: Vec::new(),
         }
     }
 
@@ -109,6 +112,7 @@ impl Compose {
         c.args(args)
             .env("RG_IMAGE", IMAGE)
             .env("RG_HTTP_PORT", self.http.port().to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         c
     }
@@ -131,6 +135,27 @@ impl Compose {
         let mut all = vec!["exec", "-T", "gateway", "regionguard"];
         all.extend_from_slice(args);
         self.run(&all).await
+    }
+
+    /// `regionguard ARGS` in the gateway's container with `env` (`-e`),
+    /// bounded by `timeout`: its exit code (124 when it was stopped) and
+    /// what it printed.
+    async fn regionguard_as(&self, env: &[&str], args: &[&str]) -> (Option<i32>, String) {
+        let mut all = vec!["exec", "-T"];
+        for e in env {
+            all.extend(["-e", *e]);
+        }
+        all.extend(["gateway", "timeout", "30", "regionguard"]);
+        all.extend_from_slice(args);
+        let out = self.command(&all).output().await.unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     /// Every container of the project (running or not): id, service, and
@@ -219,6 +244,7 @@ impl Drop for Compose {
             .args(["down", "-v", "--remove-orphans", "-t", "5"])
             .env("RG_IMAGE", IMAGE)
             .env("RG_HTTP_PORT", self.http.port().to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
@@ -495,6 +521,164 @@ async fn compose_cluster_loses_a_nats_container_without_losing_an_event() {
         assert_eq!(r.gaps, 0, "{vantage} lost events");
         assert_eq!(r.twice, 0, "{vantage} stored twice");
     }
+    let project = compose.project.clone();
+    drop(compose);
+    let left = leftovers(&project).await;
+    assert!(left.is_empty(), "down -v left {left:?}");
+}
+
+/// The auth override: a user per service, `provision` first as the
+/// administrator. Every service healthy; the README's commands as the
+/// administrator answer truly; as the gateway's user they say what the
+/// user may not do instead of blaming a service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_auth_override_runs_and_the_cli_says_what_a_user_may_not() {
+    init_logging();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut compose = Compose::new("auth", &["compose.yaml", "compose.auth.yaml"]).await;
+    let users = [
+        "ADMIN",
+        "PROBER",
+        "SIMULATOR",
+        "DETECTOR",
+        "CASCADE",
+        "FAILOVER",
+        "NOTIFIER",
+        "GATEWAY",
+    ];
+    compose.env = users
+        .iter()
+        .map(|u| {
+            (
+                format!("RG_{u}_PASSWORD"),
+                format!("pw-{}-{}", u.to_lowercase(), std::process::id()),
+            )
+        })
+        .collect();
+    let admin_password = compose.env[0].1.clone();
+    compose.run(&["up", "-d"]).await;
+
+    // nats, provision (exits), simulator, 3 probers, detector, cascade,
+    // failover, notifier, gateway.
+    let start = Instant::now();
+    wait_until(
+        "provision done and 10 containers healthy",
+        Duration::from_secs(90),
+        || async {
+            let all = compose.containers().await;
+            let provisioned = all.iter().any(|c| c.1 == "provision" && c.2 == "exited");
+            let healthy = all.iter().filter(|c| c.2 == "healthy").count();
+            if provisioned && healthy == 10 && all.len() == 11 {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(format!("{all:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "compose auth: provisioned and 10 containers healthy {:.1} s after up",
+        start.elapsed().as_secs_f64()
+    );
+    compose.wait_all_healthy(21, Duration::from_secs(60)).await;
+
+    let as_admin = [
+        "RG_NATS__USER=admin".to_owned(),
+        format!("RG_NATS__PASSWORD={admin_password}"),
+    ];
+    let as_admin: Vec<&str> = as_admin.iter().map(String::as_str).collect();
+
+    // As the administrator (the README's way): status true and whole.
+    let (code, said) = compose.regionguard_as(&as_admin, &["status"]).await;
+    assert_eq!(code, Some(0), "{said}");
+    for line in said.lines().skip(1) {
+        assert!(
+            !line.contains(" DOWN ") && !line.contains(" ? "),
+            "status as the administrator: {said}"
+        );
+    }
+    // tail sees the alert a fault makes.
+    let mut tail = {
+        let mut all = vec!["exec", "-T"];
+        for e in &as_admin {
+            all.extend(["-e", *e]);
+        }
+        all.extend([
+            "gateway",
+            "timeout",
+            "60",
+            "regionguard",
+            "tail",
+            "rg.alerts.>",
+            "--json",
+            "--count",
+            "1",
+        ]);
+        compose.command(&all)
+    };
+    let inject = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        compose
+            .regionguard_as(
+                &as_admin,
+                &[
+                    "fault",
+                    "inject",
+                    "--region",
+                    "us-west-2",
+                    "--service",
+                    "sqs",
+                    "--kind",
+                    "nxdomain",
+                ],
+            )
+            .await
+    };
+    let (tailed, (code, injected)) = tokio::join!(tail.output(), inject);
+    assert_eq!(
+        code,
+        Some(0),
+        "fault inject as the administrator: {injected}"
+    );
+    let tailed = tailed.unwrap();
+    let line = String::from_utf8_lossy(&tailed.stdout);
+    assert!(
+        tailed.status.success() && line.contains("\"Alert\""),
+        "tail as the administrator: {line}{}",
+        String::from_utf8_lossy(&tailed.stderr)
+    );
+    let (code, cleared) = compose
+        .regionguard_as(&as_admin, &["fault", "clear", "--all"])
+        .await;
+    assert_eq!(code, Some(0), "{cleared}");
+
+    // As the gateway's own user (the container's default): each says what
+    // the user may not do, quickly, and nothing blames a service.
+    let (code, said) = compose.regionguard_as(&[], &["fault", "list"]).await;
+    assert_ne!(code, Some(0), "{said}");
+    assert!(
+        said.contains("the NATS user \"gateway\" may not do this")
+            && !said.contains("no simulator answered"),
+        "fault as the gateway's user: {said}"
+    );
+    let (code, said) = compose
+        .regionguard_as(&[], &["tail", "rg.alerts.>", "--json"])
+        .await;
+    assert_eq!(
+        code,
+        Some(1),
+        "tail as the gateway's user (124: it hung): {said}"
+    );
+    assert!(
+        said.contains("the NATS user \"gateway\" may not subscribe to rg.alerts.>"),
+        "{said}"
+    );
+    let (_, said) = compose.regionguard_as(&[], &["status"]).await;
+    assert!(
+        said.contains("note: the server refused the NATS user \"gateway\""),
+        "status as the gateway's user: {said}"
+    );
+
     let project = compose.project.clone();
     drop(compose);
     let left = leftovers(&project).await;

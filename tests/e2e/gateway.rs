@@ -518,3 +518,56 @@ async fn a_thousand_websocket_clients_each_get_every_snapshot_and_a_stuck_one_is
     drop(stuck);
     gw.running.stop().await;
 }
+
+/// `regionguard gateway` started from another working directory (as a
+/// service manager does) serves the dashboard of the tree its binary was
+/// built in: the relative `gateway.dashboard_dir` is not read against the
+/// working directory alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_started_elsewhere_serves_the_dashboard_next_to_its_binary() {
+    init_logging();
+    let index = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/dist/index.html");
+    let index = std::fs::read_to_string(&index).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: the dashboard is not built (scripts/install-deps.sh builds it)",
+            index.display()
+        )
+    });
+    let server = NatsServer::start();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let port = |_| rg_testkit::free_port();
+    let (web, grpc, metrics) = (port(0), port(1), port(2));
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _killed = self.0.kill();
+            let _reaped = self.0.wait();
+        }
+    }
+    let _gateway = Stop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+            .args(["gateway", "--nats", &server.url()])
+            .args(["--listen", &format!("127.0.0.1:{web}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+            .env("RG_GATEWAY__METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
+            .env_remove("RG_CONFIG")
+            .env("RG_LOG", "warn")
+            .current_dir(elsewhere.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], web));
+    wait_until("the dashboard on /", Duration::from_secs(20), || async {
+        match http::get(addr, "/").await {
+            Some(r) if r.status == 200 && r.body == index => Waited::Done(()),
+            Some(r) => Waited::NotYet(format!(
+                "{} {}",
+                r.status,
+                r.body.chars().take(300).collect::<String>()
+            )),
+            None => Waited::NotYet("no answer".into()),
+        }
+    })
+    .await;
+}
