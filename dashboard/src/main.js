@@ -30,13 +30,17 @@ function renderSummary(s) {
 function serviceCard(region, svc, compact) {
   const st = status(svc.status);
   const n = num(svc.endpoints);
-  const title = `${svc.service} in ${region}: ${st}, ${ms(svc.avg_response_time_us)} average over ${n} endpoint${n === 1 ? '' : 's'}`;
+  // Why a card is not healthy ("empty answer at 2/3 vantages"): a failed
+  // lookup is fast, so the time alone would look fine.
+  const why = svc.reason || '';
+  const title = `${svc.service} in ${region}: ${st}${why ? ` (${why})` : ''}, ${ms(svc.avg_response_time_us)} average over ${n} endpoint${n === 1 ? '' : 's'}`;
   return h(
     'li',
     { class: `service ${st}`, 'data-region': region, 'data-service': svc.service, 'data-status': st, title },
     h('span', { class: 'icon', 'aria-hidden': 'true' }, ICON[st]),
     h('span', { class: 'name' }, svc.service),
     compact ? null : h('span', { class: 'rt' }, ms(svc.avg_response_time_us)),
+    compact || !why ? null : h('span', { class: 'why' }, why),
   );
 }
 

@@ -18,10 +18,14 @@ import { clock, num } from './format.js';
 
 Chart.register(CategoryScale, Filler, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip);
 
+// Where two counts are equal their lines lie on each other: Critical is
+// drawn on top (the lowest `order` is drawn last) and thinner than Warning,
+// whose wider line shows around it, so a warning and a critical at once
+// are two colours, never one line hiding the other.
 const SERIES = [
-  { key: 'healthy', label: 'Healthy', color: '#1f9d55' },
-  { key: 'warning', label: 'Warning', color: '#d69e2e' },
-  { key: 'critical', label: 'Critical', color: '#e53e3e' },
+  { key: 'healthy', label: 'Healthy', color: '#1f9d55', order: 2, width: 2, point: 'circle' },
+  { key: 'warning', label: 'Warning', color: '#d69e2e', order: 1, width: 7, point: 'circle' },
+  { key: 'critical', label: 'Critical', color: '#e53e3e', order: 0, width: 3, point: 'rectRot' },
 ];
 
 function htmlTooltip(box) {
@@ -60,6 +64,9 @@ export function trendChart(canvas, tooltipBox) {
         data: [],
         borderColor: s.color,
         backgroundColor: `${s.color}22`,
+        borderWidth: s.width,
+        order: s.order,
+        pointStyle: s.point,
         pointRadius: 3,
         pointHoverRadius: 6,
         cubicInterpolationMode: 'monotone',

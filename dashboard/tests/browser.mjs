@@ -92,6 +92,7 @@ function readPage() {
         service: s.dataset.service,
         status: s.dataset.status,
         rt: s.querySelector('.rt')?.textContent ?? null,
+        why: s.querySelector('.why')?.textContent ?? null,
       })),
     })),
   };
@@ -117,6 +118,7 @@ function expected(s) {
         service: x.service,
         status: status(x.status),
         rt: (r.services || []).length > 12 ? null : ms(x.avg_response_time_us),
+        why: (r.services || []).length > 12 || !x.reason ? null : x.reason,
       })),
     })),
   };
@@ -185,6 +187,49 @@ async function full(page) {
   await page.screenshot({ path: `${opt.artifacts}/dashboard-tooltip.png` });
   await page.mouse.move(0, 0);
 
+  // Equal Warning and Critical counts (0 and 0 here) must not look like
+  // one line: Critical is drawn over Warning and thinner, so both colours
+  // show. Checked in the chart's settings and in the drawn pixels of a
+  // stretch where the two are equal.
+  const lines = await page.evaluate(() => {
+    const c = window.regionguard.chart;
+    const d = c.data.datasets;
+    const ds = (label) => d.find((x) => x.label === label);
+    const [warning, critical] = [ds('Warning'), ds('Critical')];
+    const wi = d.indexOf(warning);
+    const ki = d.indexOf(critical);
+    let i = -1;
+    for (let j = warning.data.length - 1; j >= 1; j--) {
+      if (warning.data[j] === critical.data[j] && warning.data[j - 1] === critical.data[j - 1]) { i = j; break; }
+    }
+    const out = {
+      warning: { order: warning.order, width: warning.borderWidth },
+      critical: { order: critical.order, width: critical.borderWidth },
+      equal: i,
+    };
+    if (i < 0) return out;
+    const w = c.getDatasetMeta(wi).data;
+    const k = c.getDatasetMeta(ki).data;
+    const x = (w[i].x + w[i - 1].x) / 2;
+    const y = (k[i].y + k[i - 1].y) / 2;
+    const r = window.devicePixelRatio || 1;
+    const ctx = c.canvas.getContext('2d');
+    // The pixel row holding y + dy (a 3 px line covers its row whole).
+    const at = (dy) => Array.from(ctx.getImageData(Math.floor(x * r), Math.floor((y + dy) * r), 1, 1).data);
+    return { ...out, value: warning.data[i], center: at(0), edge: at(-2.5) };
+  });
+  check(
+    lines.critical.order < lines.warning.order && lines.critical.width < lines.warning.width,
+    `Critical is drawn over Warning and thinner (order ${lines.critical.order} < ${lines.warning.order}, width ${lines.critical.width} < ${lines.warning.width})`,
+  );
+  const red = (p) => p[0] > 180 && p[1] < 110 && p[2] < 110;
+  const amber = (p) => p[0] > 170 && p[1] > 120 && p[2] < 110;
+  check(lines.equal >= 1, `the trend has a stretch where Warning and Critical are equal (${JSON.stringify(lines)})`);
+  check(
+    red(lines.center) && amber(lines.edge),
+    `where Warning and Critical are both ${lines.value} the line is red with amber edges (pixels ${lines.center} and ${lines.edge})`,
+  );
+
   // A fault turns the service card critical within two intervals.
   await postFault({ inject: { region: 'us-east-1', service: 'dynamodb', kind: 'FAULT_KIND_EMPTY_ANSWER' } });
   const t0 = Date.now();
@@ -196,6 +241,14 @@ async function full(page) {
   check(count === '6/7 Healthy', `the us-east-1 card says ${count}`);
   const icon = await page.textContent(`${card} .icon`);
   check(icon === '✕', 'the critical card shows the critical icon');
+  // It says why: a failed lookup is fast, the time alone looks fine.
+  await page.waitForFunction(
+    (sel) => /^empty answer at \d+\/\d+ vantages?$/.test(document.querySelector(`${sel} .why`)?.textContent ?? ''),
+    card,
+    { timeout: 4 * interval + 5000 },
+  );
+  const why = await page.textContent(`${card} .why`);
+  check(/^empty answer at \d+\/\d+ vantages?$/.test(why), `the critical card says why: "${why}"`);
   // The detector's and cascade service's reactions reach the feeds.
   await page.waitForSelector('#alerts li.alert[data-severity="critical"]', { timeout: 15000 });
   const alert = await page.textContent('#alerts li.alert[data-severity="critical"]');

@@ -150,6 +150,31 @@ async fn the_api_adds_up_and_a_fault_turns_its_service_card_critical_within_two_
         .find(|r| r["region"] == "us-east-1")
         .unwrap();
     assert_eq!((num(&east["healthy"]), num(&east["total"])), (6.0, 7.0));
+    // The card says why it is critical (a failed lookup is fast); a
+    // healthy card says nothing.
+    let card = |region: &str, service: &str| {
+        s["regions"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["region"] == region))
+            .and_then(|r| r["services"].as_array())
+            .and_then(|ss| ss.iter().find(|x| x["service"] == service))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        card("us-east-1", "dynamodb")["reason"],
+        "empty answer at 1/1 vantage",
+        "{}",
+        card("us-east-1", "dynamodb")
+    );
+    assert!(
+        card("us-west-2", "dynamodb")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{}",
+        card("us-west-2", "dynamodb")
+    );
 
     // A bad fault request is refused with a reason, not a crash.
     let bad = http::request(gw.http, "POST", "/api/faults", &[], "{\"inject\": 7}")

@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rg_proto::v1::{
-    Alert, DashboardSnapshot, FailoverDecision, HealthEvent, Readiness, RegionCard, ResourceCheck,
-    ServiceCard, Status, Summary, TrendPoint,
+    Alert, DashboardSnapshot, ErrorKind, FailoverDecision, HealthEvent, Readiness, RegionCard,
+    ResourceCheck, ServiceCard, Status, Summary, TrendPoint,
 };
 use rg_rounds::{Agreement, Quorum};
 
@@ -30,6 +30,7 @@ struct Seen {
     status: Status,
     response_time_us: u64,
     at_ms: i64,
+    error_kind: ErrorKind,
 }
 
 #[derive(Debug, Default)]
@@ -42,10 +43,61 @@ struct Endpoint {
 type EndpointKey = (String, String, String);
 
 /// One endpoint's figures at a time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EndpointFigure {
     pub(crate) status: Status,
     pub(crate) response_time_us: u64,
+    /// Why it is not healthy, for a person: what the vantages that say so
+    /// saw, and how many of the voting vantages they are ("empty answer at
+    /// 2/3 vantages"); empty when healthy.
+    pub(crate) reason: String,
+}
+
+/// An error kind in words.
+fn error_kind_text(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::None => "slow answers",
+        ErrorKind::Nxdomain => "NXDOMAIN",
+        ErrorKind::Servfail => "SERVFAIL",
+        ErrorKind::Refused => "REFUSED",
+        ErrorKind::EmptyAnswer => "empty answer",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Io => "socket error",
+        ErrorKind::OtherRcode => "error rcode",
+    }
+}
+
+/// The reason for `status` from each voting vantage's worst observation
+/// (its status and error kind): each error kind seen by the vantages that
+/// saw `status`, the most common first, with how many of all voting
+/// vantages saw it ("empty answer at 2/3 vantages, timeout at 1/3").
+fn reason_for(status: Status, worst: &BTreeMap<&str, (Status, ErrorKind)>) -> String {
+    if status == Status::Healthy || status == Status::Unspecified {
+        return String::new();
+    }
+    let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+    for (_, kind) in worst.values().filter(|(s, _)| *s == status) {
+        *counts.entry(*kind as i32).or_default() += 1;
+    }
+    let mut kinds: Vec<(i32, usize)> = counts.into_iter().collect();
+    kinds.sort_by_key(|(kind, n)| (std::cmp::Reverse(*n), *kind));
+    let all = worst.len();
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, n))| {
+            let what = error_kind_text(ErrorKind::try_from(*kind).unwrap_or(ErrorKind::None));
+            if i == 0 {
+                format!(
+                    "{what} at {n}/{all} vantage{}",
+                    if all == 1 { "" } else { "s" }
+                )
+            } else {
+                format!("{what} at {n}/{all}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the vantages' votes agree on (each vote: the worst status a
@@ -165,6 +217,7 @@ impl View {
             status: e.status(),
             response_time_us: e.response_time_us,
             at_ms: e.observed_at_unix_ms,
+            error_kind: e.error_kind(),
         };
         let vantage = (e.vantage.clone(), e.resolver.clone());
         let endpoint = self.endpoints.entry(key).or_default();
@@ -234,8 +287,10 @@ impl View {
         let oldest = at_ms - self.stale_after_ms;
         let quorum = self.quorum;
         let mut votes = BTreeMap::new();
+        let mut worst_seen: BTreeMap<&str, (Status, ErrorKind)> = BTreeMap::new();
         self.endpoints.iter().filter_map(move |(key, e)| {
             votes.clear();
+            worst_seen.clear();
             let mut sum = 0u128;
             let mut n = 0u64;
             for ((vantage, _), s) in e.seen.iter().filter(|(_, s)| s.at_ms >= oldest) {
@@ -244,6 +299,12 @@ impl View {
                 if let Some(v) = vote(s.status) {
                     let worst = votes.entry(vantage.as_str()).or_insert(v);
                     *worst = (*worst).max(v);
+                    let seen = worst_seen
+                        .entry(vantage.as_str())
+                        .or_insert((s.status, s.error_kind));
+                    if vote(s.status) > vote(seen.0) {
+                        *seen = (s.status, s.error_kind);
+                    }
                 }
             }
             let status = agreed_status(&votes, quorum)?;
@@ -252,6 +313,7 @@ impl View {
                 EndpointFigure {
                     status,
                     response_time_us: mean(sum, n),
+                    reason: reason_for(status, &worst_seen),
                 },
             ))
         })
@@ -406,6 +468,9 @@ impl View {
             *sum += u128::from(f.response_time_us);
             if vote(f.status) > vote(s.status()) {
                 s.set_status(f.status);
+                // The first endpoint with the card's (worst) status says
+                // why.
+                s.reason = f.reason.clone();
             }
         }
         if let Some(last) = regions.last_mut() {
@@ -517,6 +582,30 @@ mod tests {
         };
         e.set_status(status);
         e
+    }
+
+    #[test]
+    fn the_reason_names_the_most_common_error_and_how_many_vantages_saw_it() {
+        use ErrorKind::{EmptyAnswer, None as NoError, Timeout};
+        let worst: BTreeMap<&str, (Status, ErrorKind)> = [
+            ("a", (Status::Critical, EmptyAnswer)),
+            ("b", (Status::Critical, EmptyAnswer)),
+            ("c", (Status::Critical, Timeout)),
+            ("d", (Status::Healthy, NoError)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            reason_for(Status::Critical, &worst),
+            "empty answer at 2/4 vantages, timeout at 1/4"
+        );
+        assert_eq!(reason_for(Status::Healthy, &worst), "");
+        let slow: BTreeMap<&str, (Status, ErrorKind)> =
+            [("a", (Status::Warning, NoError))].into_iter().collect();
+        assert_eq!(
+            reason_for(Status::Warning, &slow),
+            "slow answers at 1/1 vantage"
+        );
     }
 
     fn votes(v: &[rg_proto::domain::Status]) -> BTreeMap<String, rg_proto::domain::Status> {
