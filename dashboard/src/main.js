@@ -27,6 +27,10 @@ function renderSummary(s) {
   $('updated').textContent = `snapshot ${num(s.sequence)} at ${clock(s.generated_at_unix_ms)}`;
 }
 
+// Service cards opened by a tap or a click (their whole name and why):
+// kept across redraws, by region and service.
+const opened = new Set();
+
 function serviceCard(region, svc, compact) {
   const st = status(svc.status);
   const n = num(svc.endpoints);
@@ -36,7 +40,15 @@ function serviceCard(region, svc, compact) {
   const title = `${svc.service} in ${region}: ${st}${why ? ` (${why})` : ''}, ${ms(svc.avg_response_time_us)} average over ${n} endpoint${n === 1 ? '' : 's'}`;
   return h(
     'li',
-    { class: `service ${st}`, 'data-region': region, 'data-service': svc.service, 'data-status': st, title },
+    {
+      class: `service ${st}`,
+      'data-region': region,
+      'data-service': svc.service,
+      'data-status': st,
+      title,
+      tabIndex: 0,
+      'aria-expanded': opened.has(`${region}|${svc.service}`) ? 'true' : 'false',
+    },
     h('span', { class: 'icon', 'aria-hidden': 'true' }, ICON[st]),
     h('span', { class: 'name' }, svc.service),
     compact ? null : h('span', { class: 'rt' }, ms(svc.avg_response_time_us)),
@@ -127,6 +139,27 @@ function regionCard(r, at) {
     h('ul', { class: `services${compact ? ' compact' : ''}` }, services.map((s) => serviceCard(r.region, s, compact))),
   );
 }
+
+// A tap, a click or Enter on a service card opens it (the whole name,
+// wrapped) or closes it: a phone has no hover for the title.
+function toggleCard(li) {
+  const key = `${li.dataset.region}|${li.dataset.service}`;
+  const open = !opened.has(key);
+  if (open) opened.add(key);
+  else opened.delete(key);
+  li.setAttribute('aria-expanded', open ? 'true' : 'false');
+}
+$('regions').addEventListener('click', (e) => {
+  const li = e.target.closest('li.service');
+  if (li) toggleCard(li);
+});
+$('regions').addEventListener('keydown', (e) => {
+  const li = e.target.closest('li.service');
+  if (li && (e.key === 'Enter' || e.key === ' ')) {
+    e.preventDefault();
+    toggleCard(li);
+  }
+});
 
 function renderRegions(s) {
   const regions = s.regions || [];

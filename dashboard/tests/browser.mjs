@@ -150,6 +150,7 @@ async function full(page) {
   const snap = await pageEqualsApi(page);
   check(num(snap.summary.total_endpoints) === 21, 'all 21 endpoints (3 regions x 7 services) are on the page');
   await page.screenshot({ path: `${opt.artifacts}/dashboard.png`, fullPage: true });
+  await phone(page);
 
   // The trend tooltip: hover the newest point of the "Warning" series. A
   // snapshot may redraw the chart between finding the point and the
@@ -320,6 +321,36 @@ async function full(page) {
   check(true, 'when the prober is back, the card is live again');
 }
 
+// On a phone (390 x 844): nothing wider than the screen, and a service
+// name cut short is shown whole by a tap (no hover on a phone).
+async function phone(page) {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const m = await page.evaluate(() => {
+    const out = [...document.querySelectorAll('body *')]
+      .filter((e) => e.getClientRects().length > 0)
+      .filter((e) => {
+        const r = e.getBoundingClientRect();
+        return r.width > 0 && (r.right > window.innerWidth + 0.5 || r.left < -0.5);
+      })
+      .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')} ${Math.round(e.getBoundingClientRect().right)}`);
+    return { overflowX: document.documentElement.scrollWidth - window.innerWidth, out: out.slice(0, 8), outCount: out.length };
+  });
+  check(m.overflowX <= 0 && m.outCount === 0, `at 390 px nothing sticks out (page overflow ${m.overflowX} px; ${m.outCount} elements past the edge: ${m.out.join(', ')})`);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-phone.png`, fullPage: true });
+  const card = 'li.service[data-region="us-east-1"][data-service="elasticloadbalancing"]';
+  await page.tap(card);
+  const shown = await page.$eval(card, (li) => {
+    const n = li.querySelector('.name');
+    return { text: n.textContent, whole: n.scrollWidth <= n.clientWidth, expanded: li.getAttribute('aria-expanded') };
+  });
+  check(shown.text === 'elasticloadbalancing' && shown.whole && shown.expanded === 'true', `a tap shows the whole name "${shown.text}" (${JSON.stringify(shown)})`);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-phone-tapped.png` });
+  await page.tap(card);
+  await page.setViewportSize({ width: 1440, height: 1000 });
+  await page.waitForTimeout(300);
+}
+
 async function layout(page) {
   const regions = Number(opt.regions);
   const services = Number(opt.services);
@@ -364,7 +395,7 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, hasTouch: true });
   page.on('pageerror', (e) => {
     console.error(`page error: ${e.message}`);
     failed = true;
