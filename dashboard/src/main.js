@@ -172,27 +172,193 @@ function renderRegions(s) {
   box.replaceChildren(...regions.map((r) => regionCard(r, at)));
 }
 
-function renderAlerts(s) {
-  const alerts = s.recent_alerts || [];
-  const list = $('alerts');
-  if (!alerts.length) {
-    list.replaceChildren(h('li', { class: 'empty' }, 'No alerts.'));
-    return;
+// Alerts, critical and open first: open alerts by severity (then newest),
+// resolved ones collapsed below; counts per severity above. Each alert
+// opens (a click, Enter, or the URL #alert=<id>) to show its evidence per
+// vantage, predicted impact and recommended actions.
+const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3, info: 4, unknown: 5 };
+const openedAlerts = new Set();
+let alertFromUrl = decodeURIComponent((location.hash.match(/^#alert=(.+)$/) || [])[1] || '');
+
+const errorKind = (k) => (k || 'ERROR_KIND_NONE').replace('ERROR_KIND_', '').toLowerCase().replace('_', ' ');
+
+function alertDetail(a) {
+  const parts = [];
+  const evidence = a.evidence || [];
+  if (evidence.length) {
+    parts.push(h('h4', {}, 'Evidence'));
+    // One line per distinct observation (several rounds or resolvers often
+    // say the same), with how many said it.
+    const lines = new Map();
+    for (const e of evidence) {
+      const line = [
+        `${e.vantage || 'a vantage'}: ${e.endpoint} ${status(e.status)}`,
+        e.error_kind && e.error_kind !== 'ERROR_KIND_NONE' ? ` (${errorKind(e.error_kind)})` : ` (${ms(e.response_time_us)})`,
+        num(e.reporting) ? `, ${num(e.agreeing)} of ${num(e.reporting)} vantages agree` : '',
+        num(e.consecutive_rounds) > 1 ? `, ${num(e.consecutive_rounds)} rounds in a row` : '',
+      ].join('');
+      lines.set(line, (lines.get(line) || 0) + 1);
+    }
+    parts.push(h('ul', { class: 'evidence' }, [...lines].map(([line, n]) => h('li', {}, n > 1 ? `${line} (×${n})` : line))));
   }
-  list.replaceChildren(
-    ...alerts.map((a) => {
-      const sev = severity(a.severity);
-      const resolved = a.state === 'ALERT_STATE_RESOLVED';
-      return h(
-        'li',
-        { class: `alert ${sev}${resolved ? ' resolved' : ''}`, 'data-severity': sev },
+  const impact = a.predicted_impact || [];
+  if (impact.length) {
+    parts.push(h('h4', {}, 'Predicted impact'));
+    parts.push(h('ul', { class: 'impact' }, impact.map((i) => h(
+      'li',
+      {},
+      `${i.service}: ${Math.round(num(i.degradation) * 100)} % degraded`,
+      (i.path || []).length ? ` (via ${i.path.join(' → ')})` : '',
+    ))));
+  }
+  const actions = a.recommended_actions || [];
+  if (actions.length) {
+    parts.push(h('h4', {}, 'Recommended actions'));
+    parts.push(h('ol', { class: 'actions' }, actions.map((x) => h('li', {}, x))));
+  }
+  const started = num(a.started_at_unix_ms);
+  const ended = num(a.ended_at_unix_ms);
+  parts.push(h(
+    'p',
+    { class: 'history' },
+    started ? `Started ${clock(started)}` : '',
+    ended ? `, resolved ${clock(ended)}` : '',
+    num(a.renotify_count) ? `, re-sent ${num(a.renotify_count)} time(s)` : '',
+    `; id ${a.id}`,
+  ));
+  return h('div', { class: 'detail' }, parts);
+}
+
+function alertItem(a) {
+  const sev = severity(a.severity);
+  const resolved = a.state === 'ALERT_STATE_RESOLVED';
+  const item = h(
+    'li',
+    { class: `alert ${sev}${resolved ? ' resolved' : ''}`, 'data-severity': sev, 'data-id': a.id },
+    h(
+      'details',
+      { open: openedAlerts.has(a.id) || a.id === alertFromUrl },
+      h(
+        'summary',
+        {},
         h('span', { class: 'badge' }, resolved ? 'resolved' : sev),
         h('span', { class: 'when' }, clock(a.emitted_at_unix_ms)),
         h('span', { class: 'what' }, a.summary),
         h('span', { class: 'src' }, source(a.source)),
-      );
-    }),
+      ),
+      alertDetail(a),
+    ),
   );
+  item.firstChild.addEventListener('toggle', (e) => {
+    if (e.target.open) openedAlerts.add(a.id);
+    else openedAlerts.delete(a.id);
+  });
+  return item;
+}
+
+function renderAlerts(s) {
+  const alerts = s.recent_alerts || [];
+  const list = $('alerts');
+  const counts = $('alert-counts');
+  if (!alerts.length) {
+    counts.textContent = '';
+    list.replaceChildren(h('li', { class: 'empty' }, 'No alerts.'));
+    return;
+  }
+  const isOpen = (a) => a.state !== 'ALERT_STATE_RESOLVED';
+  const open = alerts.filter(isOpen).sort((a, b) => (
+    SEVERITY_RANK[severity(a.severity)] - SEVERITY_RANK[severity(b.severity)]
+    || num(b.emitted_at_unix_ms) - num(a.emitted_at_unix_ms)
+  ));
+  const resolved = alerts.filter((a) => !isOpen(a));
+  const perSeverity = {};
+  for (const a of open) perSeverity[severity(a.severity)] = (perSeverity[severity(a.severity)] || 0) + 1;
+  counts.replaceChildren(...(open.length
+    ? Object.keys(SEVERITY_RANK).filter((k) => perSeverity[k]).map((k) => h('span', { class: `count ${k}`, 'data-severity': k }, `${perSeverity[k]} ${k}`))
+    : [h('span', { class: 'count none' }, 'nothing open')]));
+  const items = open.map(alertItem);
+  if (resolved.length) {
+    const box = h(
+      'li',
+      { class: 'resolved-group' },
+      h(
+        'details',
+        { open: resolvedOpen },
+        h('summary', {}, `${resolved.length} resolved`),
+        h('ol', { class: 'feed resolved' }, resolved.map(alertItem)),
+      ),
+    );
+    box.firstChild.addEventListener('toggle', (e) => { resolvedOpen = e.target.open; });
+    items.push(box);
+  }
+  list.replaceChildren(...items);
+  if (alertFromUrl) {
+    const wanted = list.querySelector(`li.alert[data-id="${CSS.escape(alertFromUrl)}"]`);
+    if (wanted) {
+      openedAlerts.add(alertFromUrl);
+      if (wanted.closest('.resolved-group')) {
+        wanted.closest('.resolved-group').firstChild.open = true;
+        resolvedOpen = true;
+      }
+      wanted.scrollIntoView({ block: 'nearest' });
+      alertFromUrl = '';
+    }
+  }
+}
+let resolvedOpen = false;
+window.addEventListener('hashchange', () => {
+  alertFromUrl = decodeURIComponent((location.hash.match(/^#alert=(.+)$/) || [])[1] || '');
+  if (current) renderAlerts(current);
+});
+
+// Each failover phase opens to what an operator acts on: the failover id
+// (for `regionguard failover approve <id>`), the mode, the candidates and
+// why the target, the steps with before -> after, and the warnings.
+const MODE = {
+  FAILOVER_MODE_OBSERVE: 'observe mode: nothing is planned',
+  FAILOVER_MODE_PLAN: 'plan mode: nothing will change',
+  FAILOVER_MODE_APPROVE: 'approve mode: runs once approved',
+  FAILOVER_MODE_AUTO: 'auto mode: runs without approval',
+};
+const openedPhases = new Set();
+const stepKind = (k) => (k || '').replace('STEP_KIND_', '').toLowerCase().replaceAll('_', ' ');
+const stepStatus = (k) => (k || '').replace('STEP_STATUS_', '').toLowerCase().replaceAll('_', ' ');
+
+function phaseDetail(d) {
+  const parts = [h('p', { class: 'ids' }, `Failover ${d.id}`, MODE[d.mode] ? ` · ${MODE[d.mode]}` : '', d.failback ? ' · failback' : '')];
+  const plan = d.plan;
+  if (plan) {
+    const candidates = plan.candidates || [];
+    if (candidates.length) {
+      parts.push(h('h4', {}, 'Candidates'));
+      parts.push(h('ul', { class: 'candidates' }, candidates.map((c) => h(
+        'li',
+        {},
+        `${c.region}${c.eligible ? '' : ' (not eligible)'}`,
+        c.verdict || c.note ? `: ${c.verdict || c.note}` : '',
+      ))));
+    }
+    const steps = plan.steps || [];
+    if (['planned', 'approved', 'step'].includes(phase(d.phase)) || steps.length) {
+      parts.push(h('h4', {}, 'Steps'));
+      parts.push(steps.length
+        ? h('ol', { class: 'steps' }, steps.map((st) => h(
+          'li',
+          {},
+          `${stepKind(st.kind)} ${st.resource}: ${st.before || '?'} → ${st.after || '?'}`,
+          st.status && st.status !== 'STEP_STATUS_UNSPECIFIED' ? ` [${stepStatus(st.status)}]` : '',
+          st.irreversible ? ' (irreversible)' : '',
+          st.error ? ` — ${st.error}` : '',
+        )))
+        : h('p', { class: 'warning' }, 'The plan has no steps: nothing would move.'));
+    }
+    const warnings = plan.warnings || [];
+    if (warnings.length) {
+      parts.push(h('h4', {}, 'Warnings'));
+      parts.push(h('ul', { class: 'warnings' }, warnings.map((w) => h('li', {}, w))));
+    }
+  }
+  return h('div', { class: 'detail' }, parts);
 }
 
 function renderTimeline(s) {
@@ -209,14 +375,29 @@ function renderTimeline(s) {
       // A plan says why it chose its target; the request only which
       // regions could take the traffic.
       const why = d.error || (d.plan && d.plan.rationale) || d.reason;
-      return h(
+      const key = `${d.id}|${p}|${num(d.step_index)}`;
+      const item = h(
         'li',
-        { class: `phase ${p.replace(' ', '-')}`, 'data-phase': p },
-        h('span', { class: 'badge' }, p),
-        h('span', { class: 'when' }, clock(d.at_unix_ms)),
-        h('span', { class: 'what' }, `${route}${why ? ` — ${why}` : ''}`),
-        h('span', { class: 'src' }, d.actor),
+        { class: `phase ${p.replace(' ', '-')}`, 'data-phase': p, 'data-id': d.id },
+        h(
+          'details',
+          { open: openedPhases.has(key) },
+          h(
+            'summary',
+            {},
+            h('span', { class: 'badge' }, p),
+            h('span', { class: 'when' }, clock(d.at_unix_ms)),
+            h('span', { class: 'what' }, `${route}${why ? ` — ${why}` : ''}`),
+            h('span', { class: 'src' }, d.actor),
+          ),
+          phaseDetail(d),
+        ),
       );
+      item.firstChild.addEventListener('toggle', (e) => {
+        if (e.target.open) openedPhases.add(key);
+        else openedPhases.delete(key);
+      });
+      return item;
     }),
   );
 }

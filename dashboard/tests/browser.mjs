@@ -254,9 +254,39 @@ async function full(page) {
   await page.waitForSelector('#alerts li.alert[data-severity="critical"]', { timeout: 15000 });
   const alert = await page.textContent('#alerts li.alert[data-severity="critical"]');
   check(alert.includes('us-east-1'), `the alerts feed shows a critical alert: "${alert}"`);
+  // Critical first, counted, and each alert opens to its evidence and
+  // actions (by a click, and by the URL #alert=<id>).
+  await page.waitForSelector('#alerts li.alert[data-severity="critical"][data-id] details', { timeout: 5000 });
+  const order = await page.$$eval('#alerts > li.alert', (els) => els.map((e) => e.dataset.severity));
+  check(order[0] === 'critical', `open alerts are listed critical first (${order.join(', ')})`);
+  const counted = await page.textContent('#alert-counts [data-severity="critical"]');
+  check(/^\d+ critical$/.test(counted), `the alerts panel counts them: "${counted}"`);
+  const threshold = '#alerts li.alert[data-severity="critical"]:has(.src:text-is("threshold"))';
+  await page.waitForSelector(threshold, { timeout: 15000 });
+  await page.click(`${threshold} summary`);
+  const detail = await page.textContent(`${threshold} .detail`);
+  check(
+    detail.includes('Evidence') && /empty answer/.test(detail) && /vantage/.test(detail),
+    `clicking the threshold alert shows its evidence per vantage: "${detail.slice(0, 200)}"`,
+  );
+  const cascade = '#alerts li.alert:has(.src:text-is("cascade"))';
+  await page.waitForSelector(cascade, { timeout: 15000 });
+  const cascadeId = await page.getAttribute(cascade, 'data-id');
+  await page.evaluate((id) => { location.hash = `alert=${encodeURIComponent(id)}`; }, cascadeId);
+  await page.waitForSelector(`#alerts li.alert[data-id="${cascadeId}"] details[open]`, { timeout: 5000 });
+  const cascadeDetail = await page.textContent(`#alerts li.alert[data-id="${cascadeId}"] .detail`);
+  check(
+    cascadeDetail.includes('Predicted impact') && cascadeDetail.includes('Recommended actions'),
+    `#alert=${cascadeId} opens the cascade alert with its impact and actions: "${cascadeDetail.slice(0, 200)}"`,
+  );
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-alert-open.png`, fullPage: true });
   await page.waitForSelector('#timeline li.phase[data-phase="requested"]', { timeout: 15000 });
   const request = await page.textContent('#timeline li.phase[data-phase="requested"]');
   check(request.includes('us-east-1'), `the failover timeline shows the request: "${request}"`);
+  await page.click('#timeline li.phase[data-phase="requested"] summary');
+  const requestId = await page.getAttribute('#timeline li.phase[data-phase="requested"]', 'data-id');
+  const ids = await page.textContent('#timeline li.phase[data-phase="requested"] .detail .ids');
+  check(requestId && ids.startsWith(`Failover ${requestId}`), `opening the request shows its failover id: "${ids}"`);
   await pageEqualsApi(page);
   await page.screenshot({ path: `${opt.artifacts}/dashboard-fault.png`, fullPage: true });
   await postFault({ clear: {} });

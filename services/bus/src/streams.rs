@@ -195,6 +195,18 @@ pub async fn ensure(
                             {
                                 continue
                             }
+                            // A cluster still forming (its meta leader does
+                            // not yet know enough servers for the replicas)
+                            // says "no suitable peers": wait for it, as for
+                            // an absent JetStream; the wait logs the reason.
+                            CreateStreamErrorKind::JetStream(err)
+                                if err.error_code() == ErrorCode::CLUSTER_NO_PEERS =>
+                            {
+                                return Err(unavailable(format!(
+                                    "{err} (the cluster may still be forming, or has fewer servers than the {} replicas asked for)",
+                                    wanted.num_replicas.max(1)
+                                )))
+                            }
                             CreateStreamErrorKind::JetStream(err) => {
                                 return Err(ProvisionError::Refused {
                                     stream: name.clone(),
