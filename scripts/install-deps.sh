@@ -58,6 +58,7 @@ fi
 # The dashboard: its npm packages (exactly as locked), then the build.
 dashboard="$(dirname "$0")/../dashboard"
 if [ ! -d "$dashboard/node_modules/chart.js" ] || [ ! -d "$dashboard/node_modules/playwright-core" ] \
+   || [ ! -d "$dashboard/node_modules/axe-core" ] \
    || [ "$dashboard/package-lock.json" -nt "$dashboard/node_modules/.package-lock.json" ]; then
   echo "install-deps: installing the dashboard's npm packages (npm ci)"
   (cd "$dashboard" && npm ci --no-audit --no-fund --loglevel=error)

@@ -54,7 +54,15 @@ function htmlTooltip(box) {
   };
 }
 
+// Axis text and grid lines follow the page's colours (light or dark).
+function themeColours() {
+  const css = getComputedStyle(document.documentElement);
+  Chart.defaults.color = css.getPropertyValue('--muted').trim() || '#5a6472';
+  Chart.defaults.borderColor = css.getPropertyValue('--line').trim() || '#dde3ea';
+}
+
 export function trendChart(canvas, tooltipBox) {
+  themeColours();
   const chart = new Chart(canvas, {
     type: 'line',
     data: {
@@ -86,6 +94,16 @@ export function trendChart(canvas, tooltipBox) {
         tooltip: { enabled: false, external: htmlTooltip(tooltipBox) },
       },
     },
+  });
+
+  window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
+    themeColours();
+    chart.options.scales.x.ticks.color = Chart.defaults.color;
+    chart.options.scales.y.ticks.color = Chart.defaults.color;
+    chart.options.scales.x.grid = { ...chart.options.scales.x.grid, color: Chart.defaults.borderColor };
+    chart.options.scales.y.grid = { ...chart.options.scales.y.grid, color: Chart.defaults.borderColor };
+    chart.options.plugins.legend.labels = { ...chart.options.plugins.legend.labels, color: Chart.defaults.color };
+    chart.update('none');
   });
 
   return {

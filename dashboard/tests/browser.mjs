@@ -24,6 +24,7 @@
 // Screenshots go to --artifacts DIR. Exit code 0 = every check passed.
 
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
@@ -280,6 +281,8 @@ async function full(page) {
     `#alert=${cascadeId} opens the cascade alert with its impact and actions: "${cascadeDetail.slice(0, 200)}"`,
   );
   await page.screenshot({ path: `${opt.artifacts}/dashboard-alert-open.png`, fullPage: true });
+  await accessible(page, 'with critical alerts, one opened');
+  await dark(page);
   await page.waitForSelector('#timeline li.phase[data-phase="requested"]', { timeout: 15000 });
   const request = await page.textContent('#timeline li.phase[data-phase="requested"]');
   check(request.includes('us-east-1'), `the failover timeline shows the request: "${request}"`);
@@ -349,6 +352,37 @@ async function full(page) {
   await ask('START-PROBER', 'started');
   await page.waitForSelector('article.region[data-region="eu-west-1"][data-stale="no"]', { timeout: 15000 });
   check(true, 'when the prober is back, the card is live again');
+}
+
+// axe-core's rules on the page as it is now: no serious or critical
+// violation (contrast, names, roles, keyboard access).
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+async function accessible(page, when) {
+  await page.addScriptTag({ path: axePath });
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('; ')}${v.nodes.length > 3 ? ` and ${v.nodes.length - 3} more` : ''}`);
+  });
+  check(found.length === 0, `axe-core finds no serious or critical violation ${when}${found.length ? `: ${found.join(' | ')}` : ''}`);
+}
+
+// The system's dark setting: dark panels, light text, still accessible.
+async function dark(page) {
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.waitForTimeout(200);
+  const c = await page.evaluate(() => {
+    const rgb = (s) => (s.match(/\d+/g) || []).slice(0, 3).map(Number);
+    const lum = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    const panel = getComputedStyle(document.querySelector('.panel'));
+    return { bg: lum(rgb(getComputedStyle(document.documentElement).backgroundColor)), panel: lum(rgb(panel.backgroundColor)), text: lum(rgb(panel.color)) };
+  });
+  check(c.bg < 0.2 && c.panel < 0.2 && c.text > 0.7, `with the system's dark setting the page is dark (background ${c.bg.toFixed(2)}, panels ${c.panel.toFixed(2)}, text ${c.text.toFixed(2)})`);
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-dark.png`, fullPage: true });
+  await accessible(page, 'in the dark theme');
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.waitForTimeout(200);
 }
 
 // On a phone (390 x 844): nothing wider than the screen, and a service
