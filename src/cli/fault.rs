@@ -178,18 +178,41 @@ fn build(command: FaultCommand) -> Result<(FaultRequest, bool), String> {
     })
 }
 
+/// How long a request nobody received is asked again.
+const NO_RESPONDERS_RETRY_FOR: Duration = Duration::from_secs(5);
+
 /// Sends a fault request and decodes the reply.
 pub(crate) async fn send(
     nats: &rg_bus::NatsConfig,
     subject: &str,
     request: &FaultRequest,
 ) -> Result<FaultReply, String> {
-    let client = rg_bus::connect::connect_once(nats, "regionguard-fault")
+    let client = rg_bus::connect::connect_first(nats, "regionguard-fault")
         .await
         .map_err(|e| e.to_string())?;
-    rg_bus::request::request(&client, subject, request, nats.request_timeout)
-        .await
-        .map_err(|e| match e {
+    // "No responders" means nobody got the request, so asking again is
+    // safe: a simulator whose NATS server just went away is reconnecting
+    // (seen right after a cluster node was killed). A timeout is not
+    // retried: the simulator may have acted on it.
+    let deadline = tokio::time::Instant::now() + NO_RESPONDERS_RETRY_FOR;
+    let mut said = false;
+    let answer = loop {
+        let answer: Result<FaultReply, _> =
+            rg_bus::request::request(&client, subject, request, nats.request_timeout).await;
+        match answer {
+            Err(rg_bus::request::RequestError::NoResponders { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                if !said {
+                    eprintln!("no simulator answers on {subject} yet (it may be reconnecting to NATS); asking again for up to {NO_RESPONDERS_RETRY_FOR:?}");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other,
+        }
+    };
+    answer.map_err(|e| match e {
             rg_bus::request::RequestError::NoResponders { .. } => format!("no simulator is listening on {subject}: start `regionguard simulator` (or `regionguard up`)"),
             rg_bus::request::RequestError::TimedOut { .. } => match refused(nats, subject) {
                 Some(why) => why,
