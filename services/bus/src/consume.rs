@@ -411,6 +411,16 @@ where
     let mut paused: Option<(tokio::time::Instant, String)> = None;
     // Stalls found since the last delivered message.
     let mut stalls = 0u32;
+    // The stall check runs on its own clock, kept across reopens: a pull
+    // that errors every 2 s (missed heartbeats from a leader that does not
+    // deliver) must not keep postponing it (seen after a hung server: the
+    // loop reopened for 30 s, the check never ran).
+    let mut check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
+    let mut suspect: Option<Suspect> = None;
+    // Pull errors since the last delivered message, and when one was last
+    // logged at warn (a long pause says so every 10 s, not only at debug).
+    let mut errors = 0u32;
+    let mut warned_at = tokio::time::Instant::now();
     'reopen: loop {
         let pulling = pull(&consumer);
         let mut messages = tokio::select! {
@@ -433,8 +443,6 @@ where
         };
         // The stall check: while nothing is delivered, ask the consumer's
         // leader now and then whether something should have been.
-        let mut check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
-        let mut suspect: Option<Suspect> = None;
         loop {
             let next = tokio::select! {
                 biased;
@@ -463,6 +471,9 @@ where
                                 before.since,
                                 format!("stalled with {} messages waiting", seen.waiting),
                             ));
+                            // The fresh pull (or the new leader) gets its
+                            // time before the next check.
+                            check_at = now + STALL_CHECK_AFTER;
                             continue 'reopen;
                         }
                         (Some(seen), _) => {
@@ -474,8 +485,6 @@ where
                     continue;
                 }
             };
-            check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
-            suspect = None;
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => {
@@ -484,9 +493,14 @@ where
                     // pull afresh, which reaches the new leader once one is
                     // elected.
                     m::consumer_error(&name);
+                    errors += 1;
                     if paused.is_none() {
                         tracing::warn!(consumer = %name, error = %e, "pull interrupted (the consumer's server may be gone); pulling afresh");
                         paused = Some((tokio::time::Instant::now(), e.to_string()));
+                        warned_at = tokio::time::Instant::now();
+                    } else if warned_at.elapsed() >= Duration::from_secs(10) {
+                        tracing::warn!(consumer = %name, error = %e, errors, paused_for = ?paused.as_ref().map(|p| p.0.elapsed()), "still no delivery: pulls keep failing; pulling afresh");
+                        warned_at = tokio::time::Instant::now();
                     } else {
                         tracing::debug!(consumer = %name, error = %e, "pull error");
                     }
@@ -503,6 +517,9 @@ where
             };
             // A message delivered: whatever stalled is over.
             stalls = 0;
+            errors = 0;
+            check_at = tokio::time::Instant::now() + STALL_CHECK_AFTER;
+            suspect = None;
             if let Some((since, cause)) = paused.take() {
                 let paused_for = since.elapsed();
                 m::ConsumerResumed {
