@@ -6,6 +6,7 @@ import './style.css';
 
 import { h } from './dom.js';
 import { ICON, clock, ms, num, percent, phase, severity, source, status } from './format.js';
+import { ask } from './answer.js';
 import { connect } from './live.js';
 import { trendChart } from './trend.js';
 
@@ -321,8 +322,36 @@ const MODE = {
   FAILOVER_MODE_AUTO: 'auto mode: runs without approval',
 };
 const openedPhases = new Set();
-const stepKind = (k) => (k || '').replace('STEP_KIND_', '').toLowerCase().replaceAll('_', ' ');
 const stepStatus = (k) => (k || '').replace('STEP_STATUS_', '').toLowerCase().replaceAll('_', ' ');
+
+// What a step changes, leaf by leaf ("records[secondary].failover
+// SECONDARY → PRIMARY"), as `regionguard failover request` prints it;
+// records are named by their set identifier. The raw JSON when it does
+// not parse.
+function changes(before, after) {
+  let b;
+  let a;
+  try {
+    b = JSON.parse(before || 'null');
+    a = JSON.parse(after || 'null');
+  } catch {
+    return `${before || '?'} → ${after || '?'}`;
+  }
+  const out = [];
+  const show = (v) => (v === null || v === undefined ? 'none' : typeof v === 'string' ? v : JSON.stringify(v));
+  const walk = (path, x, y) => {
+    const obj = (v) => v && typeof v === 'object' && !Array.isArray(v);
+    if (obj(x) && obj(y)) {
+      for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) walk(path ? `${path}.${k}` : k, x[k], y[k]);
+    } else if (Array.isArray(x) && Array.isArray(y) && x.length === y.length) {
+      y.forEach((v, i) => walk(`${path}[${(v && v.set_identifier) || i}]`, x[i], v));
+    } else if (JSON.stringify(x) !== JSON.stringify(y)) {
+      out.push(`${path} ${show(x)} → ${show(y)}`);
+    }
+  };
+  walk('', b, a);
+  return out.length ? out.join(', ') : 'no change (a check)';
+}
 
 function phaseDetail(d) {
   const parts = [h('p', { class: 'ids' }, `Failover ${d.id}`, MODE[d.mode] ? ` · ${MODE[d.mode]}` : '', d.failback ? ' · failback' : '')];
@@ -345,7 +374,7 @@ function phaseDetail(d) {
         ? h('ol', { class: 'steps' }, steps.map((st) => h(
           'li',
           {},
-          `${stepKind(st.kind)} ${st.resource}: ${st.before || '?'} → ${st.after || '?'}`,
+          `${st.resource}: ${changes(st.before, st.after)}`,
           st.status && st.status !== 'STEP_STATUS_UNSPECIFIED' ? ` [${stepStatus(st.status)}]` : '',
           st.irreversible ? ' (irreversible)' : '',
           st.error ? ` — ${st.error}` : '',
@@ -361,6 +390,25 @@ function phaseDetail(d) {
   return h('div', { class: 'detail' }, parts);
 }
 
+// What an operator can answer: the failover's newest phase is planned.
+// In approve or auto mode (a held plan) it runs once approved; in plan
+// mode an approval would change nothing, and the page says so.
+function answerBar(d, route) {
+  if (d.mode === 'FAILOVER_MODE_PLAN' || d.mode === 'FAILOVER_MODE_OBSERVE') {
+    return h('p', { class: 'answer-note' }, 'Plan mode: this plan will not run (start the failover manager in approve mode to act on plans).');
+  }
+  return h(
+    'div',
+    { class: 'answer-bar' },
+    h('button', { type: 'button', class: 'approve', 'data-answer': 'approve', 'data-id': d.id, 'data-route': route }, 'Approve…'),
+    h('button', { type: 'button', class: 'reject', 'data-answer': 'reject', 'data-id': d.id, 'data-route': route }, 'Reject…'),
+  );
+}
+$('timeline').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-answer]');
+  if (b) ask(b.dataset.answer, b.dataset.id, b.dataset.route);
+});
+
 function renderTimeline(s) {
   const phases = s.failover_timeline || [];
   const list = $('timeline');
@@ -368,13 +416,21 @@ function renderTimeline(s) {
     list.replaceChildren(h('li', { class: 'empty' }, 'No failovers.'));
     return;
   }
+  // Newest first: the first phase seen of a failover is its latest.
+  const seen = new Set();
   list.replaceChildren(
     ...phases.map((d) => {
+      const latest = !seen.has(d.id);
+      seen.add(d.id);
       const p = phase(d.phase);
       const route = d.to_region ? `${d.from_region} → ${d.to_region}` : `away from ${d.from_region}`;
-      // A plan says why it chose its target; the request only which
-      // regions could take the traffic.
-      const why = d.error || (d.plan && d.plan.rationale) || d.reason;
+      const steps = (d.plan && d.plan.steps) || [];
+      const step = p === 'step' ? steps[num(d.step_index)] : null;
+      // A step says which and how it went; a plan why it chose its
+      // target; the request only which regions could take the traffic.
+      const why = step
+        ? `step ${num(d.step_index) + 1}/${steps.length} ${step.resource} ${stepStatus(step.status)}${step.error ? `: ${step.error}` : ''}`
+        : d.error || (d.plan && d.plan.rationale) || d.reason;
       const key = `${d.id}|${p}|${num(d.step_index)}`;
       const item = h(
         'li',
@@ -392,6 +448,7 @@ function renderTimeline(s) {
           ),
           phaseDetail(d),
         ),
+        latest && p === 'planned' ? answerBar(d, route) : null,
       );
       item.firstChild.addEventListener('toggle', (e) => {
         if (e.target.open) openedPhases.add(key);

@@ -12,6 +12,8 @@
 //                           page and gateway, sockets
 //                           left open (a hung gateway)
 //   "THAW-GATEWAY"          lets them pass again         "thawed"
+//   "REQUEST-FAILOVER-A"    requests failover ui-reject  "requested"
+//   "REQUEST-FAILOVER-B"    requests failover ui-approve "requested"
 //
 // Modes:
 //   --mode full    numbers equal /api/snapshot; a fault turns its card
@@ -21,6 +23,10 @@
 //                  a hung gateway (socket open, no snapshots) makes the
 //                  page say "Stale" and dim, until snapshots come again
 //   --mode layout  many regions x services stay readable
+//   --mode answer  a planned failover is rejected from the page (a wrong
+//                  token is refused and said so), another approved; the
+//                  timeline shows its steps and completion (the test
+//                  checks the account in moto afterwards)
 // Screenshots go to --artifacts DIR. Exit code 0 = every check passed.
 
 import { mkdirSync } from 'node:fs';
@@ -444,6 +450,78 @@ async function layout(page) {
   await page.screenshot({ path: `${opt.artifacts}/dashboard-${regions}x${services}.png`, fullPage: true });
 }
 
+/** Waits for the answer dialog to close; fails with what it says if not. */
+async function answered(page) {
+  try {
+    // A closed dialog is hidden: wait for the state, not visibility.
+    await page.waitForSelector('dialog#answer:not([open])', { state: 'attached', timeout: 10000 });
+  } catch {
+    throw new Error(`the answer dialog stayed open: "${await page.textContent('#answer-error')}"`);
+  }
+}
+
+async function answering(page) {
+  await page.goto(base);
+  const planned = (id) => `li.phase[data-id="${id}"][data-phase="planned"]`;
+  const phasesOf = (id) => page.$$eval(`li.phase[data-id="${id}"]`, (els) => els.map((el) => el.dataset.phase));
+
+  // A plan to turn down: a wrong token first.
+  await ask('REQUEST-FAILOVER-A', 'requested');
+  await page.waitForSelector(`${planned('ui-reject')} .answer-bar button.reject`, { timeout: 30000 });
+  await page.click(`${planned('ui-reject')} summary`);
+  const steps = await page.$$eval(`${planned('ui-reject')} ol.steps li`, (els) => els.map((el) => el.textContent));
+  check(steps.length > 0 && steps.filter((t) => !t.startsWith('verify')).every((t) => t.includes('→')), `the plan shows its ${steps.length} steps, each change before → after`);
+  const route53 = steps.find((t) => t.startsWith('route53:')) || '';
+  check(route53.includes('records[secondary].failover SECONDARY → PRIMARY') && route53.includes('records[primary].failover PRIMARY → SECONDARY'), `a Route 53 step names each record's change: "${route53}"`);
+  await page.click(`${planned('ui-reject')} .answer-bar button.reject`);
+  await page.waitForSelector('dialog#answer[open]');
+  await page.fill('#answer-token', 'not-the-gateway-token');
+  await page.fill('#answer-name', 'alice');
+  await page.fill('#answer-reason', 'the target has too little capacity');
+  await page.click('#answer-confirm');
+  await page.waitForSelector('#answer-error:not([hidden])', { timeout: 10000 });
+  const refused = await page.textContent('#answer-error');
+  check(/token/.test(refused), `a wrong token is refused and the dialog says so ("${refused}")`);
+  check(await page.$('dialog#answer[open]') !== null, 'the dialog stays open to correct the token');
+  await accessible(page, 'with the answer dialog open');
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-reject-dialog.png` });
+  await page.fill('#answer-token', opt.token);
+  await page.click('#answer-confirm');
+  await answered(page);
+  const rejected = await page.textContent('#answer-outcome');
+  check(rejected.includes('rejected by http:alice: the target has too little capacity'), `the outcome is shown: "${rejected}"`);
+  await page.waitForSelector('li.phase[data-id="ui-reject"][data-phase="rejected"]', { timeout: 30000 });
+  check(await page.$('li.phase[data-id="ui-reject"] .answer-bar') === null, 'a rejected failover offers no buttons any more');
+
+  // A plan to run: the token is remembered for this tab.
+  await ask('REQUEST-FAILOVER-B', 'requested');
+  await page.waitForSelector(`${planned('ui-approve')} .answer-bar button.approve`, { timeout: 30000 });
+  await page.click(`${planned('ui-approve')} .answer-bar button.approve`);
+  await page.waitForSelector('dialog#answer[open]');
+  check(await page.inputValue('#answer-token') === opt.token, 'the token is filled in from this tab');
+  check(await page.isHidden('#answer-reason'), 'an approval asks for no reason');
+  await page.fill('#answer-name', 'bob');
+  await page.click('#answer-confirm');
+  await answered(page);
+  const approved = await page.textContent('#answer-outcome');
+  check(approved.includes('approved by http:bob'), `the outcome is shown: "${approved}"`);
+  await page.waitForSelector('li.phase[data-id="ui-approve"][data-phase="completed"]', { timeout: 60000 });
+  const trail = (await phasesOf('ui-approve')).reverse();
+  check(
+    trail[0] === 'requested' && trail.includes('planned') && trail.includes('approved') && trail.includes('step') && trail[trail.length - 1] === 'completed',
+    `the timeline shows the failover's phases: ${trail.join(' → ')}`,
+  );
+  const stepLines = await page.$$eval('li.phase[data-id="ui-approve"][data-phase="step"] summary .what', (els) => els.map((el) => el.textContent));
+  check(stepLines.some((t) => /step \d+\/\d+ route53:\S+ done/.test(t)), `each step phase says which step and how it went: "${stepLines[0]}"`);
+  check(!(await phasesOf('ui-reject')).some((p) => ['approved', 'step', 'completed'].includes(p)), 'the rejected failover never ran');
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-failover-approved.png`, fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `no horizontal scrolling at 390 px with the timeline full (overflow ${overflow}px)`);
+  await page.setViewportSize({ width: 1440, height: 1000 });
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: [
@@ -465,6 +543,7 @@ try {
     failed = true;
   });
   if (opt.mode === 'layout') await layout(page);
+  else if (opt.mode === 'answer') await answering(page);
   else await full(page);
   if (failed) throw new Error('the page raised errors (above)');
   console.log('OK');

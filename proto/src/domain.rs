@@ -646,16 +646,19 @@ impl v1::FailoverPhase {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::RolledBack => "rolled_back",
+            Self::Rejected => "rejected",
         }
     }
 }
 
-/// A failover that cannot be approved.
+/// A failover that cannot be approved (or rejected).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApprovalError {
-    /// Only a planned failover waits for approval.
-    #[error("failover {id} is {phase}, not planned: only a planned failover can be approved")]
+    /// Only a planned failover waits for an answer.
+    #[error(
+        "failover {id} is {phase}, not planned: only a planned failover can be approved or rejected"
+    )]
     NotPlanned {
         /// The failover.
         id: String,
@@ -669,17 +672,46 @@ impl v1::FailoverDecision {
     /// `"cli:alice"`, `"grpc:alice"`) at `at_unix_ms`. Approving an approved
     /// failover again gives the same approval (idempotent).
     pub fn approval(&self, actor: &str, at_unix_ms: i64) -> Result<Self, ApprovalError> {
+        self.answer(v1::FailoverPhase::Approved, actor, at_unix_ms, "")
+    }
+
+    /// The REJECTED phase of this planned failover, by `actor`, with the
+    /// operator's reason in `error`. Rejecting a rejected failover again
+    /// gives the same rejection.
+    pub fn rejection(
+        &self,
+        actor: &str,
+        at_unix_ms: i64,
+        reason: &str,
+    ) -> Result<Self, ApprovalError> {
+        let why = if reason.trim().is_empty() {
+            format!("rejected by {actor}")
+        } else {
+            format!("rejected by {actor}: {}", reason.trim())
+        };
+        self.answer(v1::FailoverPhase::Rejected, actor, at_unix_ms, &why)
+    }
+
+    /// An operator's answer to a planned failover: `phase` (approved or
+    /// rejected) by `actor`, or the same answer again.
+    fn answer(
+        &self,
+        phase: v1::FailoverPhase,
+        actor: &str,
+        at_unix_ms: i64,
+        error: &str,
+    ) -> Result<Self, ApprovalError> {
         match self.phase() {
             v1::FailoverPhase::Planned => {
-                let mut approved = self.clone();
-                approved.set_phase(v1::FailoverPhase::Approved);
-                approved.actor = actor.to_owned();
-                approved.at_unix_ms = at_unix_ms;
-                approved.step_index = 0;
-                approved.error.clear();
-                Ok(approved)
+                let mut answered = self.clone();
+                answered.set_phase(phase);
+                answered.actor = actor.to_owned();
+                answered.at_unix_ms = at_unix_ms;
+                answered.step_index = 0;
+                error.clone_into(&mut answered.error);
+                Ok(answered)
             }
-            v1::FailoverPhase::Approved => Ok(self.clone()),
+            same if same == phase => Ok(self.clone()),
             other => Err(ApprovalError::NotPlanned {
                 id: self.id.clone(),
                 phase: other.token(),
@@ -687,10 +719,12 @@ impl v1::FailoverDecision {
         }
     }
 
-    /// The JetStream message id of this failover's approval: one approval
-    /// per failover, however often it is sent.
-    pub fn approval_msg_id(&self) -> String {
-        format!("{}:approved", self.id)
+    /// The JetStream message id of an operator's answer (approval or
+    /// rejection) to this failover: one answer per failover, however often
+    /// and by whomever it is sent; the first stored wins, and a later one
+    /// is reported as a duplicate.
+    pub fn answer_msg_id(&self) -> String {
+        format!("{}:answer", self.id)
     }
 }
 
@@ -709,7 +743,7 @@ mod approval_tests {
         d.set_phase(v1::FailoverPhase::Requested);
         assert_eq!(
             d.approval("grpc:bob", 9).unwrap_err().to_string(),
-            "failover f1 is requested, not planned: only a planned failover can be approved"
+            "failover f1 is requested, not planned: only a planned failover can be approved or rejected"
         );
         d.set_phase(v1::FailoverPhase::Planned);
         let a = d.approval("grpc:bob", 9).unwrap();
@@ -719,5 +753,37 @@ mod approval_tests {
             ("grpc:bob", 9, "f1")
         );
         assert_eq!(a.approval("cli:eve", 11).unwrap(), a);
+        // Approved: no rejection any more.
+        assert_eq!(
+            a.rejection("http:eve", 12, "no").unwrap_err().to_string(),
+            "failover f1 is approved, not planned: only a planned failover can be approved or rejected"
+        );
+    }
+
+    #[test]
+    fn a_planned_failover_is_rejected_with_who_and_why_and_then_cannot_be_approved() {
+        let mut d = v1::FailoverDecision {
+            id: "f2".into(),
+            ..Default::default()
+        };
+        d.set_phase(v1::FailoverPhase::Planned);
+        let r = d
+            .rejection("http:alice", 7, "  the target has no capacity ")
+            .unwrap();
+        assert_eq!(r.phase(), v1::FailoverPhase::Rejected);
+        assert_eq!(
+            r.error,
+            "rejected by http:alice: the target has no capacity"
+        );
+        assert_eq!(r.rejection("cli:bob", 8, "").unwrap(), r);
+        assert!(r.approval("cli:bob", 9).is_err());
+        assert_eq!(
+            d.rejection("cli:bob", 8, "").unwrap().error,
+            "rejected by cli:bob"
+        );
+        assert_eq!(
+            r.answer_msg_id(),
+            d.approval("x", 1).unwrap().answer_msg_id()
+        );
     }
 }

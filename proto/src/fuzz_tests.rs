@@ -222,7 +222,15 @@ impl Exercise for v1::FailoverDecision {
                 assert!(e.to_string().contains(phase.token()));
             }
         }
-        assert!(self.approval_msg_id().starts_with(self.id.as_str()));
+        if let Ok(rejected) = self.rejection("http:fuzz", 1, "fuzz") {
+            assert!(matches!(
+                phase,
+                v1::FailoverPhase::Planned | v1::FailoverPhase::Rejected
+            ));
+            assert_eq!(rejected.phase(), v1::FailoverPhase::Rejected);
+            assert!(rejected.approval("cli:fuzz", 2).is_err());
+        }
+        assert!(self.answer_msg_id().starts_with(self.id.as_str()));
         self.evidence.iter().for_each(Exercise::exercise);
         if let Some(plan) = &self.plan {
             plan.exercise();

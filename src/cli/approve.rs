@@ -1,6 +1,6 @@
-//! `regionguard failover approve ID`: finds the failover's latest phase in
-//! the audit trail (RG_DECISIONS) and publishes its approval, the same
-//! message the gateway's `ApproveFailover` publishes.
+//! `regionguard failover approve ID` and `failover reject ID`: find the
+//! failover's latest phase in the audit trail (RG_DECISIONS) and publish
+//! its approval or rejection, the same messages the gateway publishes.
 //! `regionguard failover request --from R`: a failover request by hand.
 
 use std::process::ExitCode;
@@ -12,17 +12,37 @@ const RECENT_PHASES: u64 = 10_000;
 
 use super::Globals;
 
-pub(crate) async fn run(globals: Globals, id: &str, approver: &str) -> ExitCode {
+/// `failover approve ID` (`reject` `None`) or `failover reject ID`.
+pub(crate) async fn run(
+    globals: Globals,
+    id: &str,
+    approver: &str,
+    reject: Option<&str>,
+) -> ExitCode {
     let config = match globals.load(Vec::new()) {
         Ok(c) => c,
         Err(e) => return super::config_error(&e),
     };
-    match approve(&config.nats, id, approver).await {
-        Ok(Approval::Unconfirmed) => unconfirmed("approval", id, PUBLISH_PATIENCE),
-        Ok(Approval::Stored(d)) => {
+    let what = if reject.is_some() {
+        "rejection"
+    } else {
+        "approval"
+    };
+    match publish_answer(&config.nats, id, approver, reject).await {
+        Ok(Answer::Unconfirmed) => unconfirmed(what, id, PUBLISH_PATIENCE),
+        Ok(Answer::Stored(d)) => {
             println!(
-                "approved failover {} ({} -> {}) as {}",
-                d.id, d.from_region, d.to_region, d.actor
+                "{} failover {} ({} -> {}) as {}{}",
+                d.phase().token(),
+                d.id,
+                d.from_region,
+                d.to_region,
+                d.actor,
+                if d.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", d.error)
+                }
             );
             ExitCode::SUCCESS
         }
@@ -68,36 +88,59 @@ async fn latest_phase(
     latest.ok_or_else(|| format!("no failover {id:?} in {stream_name}"))
 }
 
-/// An approval, stored or not confirmed.
-enum Approval {
+/// An operator's answer, stored or not confirmed.
+enum Answer {
     Stored(Box<FailoverDecision>),
     Unconfirmed,
 }
 
-async fn approve(nats: &rg_bus::NatsConfig, id: &str, approver: &str) -> Result<Approval, String> {
-    let client = rg_bus::connect::connect_once(nats, "regionguard-approve")
+/// Publishes the approval (or, with `reject`, the rejection) of `id`.
+/// Both share one message id: when a different answer was stored first,
+/// says which.
+async fn publish_answer(
+    nats: &rg_bus::NatsConfig,
+    id: &str,
+    approver: &str,
+    reject: Option<&str>,
+) -> Result<Answer, String> {
+    let client = rg_bus::connect::connect_first(nats, "regionguard-approve")
         .await
         .map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client);
     let latest = latest_phase(nats, &js, id).await?;
-    let approval = latest
-        .approval(&format!("cli:{approver}"), rg_bus::unix_now_ms())
-        .map_err(|e| e.to_string())?;
+    let actor = format!("cli:{approver}");
+    let now = rg_bus::unix_now_ms();
+    let answer = match reject {
+        None => latest.approval(&actor, now),
+        Some(reason) => latest.rejection(&actor, now, reason),
+    }
+    .map_err(|e| e.to_string())?;
     let publisher = rg_bus::publish::Publisher::new(js);
     let stored = publish_confirmed(
         &publisher,
-        nats.subjects().failover(approval.phase().token()),
-        &approval,
-        &approval.approval_msg_id(),
+        nats.subjects().failover(answer.phase().token()),
+        &answer,
+        &answer.answer_msg_id(),
         PUBLISH_PATIENCE,
     )
     .await
-    .map_err(|e| format!("publishing the approval: {e}"))?;
-    Ok(if stored {
-        Approval::Stored(Box::new(approval))
-    } else {
-        Approval::Unconfirmed
-    })
+    .map_err(|e| format!("publishing the {}: {e}", answer.phase().token()))?;
+    let Some(stored) = stored else {
+        return Ok(Answer::Unconfirmed);
+    };
+    if stored.duplicate {
+        let stream = nats.subjects().stream(rg_bus::Stream::Decisions);
+        let first: FailoverDecision = publisher.read_back(&stream, stored.sequence).await?;
+        if first.phase() != answer.phase() {
+            return Err(format!(
+                "failover {id} was already {} by {}",
+                first.phase().token(),
+                first.actor
+            ));
+        }
+        return Ok(Answer::Stored(Box::new(first)));
+    }
+    Ok(Answer::Stored(Box::new(answer)))
 }
 
 /// `failover request` exit status: refused, or failed without a change.
@@ -123,7 +166,7 @@ async fn publish_confirmed(
     d: &FailoverDecision,
     msg_id: &str,
     patience: std::time::Duration,
-) -> Result<bool, String> {
+) -> Result<Option<rg_bus::publish::Stored>, String> {
     let give_up = tokio_util::sync::CancellationToken::new();
     let timer = {
         let give_up = give_up.clone();
@@ -137,9 +180,9 @@ async fn publish_confirmed(
         .await;
     timer.abort();
     match outcome {
-        Some(Ok(_)) => Ok(true),
+        Some(Ok(stored)) => Ok(Some(stored)),
         Some(Err(e)) => Err(e.to_string()),
-        None => Ok(false),
+        None => Ok(None),
     }
 }
 
@@ -398,8 +441,8 @@ async fn send_and_wait(
     )
     .await
     {
-        Ok(true) => {}
-        Ok(false) => return unconfirmed("request", &d.id, patience),
+        Ok(Some(_)) => {}
+        Ok(None) => return unconfirmed("request", &d.id, patience),
         Err(e) => {
             eprintln!("Error: publishing the request: {e}");
             return ExitCode::FAILURE;

@@ -334,6 +334,19 @@ enum FailoverAction {
         #[arg(long, env = "USER", value_name = "NAME")]
         approver: Option<String>,
     },
+    /// Reject a planned failover: publishes its REJECTED phase with who
+    /// and why; nothing is executed and a later approval is ignored. Exit
+    /// status as for `approve`.
+    Reject {
+        /// The failover's id.
+        id: String,
+        /// Why, for the audit trail and the dashboard.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who rejects, for the audit trail (default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        approver: Option<String>,
+    },
 }
 
 impl FailoverArgs {
@@ -363,7 +376,16 @@ pub(crate) async fn failover(globals: Globals, args: FailoverArgs) -> ExitCode {
             return super::approve::readiness(globals, wait, json).await;
         }
         Some(FailoverAction::Approve { id, approver }) => {
-            return super::approve::run(globals, &id, approver.as_deref().unwrap_or("cli")).await;
+            let approver = approver.as_deref().unwrap_or("cli");
+            return super::approve::run(globals, &id, approver, None).await;
+        }
+        Some(FailoverAction::Reject {
+            id,
+            reason,
+            approver,
+        }) => {
+            let approver = approver.as_deref().unwrap_or("cli");
+            return super::approve::run(globals, &id, approver, Some(&reason)).await;
         }
         Some(FailoverAction::Request {
             from,

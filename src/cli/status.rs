@@ -293,7 +293,8 @@ async fn report(config: &Config) -> Vec<Line> {
         |stream, name| {
             stream == decisions
                 && (name == config.failover.durable
-                    || name == format!("{}-approvals", config.failover.durable))
+                    || name == format!("{}-approvals", config.failover.durable)
+                    || name == format!("{}-rejections", config.failover.durable))
         },
         true,
     ));
@@ -390,10 +391,12 @@ async fn consumers(js: &jetstream::Context, config: &Config) -> Consumers {
         }
     }
     wanted.push((decisions.clone(), config.failover.durable.clone()));
-    wanted.push((
-        decisions.clone(),
-        format!("{}-approvals", config.failover.durable),
-    ));
+    for answers in ["approvals", "rejections"] {
+        wanted.push((
+            decisions.clone(),
+            format!("{}-{answers}", config.failover.durable),
+        ));
+    }
     wanted.push((alerts.clone(), config.notifier.durable.clone()));
     wanted.push((decisions.clone(), config.notifier.decisions_durable.clone()));
     let reads = wanted.into_iter().map(|(stream, name)| async move {

@@ -67,7 +67,8 @@ async fn run_browser(args: &[String], mut on_request: impl AsyncFnMut(&str) -> &
             match line.trim() {
                 "OK" => passed = true,
                 request @ ("STOP-GATEWAY" | "START-GATEWAY" | "STOP-PROBER" | "START-PROBER"
-                | "FREEZE-GATEWAY" | "THAW-GATEWAY") => {
+                | "FREEZE-GATEWAY" | "THAW-GATEWAY" | "REQUEST-FAILOVER-A"
+                | "REQUEST-FAILOVER-B") => {
                     let answer = on_request(request).await;
                     stdin
                         .write_all(format!("{answer}\n").as_bytes())
@@ -159,6 +160,79 @@ async fn the_dashboard_in_chromium_matches_the_api_turns_critical_and_reconnects
     })
     .await;
     assert!(repo().join("test-artifacts/dashboard-fault.png").is_file());
+}
+
+/// An operator answers two plans from the page, against a failover
+/// manager in approve mode over moto: one rejected (after a wrong token),
+/// one approved, which then runs; the account shows exactly the approved
+/// failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rejects_one_plan_and_approves_another_from_the_page() {
+    use crate::failover::{failed_over_records, seeded_state, Account, World};
+    let account = Account::seed();
+    let mut w = World::start().await;
+    let _failover = w.start_failover(account.config(rg_failover::Mode::Approve));
+    let token = "ui-test-token-0123456789";
+    let interval = Duration::from_millis(1000);
+    let gateway = start_gateway(
+        rg_gateway::Config {
+            token: Some(token.into()),
+            ..gateway_config(interval)
+        },
+        w.nats(),
+    )
+    .await;
+    let args = vec![
+        "--url".into(),
+        format!("http://{}/", gateway.http),
+        "--mode".into(),
+        "answer".into(),
+        "--token".into(),
+        token.into(),
+        "--interval-ms".into(),
+        interval.as_millis().to_string(),
+        "--artifacts".into(),
+        artifacts(),
+    ];
+    let world = &w;
+    run_browser(&args, async |request| {
+        let id = if request == "REQUEST-FAILOVER-A" {
+            "ui-reject"
+        } else {
+            "ui-approve"
+        };
+        world.request(id).await;
+        "requested"
+    })
+    .await;
+    let mut state = seeded_state();
+    state["records"] = failed_over_records();
+    let after = account.read();
+    assert_eq!(
+        after["records"], state["records"],
+        "the approved failover moved the records"
+    );
+    assert_eq!(after["origin"]["app"], "usw2.origin.example.test");
+    // The rejected one was journaled as such: approving it now is refused.
+    let bearer = format!("Bearer {token}");
+    let refused = rg_testkit::http::request(
+        gateway.http,
+        "POST",
+        "/api/failovers/ui-reject/approve",
+        &[("Authorization", &bearer)],
+        r#"{"approver":"mallory"}"#,
+    )
+    .await
+    .expect("the gateway answers");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("is rejected, not planned"),
+        "{}",
+        refused.body
+    );
+    let _ = w
+        .phase("ui-approve", rg_proto::v1::FailoverPhase::Completed)
+        .await;
 }
 
 /// Fifty AWS service names for the large layout.

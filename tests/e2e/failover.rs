@@ -14,7 +14,7 @@ use rg_failover::config::{
 };
 use rg_failover::Mode;
 use rg_proto::v1::{FailoverDecision, FailoverPhase, FaultKind, StepStatus};
-use rg_testkit::{init_logging, Moto, NatsServer};
+use rg_testkit::{init_logging, wait_until, Moto, NatsServer, Waited};
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -23,7 +23,7 @@ const INTERVAL: Duration = Duration::from_millis(500);
 const WAIT: Duration = Duration::from_secs(30);
 
 /// moto with the seeded account.
-struct Account {
+pub(crate) struct Account {
     moto: Moto,
     zone_id: String,
     distribution_id: String,
@@ -34,7 +34,7 @@ fn script() -> std::path::PathBuf {
 }
 
 impl Account {
-    fn seed() -> Self {
+    pub(crate) fn seed() -> Self {
         let moto = Moto::start();
         let out = std::process::Command::new("python3")
             .arg(script())
@@ -55,7 +55,7 @@ impl Account {
     }
 
     /// What the failover changes, read back from moto with boto3.
-    fn read(&self) -> Value {
+    pub(crate) fn read(&self) -> Value {
         let out = std::process::Command::new("python3")
             .arg(script())
             .args([
@@ -125,7 +125,7 @@ ecs_services = [{{ cluster = "app", service = "web" }}]
         )
     }
 
-    fn config(&self, mode: Mode) -> rg_failover::Config {
+    pub(crate) fn config(&self, mode: Mode) -> rg_failover::Config {
         let by_region = |a: &str, b: &str| {
             BTreeMap::from([
                 ("us-east-1".to_owned(), a.to_owned()),
@@ -267,7 +267,7 @@ impl World {
     }
 }
 
-fn seeded_state() -> Value {
+pub(crate) fn seeded_state() -> Value {
     json!({
         "asg": {"us-east-1": {"desired": 4, "max": 10, "min": 1}, "us-west-2": {"desired": 1, "max": 10, "min": 1}},
         "ecs": {"us-east-1": 3, "us-west-2": 1},
@@ -282,7 +282,7 @@ fn seeded_state() -> Value {
 
 /// The seeded failover records after a failover to us-west-2: the roles
 /// moved, each record keeping its values (and health check).
-fn failed_over_records() -> Value {
+pub(crate) fn failed_over_records() -> Value {
     json!({
         "primary": {"role": "SECONDARY", "values": ["192.0.2.10"]},
         "secondary": {"role": "PRIMARY", "values": ["198.51.100.10"]}
@@ -838,6 +838,64 @@ async fn an_operator_requests_and_approves_a_failover_from_the_cli() {
         .unwrap();
     w.request("fo-warmup").await; // waits for the consumer and for health
     w.phase("fo-warmup", FailoverPhase::Planned).await;
+
+    // The warm-up plan turned down: recorded, and an approval of it that
+    // slips past every check (published raw, its own message id) is
+    // ignored: the failovers completed below are only the two approved.
+    let said = cli(
+        &w.nats,
+        &[
+            "failover",
+            "reject",
+            "fo-warmup",
+            "--reason",
+            "only a drill",
+        ],
+    );
+    assert!(
+        said.contains("rejected failover fo-warmup (us-east-1 -> us-west-2) as cli:tester (rejected by cli:tester: only a drill)"),
+        "{said}"
+    );
+    let rejected = w.phase("fo-warmup", FailoverPhase::Rejected).await;
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    wait_until("the rejection is journaled", WAIT, || async move {
+        let m = rg_testkit::http::get(metrics_addr, "/metrics").await;
+        let recorded = m.is_some_and(|m| {
+            m.body
+                .contains(r#"regionguard_failover_rejections_total{outcome="recorded"} 1"#)
+        });
+        if recorded {
+            Waited::Done(())
+        } else {
+            Waited::NotYet("no rejection recorded".to_owned())
+        }
+    })
+    .await;
+    let mut sneaky = rejected.clone();
+    sneaky.set_phase(FailoverPhase::Approved);
+    sneaky.actor = "cli:mallory".into();
+    w.publish(&sneaky).await;
+    // Approving it the proper way: its latest phase is now that raw
+    // approval (approvable again), but the answer's message id is taken
+    // by the rejection, and the command says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regionguard"))
+        .args([
+            "failover",
+            "approve",
+            "fo-warmup",
+            "--nats",
+            &w.nats.servers[0],
+        ])
+        .env_remove("RG_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("failover fo-warmup was already rejected by cli:tester"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let said = cli(
         &w.nats,

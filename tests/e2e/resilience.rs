@@ -500,6 +500,7 @@ async fn garbage_on_every_consumed_subject_is_dead_lettered_counted_and_harmless
         "rg.alerts.threshold.high",
         "rg.decisions.failover.requested",
         "rg.decisions.failover.approved",
+        "rg.decisions.failover.rejected",
     ] {
         for g in garbage {
             js.publish(subject, bytes::Bytes::from_static(g))
@@ -533,6 +534,7 @@ async fn garbage_on_every_consumed_subject_is_dead_lettered_counted_and_harmless
             "cascade",
             "failover",
             "failover-approvals",
+            "failover-rejections",
             "notifier",
             "notifier-decisions",
         ];

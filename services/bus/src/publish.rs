@@ -173,6 +173,27 @@ impl Publisher {
             .await
     }
 
+    /// The message stored at `sequence` in `stream`, decoded: what a
+    /// publish reported as a duplicate was stored as (the PubAck of a
+    /// duplicate carries the first message's sequence), e.g. to tell
+    /// whether an earlier, different message with the same id won.
+    pub async fn read_back<M: Message + Default>(
+        &self,
+        stream: &str,
+        sequence: u64,
+    ) -> Result<M, String> {
+        let stream = self
+            .js
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|e| format!("stream {stream}: {e}"))?;
+        let raw = stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(|e| format!("message {sequence}: {e}"))?;
+        M::decode(raw.payload.as_ref()).map_err(|e| format!("message {sequence}: {e}"))
+    }
+
     /// Publishes and waits for the PubAck, retrying with backoff (200 ms up
     /// to 5 s, each retry logged) while NATS is away or the server is
     /// busy. Returns `None` when `shutdown` came first, else the outcome of

@@ -11,7 +11,8 @@
 //!    `allow_irreversible`, or `max_automated_per_hour`
 //!    automated failovers started in the last hour; otherwise it waits for
 //!    an approval.
-//! 3. [`on_approval`]: only a planned failover, only in `approve` or `auto`.
+//! 3. [`on_approval`]: only a planned failover, only in `approve` or `auto`;
+//!    [`on_rejection`]: a planned failover is rejected, and never runs.
 //! 4. [`lock`]: one failover at a time across replicas; a lock whose lease
 //!    expired is taken over.
 
@@ -176,6 +177,19 @@ pub fn on_approval(policy: &Policy, state: Option<State>) -> OnApproval {
         },
         Some(other) => OnApproval::Ignore(format!(
             "approval of a failover that is not waiting for one (it is {})",
+            other.name()
+        )),
+    }
+}
+
+/// Whether a rejection is recorded: only of a planned failover (one that
+/// already runs or ended is past an answer). `Err`: why it is ignored.
+pub fn on_rejection(state: Option<State>) -> Result<(), String> {
+    match state {
+        Some(State::Planned) => Ok(()),
+        None => Err("rejection of a failover this service never planned".into()),
+        Some(other) => Err(format!(
+            "rejection of a failover that is not waiting for an answer (it is {})",
             other.name()
         )),
     }
@@ -378,6 +392,7 @@ mod tests {
             State::Failed,
             State::Refused,
             State::FailedBack,
+            State::Rejected,
         ] {
             assert!(
                 matches!(
@@ -386,11 +401,19 @@ mod tests {
                 ),
                 "{state:?}"
             );
+            assert!(
+                on_rejection(Some(state))
+                    .unwrap_err()
+                    .contains(&format!("(it is {})", state.name())),
+                "{state:?}"
+            );
         }
         assert!(matches!(
             on_approval(&policy(Mode::Approve), None),
             OnApproval::Ignore(_)
         ));
+        assert_eq!(on_rejection(Some(State::Planned)), Ok(()));
+        assert!(on_rejection(None).is_err());
     }
 
     #[test]

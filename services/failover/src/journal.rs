@@ -51,6 +51,8 @@ pub enum State {
     Failed,
     /// Completed, then failed back (not proposed for failback again).
     FailedBack,
+    /// Planned, then rejected by an operator: never executed.
+    Rejected,
 }
 
 impl State {
@@ -65,6 +67,7 @@ impl State {
             Self::RolledBack => "rolled_back",
             Self::Failed => "failed",
             Self::FailedBack => "failed_back",
+            Self::Rejected => "rejected",
         }
     }
 }

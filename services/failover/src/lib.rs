@@ -2,10 +2,10 @@
 //! region, verified, with automatic rollback. The most careful code in
 //! regionguard: it changes production.
 //!
-//! - Consumes: `<p>.decisions.failover.requested` and `.approved`
-//!   (RG_DECISIONS) with the durable consumers `failover` and
-//!   `failover-approvals` (replicas share them, so one request goes to one
-//!   replica); `<p>.health.>` with an ordered consumer, for each region's
+//! - Consumes: `<p>.decisions.failover.requested`, `.approved` and
+//!   `.rejected` (RG_DECISIONS) with the durable consumers `failover`,
+//!   `failover-approvals` and `failover-rejections` (replicas share them,
+//!   so one request goes to one replica); `<p>.health.>` with an ordered consumer, for each region's
 //!   health score.
 //! - Publishes: every phase on `<p>.decisions.failover.<phase>` (planned,
 //!   step, completed, failed, rolled_back): the audit trail; each region's
@@ -196,13 +196,21 @@ pub async fn run(
         tokio::spawn(failback::propose(service.clone(), shutdown.clone()));
     }
 
-    // Two consumers, one per phase acted on (the rest of the trail is
-    // never delivered): approvals first, so that once the requests'
-    // consumer (the one `regionguard up` waits for) exists, both do.
+    // Three consumers, one per phase acted on (the rest of the trail is
+    // never delivered; NATS 2.9 takes one filter per consumer): an
+    // operator's answers first, so that once the requests' consumer (the
+    // one `regionguard up` waits for) exists, all do.
     let approvals = service
         .consume(
             format!("{}-approvals", service.config.durable),
             FailoverPhase::Approved,
+            shutdown.clone(),
+        )
+        .await?;
+    let rejections = service
+        .consume(
+            format!("{}-rejections", service.config.durable),
+            FailoverPhase::Rejected,
             shutdown.clone(),
         )
         .await?;
@@ -215,8 +223,9 @@ pub async fn run(
         .await?;
     // Both in this task (not spawned): whatever stops this task stops
     // them, mid-step if need be, as a killed process would.
-    let (a, r) = tokio::join!(approvals, requests);
+    let (a, j, r) = tokio::join!(approvals, rejections, requests);
     a.context("consuming approvals")?;
+    j.context("consuming rejections")?;
     r.context("consuming requests")?;
     Ok(())
 }

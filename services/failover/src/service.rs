@@ -148,6 +148,7 @@ impl Service {
         match d.phase() {
             FailoverPhase::Requested => self.on_request(d).await,
             FailoverPhase::Approved => self.on_approval(d).await,
+            FailoverPhase::Rejected => self.on_rejection(d).await,
             // Not delivered by the consumers' filters.
             other => {
                 tracing::debug!(failover = %d.id, phase = other.token(), "phase ignored");
@@ -291,6 +292,26 @@ impl Service {
                 }
             },
         }
+    }
+
+    /// Records an operator's rejection: the failover never runs, and an
+    /// approval of it is ignored from now on.
+    async fn on_rejection(&self, rejection: FailoverDecision) -> Outcome {
+        let record = match self.journal.get(&rejection.id).await {
+            Ok(r) => r,
+            Err(e) => return Outcome::Transient(e.to_string()),
+        };
+        match admission::on_rejection(record.as_ref().map(|r| r.state)) {
+            Ok(()) => {
+                self.journal.record(&rejection, State::Rejected).await;
+                telemetry::rejection(true);
+                tracing::info!(failover = %rejection.id, actor = %rejection.actor, reason = %rejection.error, "failover rejected: it will not run");
+            }
+            Err(why) => {
+                tracing::warn!(failover = %rejection.id, actor = %rejection.actor, "{why}; ignored")
+            }
+        }
+        Outcome::Handled
     }
 
     /// Takes the lock, re-checks that nothing changed since the plan, runs

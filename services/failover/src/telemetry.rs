@@ -18,6 +18,8 @@ pub const STEPS: &str = "regionguard_failover_steps_total";
 pub const STEP_SECONDS: &str = "regionguard_failover_step_duration_seconds";
 /// AWS API calls made.
 pub const AWS_CALLS: &str = "regionguard_failover_aws_calls_total";
+/// Operators' rejections handled, by outcome (`recorded`, `ignored`).
+pub const REJECTIONS: &str = "regionguard_failover_rejections_total";
 /// Executions that found another failover holding the lock (retried).
 pub const LOCK_BUSY: &str = "regionguard_failover_lock_busy_total";
 /// A routing switch's answer: 1 take traffic, 0 drain.
@@ -47,6 +49,11 @@ pub fn describe() {
         "health-view re-reads from the stream before a decision, by outcome"
     );
     describe_counter!(PHASES, Unit::Count, "failover phases published, by phase");
+    describe_counter!(
+        REJECTIONS,
+        Unit::Count,
+        "operators' rejections of planned failovers: recorded (it will not run) or ignored (not waiting for an answer)"
+    );
     describe_counter!(
         UNPUBLISHED,
         Unit::Count,
@@ -102,6 +109,11 @@ pub(crate) fn error(e: &crate::error::FailoverError) {
 
 pub(crate) fn phase(phase: FailoverPhase) {
     counter!(PHASES, "phase" => phase.token()).increment(1);
+}
+
+pub(crate) fn rejection(recorded: bool) {
+    let outcome = if recorded { "recorded" } else { "ignored" };
+    counter!(REJECTIONS, "outcome" => outcome).increment(1);
 }
 
 pub(crate) fn unpublished() {

@@ -6,7 +6,8 @@
 //! | `GET /api/snapshot` | the latest `DashboardSnapshot` (protobuf JSON) |
 //! | `GET /api/alerts` | `{"alerts": [...]}`, newest first |
 //! | `GET /api/decisions` | `{"decisions": [...]}`, the failover timeline, newest first |
-//! | `POST /api/failovers/{id}/approve` | approve a planned failover (token) |
+//! | `POST /api/failovers/{id}/approve` | approve a planned failover (token); body `{"approver": "..."}` |
+//! | `POST /api/failovers/{id}/reject` | reject it (token); body `{"approver": "...", "reason": "..."}` |
 //! | `POST /api/faults` | a `FaultRequest` as JSON to the simulator (token) |
 //! | `GET /ws` | WebSocket: the latest snapshot at once, then each new one |
 //! | `GET /healthz` | `{"status": "ok", ...}` |
@@ -44,6 +45,7 @@ pub(crate) fn router(state: AppState, dashboard_dir: PathBuf) -> Router {
         .route("/api/alerts", get(alerts))
         .route("/api/decisions", get(decisions))
         .route("/api/failovers/{id}/approve", post(approve))
+        .route("/api/failovers/{id}/reject", post(reject))
         .route("/api/faults", post(fault))
         .route("/ws", get(ws))
         .route("/healthz", get(healthz))
@@ -149,9 +151,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct ApproveBody {
-    /// Who approves (recorded in the audit trail).
+struct AnswerBody {
+    /// Who answers (recorded in the audit trail).
     approver: String,
+    /// Why (a rejection's reason, recorded with it).
+    reason: String,
 }
 
 async fn approve(
@@ -160,23 +164,56 @@ async fn approve(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
+    answer(s, id, headers, body, false).await
+}
+
+async fn reject(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    answer(s, id, headers, body, true).await
+}
+
+/// An approval or a rejection of failover `id`, by the token's holder.
+async fn answer(
+    s: AppState,
+    id: String,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    reject: bool,
+) -> Response {
     if let Err(e) = s.hub.authorize(bearer(&headers)) {
         return e.into_response();
     }
-    let body: ApproveBody = if body.is_empty() {
-        ApproveBody::default()
+    let body: AnswerBody = if body.is_empty() {
+        AnswerBody::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad approval body: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "bad body (expected {{\"approver\": \"alice\", \"reason\": \"...\"}}): {e}"
+                    ),
+                )
+            }
         }
     };
-    let approver = if body.approver.is_empty() {
+    let approver = if body.approver.trim().is_empty() {
         "anonymous"
     } else {
-        &body.approver
+        body.approver.trim()
     };
-    match s.hub.approve(&id, &format!("http:{approver}")).await {
+    let actor = format!("http:{approver}");
+    let answered = if reject {
+        s.hub.reject(&id, &actor, &body.reason).await
+    } else {
+        s.hub.approve(&id, &actor).await
+    };
+    match answered {
         Ok(d) => Json(json!({ "decision": d })).into_response(),
         Err(e) => e.into_response(),
     }

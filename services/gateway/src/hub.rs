@@ -1,6 +1,6 @@
 //! What the gateway's interfaces share: the view, the latest snapshot and
-//! the live alert stream, plus the state-changing actions (approve a
-//! failover, change a fault) that HTTP and gRPC both offer.
+//! the live alert stream, plus the state-changing actions (approve or
+//! reject a failover, change a fault) that HTTP and gRPC both offer.
 //!
 //! The view sits behind a std `Mutex`: every critical section is short and
 //! synchronous (no `.await` inside), which is what std's mutex is for.
@@ -163,32 +163,82 @@ impl Hub {
         failover_id: &str,
         actor: &str,
     ) -> Result<FailoverDecision, ActionError> {
+        self.answer(failover_id, actor, None).await
+    }
+
+    /// Rejects a planned failover: publishes its REJECTED phase (who, and
+    /// `reason`); the failover manager then ignores any approval of it.
+    pub(crate) async fn reject(
+        &self,
+        failover_id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<FailoverDecision, ActionError> {
+        self.answer(failover_id, actor, Some(reason)).await
+    }
+
+    /// An operator's answer to a planned failover: an approval (`reject`
+    /// `None`) or a rejection with its reason. Approval and rejection share
+    /// one message id, so of two different answers sent at once only the
+    /// first is stored; the second is told which won.
+    async fn answer(
+        &self,
+        failover_id: &str,
+        actor: &str,
+        reject: Option<&str>,
+    ) -> Result<FailoverDecision, ActionError> {
         let latest = self.view().failover(failover_id).cloned().ok_or_else(|| {
             ActionError::NotFound(format!(
                 "no failover {failover_id:?} is known (see /api/decisions)"
             ))
         })?;
-        let approval = latest
-            .approval(actor, rg_bus::unix_now_ms())
-            .map_err(|e| ActionError::Refused(e.to_string()))?;
+        let now = rg_bus::unix_now_ms();
+        let answer = match reject {
+            None => latest.approval(actor, now),
+            Some(reason) => latest.rejection(actor, now, reason),
+        }
+        .map_err(|e| ActionError::Refused(e.to_string()))?;
+        let verb = answer.phase().token();
         let bus = self
             .bus()
             .ok_or_else(|| ActionError::Unavailable("not connected to NATS yet".into()))?;
-        let subject = bus.subjects.failover(approval.phase().token());
-        bus.publisher
-            .publish(
-                subject.clone(),
-                &approval,
-                Some(&approval.approval_msg_id()),
-            )
+        let subject = bus.subjects.failover(verb);
+        let stored = bus
+            .publisher
+            .publish(subject.clone(), &answer, Some(&answer.answer_msg_id()))
             .await
             .map_err(|e| {
-                tracing::warn!(%subject, error = %e, "could not publish an approval");
-                ActionError::Unavailable("the approval could not be stored; try again".into())
+                tracing::warn!(%subject, error = %e, "could not publish an operator's answer");
+                ActionError::Unavailable(format!(
+                    "the answer ({verb}) could not be stored; try again"
+                ))
             })?;
-        tracing::info!(failover = %approval.id, %actor, from = %approval.from_region, to = %approval.to_region, "failover approved");
-        self.view().decision(approval.clone());
-        Ok(approval)
+        if stored.duplicate {
+            let stream = bus.subjects.stream(rg_bus::Stream::Decisions);
+            match bus
+                .publisher
+                .read_back::<FailoverDecision>(&stream, stored.sequence)
+                .await
+            {
+                Ok(first) if first.phase() != answer.phase() => {
+                    return Err(ActionError::Refused(format!(
+                        "failover {failover_id} was already {} by {}",
+                        first.phase().token(),
+                        first.actor
+                    )));
+                }
+                Ok(first) => return Ok(first),
+                Err(e) => {
+                    tracing::warn!(failover = %failover_id, error = %e, "an earlier answer was stored but cannot be read back");
+                    return Err(ActionError::Refused(format!(
+                        "failover {failover_id} was already answered (see /api/decisions)"
+                    )));
+                }
+            }
+        }
+        tracing::info!(failover = %answer.id, %actor, from = %answer.from_region, to = %answer.to_region, error = %answer.error, "failover {verb}");
+        self.view().decision(answer.clone());
+        Ok(answer)
     }
 
     /// Sends a fault request to the simulator.

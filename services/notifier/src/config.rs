@@ -165,10 +165,11 @@ pub const SOURCES: [&str; 6] = [
     "silence",
     "failover",
 ];
-const PHASES: [&str; 7] = [
+const PHASES: [&str; 8] = [
     "requested",
     "planned",
     "approved",
+    "rejected",
     "step",
     "completed",
     "failed",

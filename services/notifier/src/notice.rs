@@ -131,6 +131,7 @@ impl Notice {
                     .to_lowercase()
             ),
             FailoverPhase::Approved => format!("failover {} approved by {}", d.id, d.actor),
+            FailoverPhase::Rejected => format!("failover {} {}", d.id, d.error),
             FailoverPhase::Completed => {
                 format!("failover {} completed: traffic is in {}", d.id, d.to_region)
             }

@@ -308,6 +308,7 @@ impl Processes {
             ("RG_HEALTH", "cascade"),
             ("RG_DECISIONS", "failover"),
             ("RG_DECISIONS", "failover-approvals"),
+            ("RG_DECISIONS", "failover-rejections"),
         ];
         if self.procs.contains_key("notifier") {
             wanted.extend([
