@@ -95,6 +95,23 @@ function failoverLines(r) {
   return lines;
 }
 
+// The cascade service's view of a region: the risk of its open cascade
+// alert, what fails and what it is expected to hurt (its summary says
+// both); "none" without one.
+function cascadeLine(r) {
+  const risk = Number(r.cascade_risk || 0);
+  if (!(risk > 0)) {
+    return h('p', { class: 'cascade none', 'data-risk': '0.00' }, 'Cascade risk: none open');
+  }
+  // The summary starts with the region and its score: the rest says why.
+  const why = (r.cascade_summary || '').replace(/^[^:]+: cascade risk [\d.]+ /, '');
+  return h(
+    'p',
+    { class: `cascade ${risk >= 0.7 ? 'high' : 'elevated'}`, 'data-risk': risk.toFixed(2), title: r.cascade_summary || '' },
+    `Cascade risk ${risk.toFixed(2)} ${why}`,
+  );
+}
+
 // "40 s", "3 min", "2 h".
 function age(msAgo) {
   const s = Math.max(0, Math.round(msAgo / 1000));
@@ -134,6 +151,7 @@ function regionCard(r, at) {
       h('h3', {}, r.region),
       count,
     ),
+    cascadeLine(r),
     stale ? h('p', { class: 'silent' }, `No vantage has reported for ${silentFor || 'a while'}: its probers stopped, cannot reach NATS, or the region hosting them is down.`) : null,
     partly,
     ...failoverLines(r),
@@ -257,13 +275,40 @@ function alertItem(a) {
   return item;
 }
 
+// The alert filter: by region, service and source, from what the alerts
+// name; a choice is kept while its value is still listed.
+const FILTERS = ['region', 'service', 'source'];
+const alertValue = (a, field) => (field === 'source' ? source(a.source) : a[field] || '');
+
+function fillFilters(alerts) {
+  for (const field of FILTERS) {
+    const select = $(`filter-${field}`);
+    const values = [...new Set(alerts.map((a) => alertValue(a, field)).filter(Boolean))].sort();
+    const listed = [...select.options].slice(1).map((o) => o.value);
+    if (listed.join('|') === values.join('|')) continue; // unchanged: leave an open list alone
+    const chosen = select.value;
+    select.replaceChildren(h('option', { value: '' }, 'all'), ...values.map((v) => h('option', { value: v }, v)));
+    select.value = values.includes(chosen) ? chosen : '';
+  }
+}
+
+function filtered(alerts) {
+  const wanted = FILTERS.map((f) => [f, $(`filter-${f}`).value]).filter(([, v]) => v);
+  return alerts.filter((a) => wanted.every(([f, v]) => alertValue(a, f) === v));
+}
+for (const field of FILTERS) {
+  $(`filter-${field}`).addEventListener('change', () => current && renderAlerts(current));
+}
+
 function renderAlerts(s) {
-  const alerts = s.recent_alerts || [];
+  const all = s.recent_alerts || [];
   const list = $('alerts');
   const counts = $('alert-counts');
+  fillFilters(all);
+  const alerts = filtered(all);
   if (!alerts.length) {
     counts.textContent = '';
-    list.replaceChildren(h('li', { class: 'empty' }, 'No alerts.'));
+    list.replaceChildren(h('li', { class: 'empty' }, all.length ? 'No alert matches the filter.' : 'No alerts.'));
     return;
   }
   const isOpen = (a) => a.state !== 'ALERT_STATE_RESOLVED';

@@ -286,6 +286,27 @@ async function full(page) {
     cascadeDetail.includes('Predicted impact') && cascadeDetail.includes('Recommended actions'),
     `#alert=${cascadeId} opens the cascade alert with its impact and actions: "${cascadeDetail.slice(0, 200)}"`,
   );
+  // The region card carries the cascade risk and what it hurts, as the
+  // open cascade alert says.
+  const cascadeAlert = (await api('api/alerts')).alerts.find((a) => a.id === cascadeId);
+  await page.waitForSelector('article.region[data-region="us-east-1"] p.cascade:not(.none)', { timeout: 5000 });
+  const risk = await page.getAttribute('article.region[data-region="us-east-1"] p.cascade', 'data-risk');
+  const riskText = await page.textContent('article.region[data-region="us-east-1"] p.cascade');
+  check(
+    risk === Number(cascadeAlert.risk_score).toFixed(2) && riskText.includes((cascadeAlert.predicted_impact || [])[0]?.service ?? '?'),
+    `the us-east-1 card shows the cascade risk of the open cascade alert (${cascadeAlert.risk_score}): "${riskText}"`,
+  );
+  const calm = await page.getAttribute('article.region[data-region="us-west-2"] p.cascade', 'data-risk');
+  check(calm === '0.00', `a region without a cascade alert says so (us-west-2: ${calm})`);
+  // The filter: only cascade alerts, then only us-west-2 (none), then all.
+  const every = await page.$$eval('#alerts li.alert', (els) => els.length);
+  await page.selectOption('#filter-source', 'cascade');
+  const sources = await page.$$eval('#alerts li.alert .src', (els) => els.map((e) => e.textContent));
+  check(sources.length > 0 && sources.every((x) => x === 'cascade'), `filtering by source leaves only cascade alerts (${sources.length} of ${every})`);
+  const regionsListed = await page.$$eval('#filter-region option', (els) => els.map((e) => e.value).filter(Boolean));
+  check(regionsListed.includes('us-east-1'), `the region filter lists the alerts' regions (${regionsListed.join(', ')})`);
+  await page.selectOption('#filter-source', '');
+  check((await page.$$eval('#alerts li.alert', (els) => els.length)) >= every, 'clearing the filter shows every alert again');
   await page.screenshot({ path: `${opt.artifacts}/dashboard-alert-open.png`, fullPage: true });
   await accessible(page, 'with critical alerts, one opened');
   await dark(page);

@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rg_proto::v1::{
-    Alert, DashboardSnapshot, ErrorKind, FailoverDecision, HealthEvent, Readiness, RegionCard,
-    ResourceCheck, ServiceCard, Status, Summary, TrendPoint,
+    Alert, AlertSource, AlertState, DashboardSnapshot, ErrorKind, FailoverDecision, HealthEvent,
+    Readiness, RegionCard, ResourceCheck, ServiceCard, Status, Summary, TrendPoint,
 };
 use rg_rounds::{Agreement, Quorum};
 
@@ -168,6 +168,8 @@ pub(crate) struct View {
     failovers: HashMap<String, FailoverDecision>,
     /// The latest readiness check of each region.
     readiness: BTreeMap<String, Readiness>,
+    /// Each region's open cascade alert.
+    cascade: BTreeMap<String, Alert>,
     sequence: u64,
 }
 
@@ -204,6 +206,7 @@ impl View {
             timeline_kept: limits.timeline,
             failovers: HashMap::new(),
             readiness: BTreeMap::new(),
+            cascade: BTreeMap::new(),
             sequence: 0,
         }
     }
@@ -331,6 +334,21 @@ impl View {
     /// Takes an alert for the feed: newest first; an alert with the id of
     /// one held replaces it (a producer's re-send after a restart).
     pub(crate) fn alert(&mut self, a: Alert) {
+        // A region's open cascade alert stays on its card until resolved,
+        // however many alerts come after it.
+        if a.source() == AlertSource::Cascade && !a.region.is_empty() {
+            if a.state() == AlertState::Resolved {
+                if self
+                    .cascade
+                    .get(&a.region)
+                    .is_some_and(|open| open.id == a.id)
+                {
+                    self.cascade.remove(&a.region);
+                }
+            } else {
+                self.cascade.insert(a.region.clone(), a.clone());
+            }
+        }
         self.alerts.retain(|x| x.id != a.id);
         self.alerts.push_front(a);
         self.alerts.truncate(self.alerts_kept);
@@ -521,6 +539,11 @@ impl View {
             card.readiness = readiness;
             card.health_score = score;
             card.checks = checks;
+            if let Some(a) = self.cascade.get(&card.region) {
+                card.cascade_risk = a.risk_score;
+                card.cascade_summary.clone_from(&a.summary);
+                card.cascade_impact.clone_from(&a.predicted_impact);
+            }
         }
         summary.uptime_percent = uptime_percent(summary.healthy, summary.total_endpoints);
         summary.avg_response_time_us = mean(rt_sum, u64::from(summary.total_endpoints));
@@ -894,6 +917,64 @@ mod tests {
         v.advance_to(t0 + 500 * INTERVAL);
         assert_eq!(v.trend.len(), 20);
         assert_eq!(v.trend.back().unwrap().at_unix_ms, t0 + 500 * INTERVAL);
+    }
+
+    #[test]
+    fn a_region_card_keeps_its_open_cascade_alert_until_it_resolves() {
+        let mut v = view();
+        let t0 = 1_700_000_000_000;
+        v.observe(&event(
+            "us-east-1",
+            "dynamodb",
+            "dynamodb.us-east-1.amazonaws.com",
+            "v1",
+            Status::Critical,
+            300,
+            t0,
+        ));
+        let cascade = |id: &str, state: AlertState, risk: f64| {
+            let mut a = Alert {
+                id: id.into(),
+                region: "us-east-1".into(),
+                summary: format!("us-east-1: cascade risk {risk:.2}"),
+                risk_score: risk,
+                predicted_impact: vec![rg_proto::v1::Impact {
+                    service: "lambda".into(),
+                    degradation: 0.9,
+                    path: vec!["dynamodb".into(), "lambda".into()],
+                }],
+                ..Default::default()
+            };
+            a.set_source(AlertSource::Cascade);
+            a.set_state(state);
+            a
+        };
+        v.alert(cascade("casc-1", AlertState::Firing, 0.82));
+        // Many alerts later (more than the feed keeps), the card still has it.
+        for i in 0..10 {
+            v.alert(Alert {
+                id: format!("other-{i}"),
+                region: "us-east-1".into(),
+                ..Default::default()
+            });
+        }
+        let card = |v: &mut View| {
+            let (s, _) = v.snapshot(t0 + 1);
+            s.regions
+                .into_iter()
+                .find(|r| r.region == "us-east-1")
+                .unwrap()
+        };
+        let c = card(&mut v);
+        assert_eq!(c.cascade_risk, 0.82);
+        assert_eq!(c.cascade_summary, "us-east-1: cascade risk 0.82");
+        assert_eq!(c.cascade_impact[0].service, "lambda");
+        // An older alert's resolution does not clear a newer one.
+        v.alert(cascade("casc-0", AlertState::Resolved, 0.1));
+        assert_eq!(card(&mut v).cascade_risk, 0.82);
+        v.alert(cascade("casc-1", AlertState::Resolved, 0.1));
+        let c = card(&mut v);
+        assert_eq!((c.cascade_risk, c.cascade_summary.as_str()), (0.0, ""));
     }
 
     #[test]
