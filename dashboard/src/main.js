@@ -7,6 +7,7 @@ import './style.css';
 import { h } from './dom.js';
 import { ICON, clock, ms, num, percent, phase, severity, source, status } from './format.js';
 import { ask } from './answer.js';
+import { historyState, showHistory } from './history.js';
 import { connect } from './live.js';
 import { trendChart } from './trend.js';
 
@@ -15,7 +16,7 @@ const trend = trendChart($('trend-chart'), $('trend-tooltip'));
 let current = null;
 
 // For tests and the curious: the latest snapshot and the chart.
-window.regionguard = { get snapshot() { return current; }, chart: trend.chart };
+window.regionguard = { get snapshot() { return current; }, chart: trend.chart, history: historyState };
 
 function renderSummary(s) {
   const m = s.summary || {};
@@ -160,13 +161,16 @@ function regionCard(r, at) {
 }
 
 // A tap, a click or Enter on a service card opens it (the whole name,
-// wrapped) or closes it: a phone has no hover for the title.
+// wrapped) or closes it: a phone has no hover for the title; opening it
+// also shows the service's history.
 function toggleCard(li) {
   const key = `${li.dataset.region}|${li.dataset.service}`;
   const open = !opened.has(key);
   if (open) opened.add(key);
   else opened.delete(key);
   li.setAttribute('aria-expanded', open ? 'true' : 'false');
+  // Opening a card shows its history below the regions.
+  if (open) showHistory(li.dataset.region, li.dataset.service);
 }
 $('regions').addEventListener('click', (e) => {
   const li = e.target.closest('li.service');

@@ -167,6 +167,8 @@ async function full(page) {
   for (let attempt = 0; attempt < 5 && !shown; attempt++) {
     const point = await page.evaluate(() => {
       const c = window.regionguard.chart;
+      // A tap on a card (the phone check) scrolled the page down.
+      c.canvas.scrollIntoView({ block: 'center' });
       const meta = c.getDatasetMeta(1);
       const p = meta.data[meta.data.length - 1];
       const box = c.canvas.getBoundingClientRect();
@@ -257,6 +259,34 @@ async function full(page) {
   );
   const why = await page.textContent(`${card} .why`);
   check(/^empty answer at \d+\/\d+ vantages?$/.test(why), `the critical card says why: "${why}"`);
+  // Opening the card shows the service's history: what /api/history
+  // reads from the stream (the Rust test checks that against the stream).
+  await page.waitForTimeout(2 * interval);
+  await page.click(card);
+  await page.waitForSelector('#history[data-state="shown"][data-region="us-east-1"][data-service="dynamodb"]', { timeout: 15000 });
+  const shownHistory = await page.evaluate(() => {
+    const d = window.regionguard.history.data;
+    const c = window.regionguard.history.chart;
+    return {
+      rounds: d.rounds.map((r) => [r.round_id, r.status]),
+      cells: [...document.querySelectorAll('#history-rounds .round')].map((el) => [Number(el.dataset.round), el.dataset.status]),
+      p50: d.buckets.map((b) => (b.p50_us === null || b.p50_us === undefined ? null : b.p50_us / 1000)),
+      drawn: c.data.datasets.find((x) => x.label === 'p50').data,
+      uptime: document.getElementById('history-uptime-1h').textContent,
+      day: document.getElementById('history-uptime-24h').textContent,
+      hour: d.uptime_1h,
+    };
+  });
+  check(JSON.stringify(shownHistory.cells) === JSON.stringify(shownHistory.rounds) && shownHistory.rounds.some(([, st]) => st === 'critical'), `the status bar draws every round of the history (${shownHistory.cells.length}, the latest critical ones included)`);
+  check(JSON.stringify(shownHistory.drawn) === JSON.stringify(shownHistory.p50), 'the response-time chart draws the history\'s p50 per interval');
+  check(shownHistory.uptime.startsWith(`${shownHistory.hour.percent.toFixed(2)} %`) || shownHistory.uptime.startsWith(`${shownHistory.hour.percent.toFixed(0)} %`), `uptime over the last hour is shown: "${shownHistory.uptime}", over 24 h: "${shownHistory.day}"`);
+  const fresh = await api('api/history?region=us-east-1&service=dynamodb');
+  const freshRounds = new Map(fresh.rounds.map((r) => [r.round_id, r.status]));
+  check(shownHistory.rounds.every(([id, st]) => !freshRounds.has(id) || freshRounds.get(id) === st), 'the page\'s rounds agree with /api/history');
+  await page.check('#history-vantages');
+  await page.waitForFunction(() => window.regionguard.history.chart.data.datasets.some((x) => x.label.startsWith('p50 ')), null, { timeout: 10000 });
+  check(true, 'ticking "per vantage" adds a line per vantage');
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-history.png`, fullPage: true });
   // The detector's and cascade service's reactions reach the feeds.
   await page.waitForSelector('#alerts li.alert[data-severity="critical"]', { timeout: 15000 });
   const alert = await page.textContent('#alerts li.alert[data-severity="critical"]');

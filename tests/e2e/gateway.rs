@@ -596,3 +596,148 @@ async fn the_gateway_started_elsewhere_serves_the_dashboard_next_to_its_binary()
     })
     .await;
 }
+
+/// The nearest-rank percentile, written again here as the test's oracle.
+fn nearest_rank(mut v: Vec<u64>, p: usize) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let rank = (p * v.len()).div_ceil(100).max(1);
+    Some(v[rank - 1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_of_a_service_is_what_its_health_stream_holds() {
+    let mut w = World::start().await;
+    let gateway = start_gateway(gateway_config(INTERVAL), &w.nats).await;
+    // Healthy rounds, then DynamoDB empty in us-east-1 for a while, then
+    // healthy again.
+    wait_rounds_stored(&w.server.url(), 4).await;
+    inject(
+        &w.client,
+        "us-east-1",
+        "dynamodb",
+        FaultKind::EmptyAnswer,
+        0,
+    )
+    .await;
+    tokio::time::sleep(INTERVAL * 5).await;
+    clear_all(&w.client).await;
+    tokio::time::sleep(INTERVAL * 4).await;
+    // Nothing more is on its way: what the gateway reads is all there is.
+    for p in std::mem::take(&mut w._probers) {
+        p.stop().await;
+    }
+    let r = http::get(
+        gateway.http,
+        "/api/history?region=us-east-1&service=dynamodb&window=10m&buckets=20&vantages=1",
+    )
+    .await
+    .expect("the gateway answers");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h: Value = serde_json::from_str(&r.body).unwrap();
+
+    // The stream, read here, summed up by the definitions the page states.
+    let events: Vec<rg_proto::v1::HealthEvent> = read_stream(
+        &w.server.url(),
+        rg_bus::Stream::Health,
+        "rg.health.us-east-1.dynamodb",
+        std::time::UNIX_EPOCH,
+    )
+    .await
+    .into_iter()
+    .map(|(_, e)| e)
+    .collect();
+    let (from, to, bucket) = (
+        h["from_unix_ms"].as_i64().unwrap(),
+        h["to_unix_ms"].as_i64().unwrap(),
+        h["bucket_ms"].as_i64().unwrap(),
+    );
+    let events: Vec<_> = events
+        .into_iter()
+        .filter(|e| e.observed_at_unix_ms >= from && e.observed_at_unix_ms <= to)
+        .collect();
+    assert!(events.len() > 20, "{} events", events.len());
+    // One vantage here: a round's status is the worst it saw.
+    let mut rounds: BTreeMap<u64, i32> = BTreeMap::new();
+    for e in &events {
+        let s = rounds.entry(e.round_id).or_insert(e.status);
+        *s = (*s).max(e.status);
+    }
+    let name = |s: i32| match rg_proto::v1::Status::try_from(s).unwrap() {
+        rg_proto::v1::Status::Healthy => "healthy",
+        rg_proto::v1::Status::Warning => "warning",
+        rg_proto::v1::Status::Critical => "critical",
+        rg_proto::v1::Status::Unspecified => "unknown",
+    };
+    let want: Vec<(u64, &str)> = rounds.iter().map(|(r, s)| (*r, name(*s))).collect();
+    let want = &want[want.len().saturating_sub(60)..];
+    let got: Vec<(u64, &str)> = h["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["round_id"].as_u64().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "the status bar is the stream's rounds");
+    let critical = rounds.values().filter(|s| name(**s) == "critical").count();
+    let healthy = rounds.values().filter(|s| name(**s) == "healthy").count();
+    assert!(
+        critical >= 3 && healthy >= 3,
+        "{critical} critical, {healthy} healthy rounds"
+    );
+    assert_eq!(h["uptime_1h"]["rounds"], rounds.len());
+    assert_eq!(h["uptime_1h"]["healthy_rounds"], healthy);
+    let percent = h["uptime_1h"]["percent"].as_f64().unwrap();
+    assert!((percent - healthy as f64 * 100.0 / rounds.len() as f64).abs() < 1e-9);
+    assert_eq!(
+        h["uptime_24h"], h["uptime_1h"],
+        "within the hour, the day is the hour"
+    );
+    // Response time per bucket: p50 and p95 of the answered lookups.
+    let buckets = h["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 20);
+    for (i, b) in buckets.iter().enumerate() {
+        let times: Vec<u64> = events
+            .iter()
+            .filter(|e| {
+                let at = e.observed_at_unix_ms;
+                ((at - from) / bucket).min(19) == i as i64
+            })
+            .filter(|e| e.success)
+            .map(|e| e.response_time_us)
+            .collect();
+        assert_eq!(b["answered"], times.len(), "bucket {i}");
+        assert_eq!(
+            b["p50_us"].as_u64(),
+            nearest_rank(times.clone(), 50),
+            "bucket {i}"
+        );
+        assert_eq!(b["p95_us"].as_u64(), nearest_rank(times, 95), "bucket {i}");
+    }
+    let failed: u64 = buckets.iter().map(|b| b["failed"].as_u64().unwrap()).sum();
+    assert_eq!(failed, events.iter().filter(|e| !e.success).count() as u64);
+    assert!(failed > 0);
+
+    // Bad questions get a clear answer.
+    for (path, says) in [
+        ("/api/history?service=dynamodb", "ask /api/history?region="),
+        (
+            "/api/history?region=us-east-1&service=dynamodb&window=3d",
+            "up to 24h",
+        ),
+        (
+            "/api/history?region=us%20east&service=dynamodb",
+            "bad region",
+        ),
+    ] {
+        let r = http::get(gateway.http, path).await.unwrap();
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.body.contains(says), "{path}: {}", r.body);
+    }
+}

@@ -460,6 +460,34 @@ pub async fn read_once<M: Message + Default>(
     from: From,
     within: Duration,
 ) -> Result<Vec<Tailed<M>>, String> {
+    fold_once(
+        js,
+        stream_name,
+        filter,
+        from,
+        within,
+        Vec::new(),
+        |out, m| {
+            out.push(m);
+        },
+    )
+    .await
+}
+
+/// [`read_once`] without keeping the messages: each is handed to `fold`
+/// with the accumulator as it is read (e.g. a day of health events summed
+/// up without holding them all). Undecodable messages are counted and
+/// skipped.
+pub async fn fold_once<M: Message + Default, A>(
+    js: &jetstream::Context,
+    stream_name: &str,
+    filter: &str,
+    from: From,
+    within: Duration,
+    init: A,
+    mut fold: impl FnMut(&mut A, Tailed<M>),
+) -> Result<A, String> {
+    let mut acc = init;
     let read = async {
         let mut stream = js
             .get_stream(stream_name)
@@ -481,7 +509,7 @@ pub async fn read_once<M: Message + Default>(
                 }
             }
             From::LastPerSubject => DeliverPolicy::LastPerSubject,
-            From::New => return Ok(Vec::new()),
+            From::New => return Ok::<(), String>(()),
         };
         let replicas = stream
             .info()
@@ -500,10 +528,8 @@ pub async fn read_once<M: Message + Default>(
             })
             .await
             .map_err(|e| format!("creating a reader of {stream_name}: {e}"))?;
-        let expected = consumer.cached_info().num_pending;
-        let mut out = Vec::with_capacity(expected.min(100_000) as usize);
-        if expected == 0 {
-            return Ok(out);
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(());
         }
         let mut messages = consumer
             .messages()
@@ -516,21 +542,25 @@ pub async fn read_once<M: Message + Default>(
                 .map_err(|e| format!("a message from {stream_name} without metadata: {e}"))?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
             match M::decode(message.payload.as_ref()) {
-                Ok(decoded) => out.push(Tailed {
-                    message: decoded,
-                    subject: message.subject.to_string(),
-                    stream_sequence: sequence,
-                    history: true,
-                }),
+                Ok(decoded) => fold(
+                    &mut acc,
+                    Tailed {
+                        message: decoded,
+                        subject: message.subject.to_string(),
+                        stream_sequence: sequence,
+                        history: true,
+                    },
+                ),
                 Err(_) => crate::metrics::decode_failed("read-once"),
             }
             if pending == 0 {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     };
     tokio::time::timeout(within, read)
         .await
-        .map_err(|_| format!("reading {stream_name} took longer than {within:?}"))?
+        .map_err(|_| format!("reading {stream_name} took longer than {within:?}"))??;
+    Ok(acc)
 }

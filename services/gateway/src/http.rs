@@ -6,6 +6,7 @@
 //! | `GET /api/snapshot` | the latest `DashboardSnapshot` (protobuf JSON) |
 //! | `GET /api/alerts` | `{"alerts": [...]}`, newest first |
 //! | `GET /api/decisions` | `{"decisions": [...]}`, the failover timeline, newest first |
+//! | `GET /api/history?region=R&service=S` | response time per interval (p50/p95; `&vantages=1` per vantage), the last rounds' status, uptime over 1 h and 24 h, from RG_HEALTH; `&endpoint=E` for one endpoint, `&window=1h` (up to 24h), `&buckets=60` |
 //! | `POST /api/failovers/{id}/approve` | approve a planned failover (token); body `{"approver": "..."}` |
 //! | `POST /api/failovers/{id}/reject` | reject it (token); body `{"approver": "...", "reason": "..."}` |
 //! | `POST /api/faults` | a `FaultRequest` as JSON to the simulator (token) |
@@ -37,6 +38,8 @@ use crate::hub::{ActionError, Hub};
 pub(crate) struct AppState {
     pub(crate) hub: Arc<Hub>,
     pub(crate) ws_send_timeout: Duration,
+    /// The vantages' agreement rule (the history's round statuses).
+    pub(crate) quorum: rg_rounds::Quorum,
 }
 
 pub(crate) fn router(state: AppState, dashboard_dir: PathBuf) -> Router {
@@ -44,6 +47,7 @@ pub(crate) fn router(state: AppState, dashboard_dir: PathBuf) -> Router {
         .route("/api/snapshot", get(snapshot))
         .route("/api/alerts", get(alerts))
         .route("/api/decisions", get(decisions))
+        .route("/api/history", get(history))
         .route("/api/failovers/{id}/approve", post(approve))
         .route("/api/failovers/{id}/reject", post(reject))
         .route("/api/faults", post(fault))
@@ -137,6 +141,116 @@ async fn decisions(State(s): State<AppState>) -> Response {
             "could not encode the decisions",
         ),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    region: String,
+    service: String,
+    #[serde(default)]
+    endpoint: String,
+    /// `1h`, `30m`, `24h` (humantime); default 1 h.
+    #[serde(default)]
+    window: String,
+    #[serde(default)]
+    buckets: Option<u32>,
+    #[serde(default)]
+    vantages: Option<String>,
+}
+
+/// How long one history read may take.
+const HISTORY_READ: Duration = Duration::from_secs(10);
+
+async fn history(
+    State(s): State<AppState>,
+    query: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(p)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ask /api/history?region=us-east-1&service=dynamodb (optional: endpoint, window=1h up to 24h, buckets=60, vantages=1)",
+        );
+    };
+    for (what, v) in [("region", &p.region), ("service", &p.service)] {
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return error(StatusCode::BAD_REQUEST, format!("bad {what} {v:?}"));
+        }
+    }
+    let window = if p.window.is_empty() {
+        Duration::from_secs(3600)
+    } else {
+        match humantime::parse_duration(&p.window) {
+            Ok(w) if !w.is_zero() && w <= crate::history::MAX_WINDOW => w,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad window {:?}: a duration up to 24h, e.g. 1h", p.window),
+                )
+            }
+        }
+    };
+    let Some(bus) = s.hub.bus() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not connected to NATS yet");
+    };
+    let query = crate::history::Query {
+        region: p.region.clone(),
+        service: p.service.clone(),
+        endpoint: (!p.endpoint.is_empty()).then(|| p.endpoint.clone()),
+        window,
+        buckets: p.buckets.unwrap_or(60),
+        per_vantage: p
+            .vantages
+            .as_deref()
+            .is_some_and(|v| v == "1" || v == "true"),
+    };
+    let now = rg_bus::unix_now_ms();
+    let stream = bus.subjects.stream(rg_bus::Stream::Health);
+    let filter = bus.subjects.health(&p.region, &p.service);
+    let read = |q: crate::history::Query| {
+        let (js, stream, filter) = (bus.js.clone(), stream.clone(), filter.clone());
+        async move {
+            let agg = crate::history::Aggregator::new(q, s.quorum, now);
+            let from = rg_bus::tail::From::Time(agg.start());
+            rg_bus::tail::fold_once::<rg_proto::v1::HealthEvent, _>(
+                &js,
+                &stream,
+                &filter,
+                from,
+                HISTORY_READ,
+                agg,
+                |agg, m| agg.add(&m.message),
+            )
+            .await
+            .map(crate::history::Aggregator::finish)
+        }
+    };
+    let mut history = match read(query.clone()).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(region = %p.region, service = %p.service, error = %e, "history read failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not read the history: {e}"),
+            );
+        }
+    };
+    // The day's uptime: the same rounds over 24 h, without the details.
+    let day = crate::history::Query {
+        window: crate::history::MAX_WINDOW,
+        buckets: 1,
+        per_vantage: false,
+        ..query
+    };
+    if window == crate::history::MAX_WINDOW {
+        history.uptime_24h = Some(history.uptime_window());
+    } else {
+        match read(day).await {
+            Ok(d) => history.uptime_24h = Some(d.uptime_window()),
+            Err(e) => history.uptime_24h_error = e,
+        }
+    }
+    Json(history).into_response()
 }
 
 /// The token after `Bearer ` in the Authorization header.

@@ -33,6 +33,7 @@
 pub mod bench;
 pub mod config;
 mod grpc;
+mod history;
 mod http;
 mod hub;
 pub mod telemetry;
@@ -118,6 +119,7 @@ impl Gateway {
         let state = http::AppState {
             hub: hub.clone(),
             ws_send_timeout: config.ws_send_timeout,
+            quorum: config.quorum,
         };
         let app = http::router(state, config.dashboard_dir.clone());
         let send_buffer = config.ws_send_buffer;
