@@ -220,7 +220,7 @@ fn status(config: &std::path::Path) -> (Option<i32>, String, Duration) {
 /// replicas are not waited for: nats-server 2.9.10 can leave a restarted
 /// server's replica of an idle consumer behind for minutes (`regionguard
 /// status` shows it).
-async fn wait_replicas_current(js: &jetstream::Context) {
+pub(crate) async fn wait_replicas_current(js: &jetstream::Context) {
     wait_until(
         "every stream replica current, every consumer led",
         Duration::from_secs(90),

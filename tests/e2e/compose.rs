@@ -20,7 +20,7 @@ use rg_testkit::{free_port, init_logging, wait_until, Waited};
 const IMAGE: &str = "regionguard:e2e";
 
 /// One compose project at a time: the network's subnet is fixed.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 static IMAGE_BUILT: OnceCell<()> = OnceCell::const_new();
 
 fn repo() -> &'static Path {

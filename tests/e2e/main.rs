@@ -19,6 +19,7 @@ mod failover_shapes;
 mod gateway;
 mod harness;
 mod notifier;
+mod partition;
 mod precision;
 mod readiness;
 mod real_dns;

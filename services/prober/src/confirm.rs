@@ -36,6 +36,15 @@ pub async fn run(
             }
         },
     };
+    // Its own connection: on a server cut off from the cluster, the other
+    // vantages' confirmation requests would not reach it. Leave such a
+    // server as the publishing connection does.
+    tokio::spawn(rg_bus::cutoff::watch(
+        client.clone(),
+        nats.clone(),
+        name.clone(),
+        shutdown.clone(),
+    ));
     let mut requests = match client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {
