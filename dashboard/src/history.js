@@ -24,8 +24,19 @@ const uptime = (u) => (u && u.percent !== null && u.percent !== undefined
 
 function draw(data) {
   latest = data;
-  $('history-title').textContent = `${data.service} in ${data.region}: the last hour`;
-  $('history-endpoints').textContent = (data.endpoints || []).join(', ') || 'no endpoint observed in the window';
+  $('history-title').textContent = `${data.endpoint || data.service} in ${data.region}: the last hour`;
+  // The endpoint picker: every endpoint of the service seen in the window
+  // (only rebuilt when they change, so an open list stays open).
+  const picker = $('history-endpoint');
+  const seen = data.endpoint ? [...new Set([...(data.endpoints || []), ...[...picker.options].slice(1).map((o) => o.value)])].sort() : (data.endpoints || []);
+  if ([...picker.options].slice(1).map((o) => o.value).join('|') !== seen.join('|')) {
+    const chosen = picker.value;
+    picker.replaceChildren(h('option', { value: '' }, 'all of the service'), ...seen.map((e) => h('option', { value: e }, e)));
+    picker.value = seen.includes(chosen) ? chosen : '';
+  }
+  $('history-endpoints').textContent = data.endpoint
+    ? ''
+    : `${(data.endpoints || []).length} endpoint(s) observed in the hour`;
   $('history-uptime-1h').textContent = uptime(data.uptime_1h);
   $('history-uptime-24h').textContent = data.uptime_24h ? uptime(data.uptime_24h) : `not known (${data.uptime_24h_error || 'not read'})`;
   $('history-definition').textContent = `How these are counted: ${data.definition}.`;
@@ -87,7 +98,9 @@ async function load() {
   if (!shown) return;
   const { region, service } = shown;
   const vantages = $('history-vantages').checked ? '&vantages=1' : '';
-  const url = `api/history?region=${encodeURIComponent(region)}&service=${encodeURIComponent(service)}${vantages}`;
+  const endpoint = $('history-endpoint').value;
+  const one = endpoint ? `&endpoint=${encodeURIComponent(endpoint)}` : '';
+  const url = `api/history?region=${encodeURIComponent(region)}&service=${encodeURIComponent(service)}${vantages}${one}`;
   try {
     const r = await fetch(url);
     const body = await r.json();
@@ -103,6 +116,9 @@ async function load() {
 
 /** Shows the history of `service` in `region` (and keeps it fresh). */
 export function showHistory(region, service) {
+  if (!shown || shown.region !== region || shown.service !== service) {
+    $('history-endpoint').replaceChildren(h('option', { value: '' }, 'all of the service'));
+  }
   shown = { region, service };
   $('history').hidden = false;
   $('history').dataset.region = region;
@@ -122,6 +138,7 @@ export function hideHistory() {
 
 $('history-close').addEventListener('click', hideHistory);
 $('history-vantages').addEventListener('change', load);
+$('history-endpoint').addEventListener('change', load);
 
 // For tests: the data drawn and the chart.
 export const historyState = { get data() { return latest; }, get chart() { return chart; } };

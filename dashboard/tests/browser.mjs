@@ -283,6 +283,11 @@ async function full(page) {
   const fresh = await api('api/history?region=us-east-1&service=dynamodb');
   const freshRounds = new Map(fresh.rounds.map((r) => [r.round_id, r.status]));
   check(shownHistory.rounds.every(([id, st]) => !freshRounds.has(id) || freshRounds.get(id) === st), 'the page\'s rounds agree with /api/history');
+  const endpoints = await page.$$eval('#history-endpoint option', (els) => els.map((e) => e.value).filter(Boolean));
+  check(endpoints.includes('dynamodb.us-east-1.amazonaws.com'), `the endpoint picker lists the service's endpoints (${endpoints.join(', ')})`);
+  await page.selectOption('#history-endpoint', endpoints[0]);
+  await page.waitForFunction((e) => window.regionguard.history.data?.endpoint === e, endpoints[0], { timeout: 10000 });
+  check((await page.textContent('#history-title')).startsWith(endpoints[0]), 'choosing an endpoint shows its own history');
   await page.check('#history-vantages');
   await page.waitForFunction(() => window.regionguard.history.chart.data.datasets.some((x) => x.label.startsWith('p50 ')), null, { timeout: 10000 });
   check(true, 'ticking "per vantage" adds a line per vantage');
@@ -444,8 +449,9 @@ async function dark(page) {
 
 // On a phone (390 x 844): nothing wider than the screen, and a service
 // name cut short is shown whole by a tap (no hover on a phone).
-async function phone(page) {
-  await page.setViewportSize({ width: 390, height: 844 });
+/** Nothing wider than the screen at `width` px. */
+async function fits(page, width, when = '') {
+  await page.setViewportSize({ width, height: width < 800 ? 844 : 1200 });
   await page.waitForTimeout(300);
   const m = await page.evaluate(() => {
     const out = [...document.querySelectorAll('body *')]
@@ -457,7 +463,13 @@ async function phone(page) {
       .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')} ${Math.round(e.getBoundingClientRect().right)}`);
     return { overflowX: document.documentElement.scrollWidth - window.innerWidth, out: out.slice(0, 8), outCount: out.length };
   });
-  check(m.overflowX <= 0 && m.outCount === 0, `at 390 px nothing sticks out (page overflow ${m.overflowX} px; ${m.outCount} elements past the edge: ${m.out.join(', ')})`);
+  check(m.overflowX <= 0 && m.outCount === 0, `at ${width} px nothing sticks out${when} (page overflow ${m.overflowX} px; ${m.outCount} elements past the edge: ${m.out.join(', ')})`);
+}
+
+async function phone(page) {
+  await fits(page, 2560);
+  await fits(page, 360);
+  await fits(page, 390);
   await page.screenshot({ path: `${opt.artifacts}/dashboard-phone.png`, fullPage: true });
   const card = 'li.service[data-region="us-east-1"][data-service="elasticloadbalancing"]';
   await page.tap(card);
@@ -467,6 +479,10 @@ async function phone(page) {
   });
   check(shown.text === 'elasticloadbalancing' && shown.whole && shown.expanded === 'true', `a tap shows the whole name "${shown.text}" (${JSON.stringify(shown)})`);
   await page.screenshot({ path: `${opt.artifacts}/dashboard-phone-tapped.png` });
+  await page.waitForSelector('#history[data-state="shown"]', { timeout: 15000 });
+  await fits(page, 360, ' with the history open');
+  await page.screenshot({ path: `${opt.artifacts}/dashboard-phone-history.png`, fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
   await page.tap(card);
   await page.setViewportSize({ width: 1440, height: 1000 });
   await page.waitForTimeout(300);
