@@ -12,7 +12,7 @@ use prost::Message;
 use rg_proto::v1::control_service_client::ControlServiceClient;
 use rg_proto::v1::{
     ApproveFailoverRequest, DashboardSnapshot, FailoverDecision, FailoverPhase, FaultKind,
-    WatchSnapshotsRequest,
+    RejectFailoverRequest, WatchSnapshotsRequest,
 };
 use rg_testkit::{http, init_logging, wait_until, NatsServer, Waited};
 use serde_json::Value;
@@ -411,6 +411,21 @@ async fn grpc_streams_snapshots_and_approving_needs_the_token() {
     assert_eq!(
         (approved.from_region.as_str(), approved.to_region.as_str()),
         ("us-east-1", "us-west-2")
+    );
+    // Approved: a rejection is refused, saying why (over gRPC too).
+    let mut reject = tonic::Request::new(RejectFailoverRequest {
+        failover_id: "fo-test-1".into(),
+        approver: "bob".into(),
+        reason: "too late".into(),
+    });
+    reject
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let late = client.reject_failover(reject).await.unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert!(
+        late.message().contains("is approved, not planned"),
+        "{late:?}"
     );
     // It is on the bus, where the failover service will read it.
     let on_bus = tokio::time::timeout(WAIT, approvals.next())

@@ -9,7 +9,8 @@ use futures::Stream;
 use rg_proto::v1::control_service_server::ControlService;
 use rg_proto::v1::{
     Alert, ApproveFailoverRequest, ApproveFailoverResponse, DashboardSnapshot, FaultReply,
-    FaultRequest, GetSnapshotRequest, Severity, WatchAlertsRequest, WatchSnapshotsRequest,
+    FaultRequest, GetSnapshotRequest, RejectFailoverRequest, RejectFailoverResponse, Severity,
+    WatchAlertsRequest, WatchSnapshotsRequest,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
@@ -132,6 +133,29 @@ impl ControlService for Control {
             .approve(&r.failover_id, &format!("grpc:{approver}"))
             .await?;
         Ok(Response::new(ApproveFailoverResponse {
+            decision: Some(decision),
+        }))
+    }
+
+    async fn reject_failover(
+        &self,
+        request: Request<RejectFailoverRequest>,
+    ) -> Result<Response<RejectFailoverResponse>, Status> {
+        self.hub.authorize(bearer(&request))?;
+        let r = request.into_inner();
+        if r.failover_id.is_empty() {
+            return Err(Status::invalid_argument("failover_id is empty"));
+        }
+        let approver = if r.approver.is_empty() {
+            "anonymous"
+        } else {
+            &r.approver
+        };
+        let decision = self
+            .hub
+            .reject(&r.failover_id, &format!("grpc:{approver}"), &r.reason)
+            .await?;
+        Ok(Response::new(RejectFailoverResponse {
             decision: Some(decision),
         }))
     }
