@@ -395,7 +395,7 @@ fn readiness_json(r: &rg_proto::v1::Readiness) -> serde_json::Value {
 
 /// A connection for a request, or the exit code after saying why not.
 async fn connect(nats: &rg_bus::NatsConfig) -> Result<async_nats::Client, ExitCode> {
-    rg_bus::connect::connect_once(nats, "regionguard-request")
+    rg_bus::connect::connect_first(nats, "regionguard-request")
         .await
         .map_err(|e| {
             eprintln!("Error: {e}");

@@ -120,18 +120,8 @@ impl ControlService for Control {
     ) -> Result<Response<ApproveFailoverResponse>, Status> {
         self.hub.authorize(bearer(&request))?;
         let r = request.into_inner();
-        if r.failover_id.is_empty() {
-            return Err(Status::invalid_argument("failover_id is empty"));
-        }
-        let approver = if r.approver.is_empty() {
-            "anonymous"
-        } else {
-            &r.approver
-        };
-        let decision = self
-            .hub
-            .approve(&r.failover_id, &format!("grpc:{approver}"))
-            .await?;
+        let actor = answering(&r.failover_id, &r.approver)?;
+        let decision = self.hub.approve(&r.failover_id, &actor).await?;
         Ok(Response::new(ApproveFailoverResponse {
             decision: Some(decision),
         }))
@@ -143,18 +133,8 @@ impl ControlService for Control {
     ) -> Result<Response<RejectFailoverResponse>, Status> {
         self.hub.authorize(bearer(&request))?;
         let r = request.into_inner();
-        if r.failover_id.is_empty() {
-            return Err(Status::invalid_argument("failover_id is empty"));
-        }
-        let approver = if r.approver.is_empty() {
-            "anonymous"
-        } else {
-            &r.approver
-        };
-        let decision = self
-            .hub
-            .reject(&r.failover_id, &format!("grpc:{approver}"), &r.reason)
-            .await?;
+        let actor = answering(&r.failover_id, &r.approver)?;
+        let decision = self.hub.reject(&r.failover_id, &actor, &r.reason).await?;
         Ok(Response::new(RejectFailoverResponse {
             decision: Some(decision),
         }))
@@ -167,6 +147,14 @@ impl ControlService for Control {
         self.hub.authorize(bearer(&request))?;
         Ok(Response::new(self.hub.fault(&request.into_inner()).await?))
     }
+}
+
+/// The audit trail's actor of an answer to failover `id` by `approver`.
+fn answering(id: &str, approver: &str) -> Result<String, Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument("failover_id is empty"));
+    }
+    Ok(crate::hub::actor("grpc", approver))
 }
 
 /// A response stream fed by a task: `body` gets the sending half and runs

@@ -24,7 +24,7 @@ use rg_proto::v1::{HealthEvent, Status};
 use rg_rounds::Quorum;
 use serde::Serialize;
 
-use crate::view::agreed_status;
+use crate::view::{agreed_status, vote};
 
 /// The longest window asked for.
 pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -239,15 +239,6 @@ fn percentile(v: &mut [u64], p: u32) -> Option<u64> {
     v.get(usize::try_from(rank).unwrap_or(usize::MAX) - 1)
         .copied()
         .or_else(|| v.last().copied())
-}
-
-fn vote(s: Status) -> Option<rg_proto::domain::Status> {
-    match s {
-        Status::Unspecified => None,
-        Status::Healthy => Some(rg_proto::domain::Status::Healthy),
-        Status::Warning => Some(rg_proto::domain::Status::Warning),
-        Status::Critical => Some(rg_proto::domain::Status::Critical),
-    }
 }
 
 fn name(s: Status) -> &'static str {

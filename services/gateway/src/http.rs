@@ -316,12 +316,7 @@ async fn answer(
             }
         }
     };
-    let approver = if body.approver.trim().is_empty() {
-        "anonymous"
-    } else {
-        body.approver.trim()
-    };
-    let actor = format!("http:{approver}");
+    let actor = crate::hub::actor("http", &body.approver);
     let answered = if reject {
         s.hub.reject(&id, &actor, &body.reason).await
     } else {

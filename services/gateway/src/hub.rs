@@ -263,6 +263,17 @@ impl Hub {
     }
 }
 
+/// The audit trail's name for `approver` answering over `interface`
+/// ("http:alice"; "anonymous" when no name was given).
+pub(crate) fn actor(interface: &str, approver: &str) -> String {
+    let approver = approver.trim();
+    if approver.is_empty() {
+        format!("{interface}:anonymous")
+    } else {
+        format!("{interface}:{approver}")
+    }
+}
+
 /// One watcher's snapshots: the latest at once, then each new one in
 /// order; one that fell behind the queue skips to what is still queued
 /// (counted). Ends when the gateway stops.

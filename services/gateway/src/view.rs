@@ -122,7 +122,7 @@ pub(crate) fn agreed_status<K: Ord>(
 }
 
 /// A wire status as a vote (`None`: unspecified, no vote).
-fn vote(s: Status) -> Option<rg_proto::domain::Status> {
+pub(crate) fn vote(s: Status) -> Option<rg_proto::domain::Status> {
     match s {
         Status::Unspecified => None,
         Status::Healthy => Some(rg_proto::domain::Status::Healthy),
