@@ -371,6 +371,18 @@ impl Exercise for v1::ApproveFailoverResponse {
     }
 }
 
+impl Exercise for v1::RejectFailoverRequest {
+    fn exercise(&self) {}
+}
+
+impl Exercise for v1::RejectFailoverResponse {
+    fn exercise(&self) {
+        if let Some(d) = &self.decision {
+            d.exercise();
+        }
+    }
+}
+
 /// Decodes `bytes` as `M`; when that works, runs every conversion, checks
 /// the re-encoding and the JSON form. Returns whether it decoded.
 fn decode_and_use<M>(bytes: &[u8]) -> bool
@@ -513,6 +525,8 @@ every_message!(
     WatchAlertsRequest,
     ApproveFailoverRequest,
     ApproveFailoverResponse,
+    RejectFailoverRequest,
+    RejectFailoverResponse,
 );
 
 /// Decodes `bytes` as every message type, under the deadline; returns the
