@@ -64,7 +64,10 @@ struct Round {
 pub(crate) struct Aggregator {
     query: Query,
     quorum: Quorum,
+    /// The window's start (buckets, endpoints, the status bar).
     from_ms: i64,
+    /// The day's start: rounds are kept from here, for the day's uptime.
+    day_from_ms: i64,
     to_ms: i64,
     bucket_ms: i64,
     buckets: Vec<Samples>,
@@ -80,6 +83,7 @@ impl Aggregator {
         let bucket_ms = (window_ms / i64::from(n)).max(1);
         Self {
             from_ms: now_ms - bucket_ms * i64::from(n),
+            day_from_ms: now_ms - i64::try_from(MAX_WINDOW.as_millis()).unwrap_or(i64::MAX),
             to_ms: now_ms,
             bucket_ms,
             buckets: (0..n).map(|_| Samples::default()).collect(),
@@ -91,8 +95,9 @@ impl Aggregator {
     }
 
     /// When the stream should be read from.
+    /// One read serves the window and the day's uptime.
     pub(crate) fn start(&self) -> SystemTime {
-        let from = u64::try_from(self.from_ms.max(0)).unwrap_or(0);
+        let from = u64::try_from(self.day_from_ms.min(self.from_ms).max(0)).unwrap_or(0);
         SystemTime::UNIX_EPOCH + Duration::from_millis(from)
     }
 
@@ -111,26 +116,27 @@ impl Aggregator {
             return;
         }
         let at = e.observed_at_unix_ms;
-        if at < self.from_ms || at > self.to_ms {
+        if at < self.day_from_ms.min(self.from_ms) || at > self.to_ms {
             return;
         }
-        self.endpoints.insert(e.endpoint.clone());
-        let i = usize::try_from((at - self.from_ms) / self.bucket_ms)
-            .unwrap_or(0)
-            .min(self.buckets.len() - 1);
-        let bucket = &mut self.buckets[i];
-        let answered = e.success;
-        if answered {
-            bucket.all.push(e.response_time_us);
-            if self.query.per_vantage {
-                bucket
-                    .by_vantage
-                    .entry(e.vantage.clone())
-                    .or_default()
-                    .push(e.response_time_us);
+        if at >= self.from_ms {
+            self.endpoints.insert(e.endpoint.clone());
+            let i = usize::try_from((at - self.from_ms) / self.bucket_ms)
+                .unwrap_or(0)
+                .min(self.buckets.len() - 1);
+            let bucket = &mut self.buckets[i];
+            if e.success {
+                bucket.all.push(e.response_time_us);
+                if self.query.per_vantage {
+                    bucket
+                        .by_vantage
+                        .entry(e.vantage.clone())
+                        .or_default()
+                        .push(e.response_time_us);
+                }
+            } else {
+                bucket.failed += 1;
             }
-        } else {
-            bucket.failed += 1;
         }
         let Some(status) = vote(e.status()) else {
             return;
@@ -150,7 +156,7 @@ impl Aggregator {
         }
     }
 
-    /// The history, with uptime over the last hour and over the window.
+    /// The history, with uptime over the last hour, the window and the day.
     pub(crate) fn finish(self) -> History {
         let rounds: Vec<RoundStatus> = self
             .rounds
@@ -185,6 +191,7 @@ impl Aggregator {
         };
         let last_hour = uptime_over(self.to_ms - 3_600_000);
         let whole = uptime_over(self.from_ms);
+        let day = uptime_over(self.day_from_ms);
         let buckets = self
             .buckets
             .into_iter()
@@ -202,7 +209,13 @@ impl Aggregator {
                     .collect(),
             })
             .collect();
-        let shown = rounds.len().saturating_sub(ROUNDS_SHOWN);
+        // The status bar: the window's last rounds.
+        let in_window: Vec<RoundStatus> = rounds
+            .iter()
+            .filter(|r| r.at_unix_ms >= self.from_ms)
+            .cloned()
+            .collect();
+        let shown = in_window.len().saturating_sub(ROUNDS_SHOWN);
         History {
             region: self.query.region,
             service: self.query.service,
@@ -214,9 +227,8 @@ impl Aggregator {
             buckets,
             uptime_1h: last_hour,
             uptime_window: whole,
-            uptime_24h: None,
-            uptime_24h_error: String::new(),
-            rounds: rounds[shown..].to_vec(),
+            uptime_24h: day,
+            rounds: in_window[shown..].to_vec(),
             definition: DEFINITION,
         }
     }
@@ -267,21 +279,11 @@ pub(crate) struct History {
     uptime_1h: Uptime,
     /// Over the whole window asked for.
     uptime_window: Uptime,
-    /// Over the last 24 hours (a second, longer read; `None` when it
-    /// failed, with `uptime_24h_error` saying why).
-    pub(crate) uptime_24h: Option<Uptime>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) uptime_24h_error: String,
+    /// Over the last 24 hours (the same read).
+    uptime_24h: Uptime,
     /// The last rounds, oldest first.
     rounds: Vec<RoundStatus>,
     definition: &'static str,
-}
-
-impl History {
-    /// Uptime over the whole window.
-    pub(crate) fn uptime_window(&self) -> Uptime {
-        self.uptime_window.clone()
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -207,26 +207,21 @@ async fn history(
     let now = rg_bus::unix_now_ms();
     let stream = bus.subjects.stream(rg_bus::Stream::Health);
     let filter = bus.subjects.health(&p.region, &p.service);
-    let read = |q: crate::history::Query| {
-        let (js, stream, filter) = (bus.js.clone(), stream.clone(), filter.clone());
-        async move {
-            let agg = crate::history::Aggregator::new(q, s.quorum, now);
-            let from = rg_bus::tail::From::Time(agg.start());
-            rg_bus::tail::fold_once::<rg_proto::v1::HealthEvent, _>(
-                &js,
-                &stream,
-                &filter,
-                from,
-                HISTORY_READ,
-                agg,
-                |agg, m| agg.add(&m.message),
-            )
-            .await
-            .map(crate::history::Aggregator::finish)
-        }
-    };
-    let mut history = match read(query.clone()).await {
-        Ok(h) => h,
+    // One read from a day back: the window's details and the day's uptime.
+    let agg = crate::history::Aggregator::new(query, s.quorum, now);
+    let from = rg_bus::tail::From::Time(agg.start());
+    let read = rg_bus::tail::fold_once::<rg_proto::v1::HealthEvent, _>(
+        &bus.js,
+        &stream,
+        &filter,
+        from,
+        HISTORY_READ,
+        agg,
+        |agg, m| agg.add(&m.message),
+    )
+    .await;
+    let history = match read {
+        Ok(agg) => agg.finish(),
         Err(e) => {
             tracing::warn!(region = %p.region, service = %p.service, error = %e, "history read failed");
             return error(
@@ -235,21 +230,6 @@ async fn history(
             );
         }
     };
-    // The day's uptime: the same rounds over 24 h, without the details.
-    let day = crate::history::Query {
-        window: crate::history::MAX_WINDOW,
-        buckets: 1,
-        per_vantage: false,
-        ..query
-    };
-    if window == crate::history::MAX_WINDOW {
-        history.uptime_24h = Some(history.uptime_window());
-    } else {
-        match read(day).await {
-            Ok(d) => history.uptime_24h = Some(d.uptime_window()),
-            Err(e) => history.uptime_24h_error = e,
-        }
-    }
     Json(history).into_response()
 }
 
