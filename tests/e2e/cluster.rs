@@ -641,23 +641,10 @@ async fn the_readers_server_can_die_and_a_lost_quorum_comes_back_with_every_even
     }
 
     // Every event the probers made is in the stream, once.
-    for region in rg_proto::domain::DEFAULT_REGIONS {
-        let prober = format!("prober-{region}");
-        let status = system.get(&prober).terminate(Duration::from_secs(15));
-        assert!(status.is_some_and(|s| s.success()), "{prober}: {status:?}");
-    }
+    system.stop_probers(Duration::from_secs(15));
     let events =
         read_stream::<HealthEvent>(urls, rg_bus::Stream::Health, "rg.health.>", since).await;
-    let records = crate::resilience::by_vantage(&events);
-    assert_eq!(records.len(), 3, "{:?}", records.keys());
-    for (vantage, r) in &records {
-        eprintln!(
-            "cluster: {vantage}: {} events, {} sequence gaps, {} stored twice",
-            r.events, r.gaps, r.twice
-        );
-        assert_eq!(r.gaps, 0, "{vantage} lost events");
-        assert_eq!(r.twice, 0, "{vantage} stored twice");
-    }
+    crate::resilience::assert_every_event_once("cluster", &events);
     system.stop_all();
 }
 
@@ -814,22 +801,9 @@ async fn a_hung_server_is_left_and_the_view_and_decisions_go_on() {
     // Thawed: it rejoins; every event the probers made is stored once.
     w.cluster.node(victim).resume();
     wait_replicas_current(&js).await;
-    for region in rg_proto::domain::DEFAULT_REGIONS {
-        let prober = format!("prober-{region}");
-        let status = w.system.get(&prober).terminate(Duration::from_secs(15));
-        assert!(status.is_some_and(|s| s.success()), "{prober}: {status:?}");
-    }
+    w.system.stop_probers(Duration::from_secs(15));
     let events =
         read_stream::<HealthEvent>(&url, rg_bus::Stream::Health, "rg.health.>", w.since).await;
-    let records = crate::resilience::by_vantage(&events);
-    assert_eq!(records.len(), 3, "{:?}", records.keys());
-    for (vantage, r) in &records {
-        eprintln!(
-            "cluster: {vantage}: {} events, {} sequence gaps, {} stored twice",
-            r.events, r.gaps, r.twice
-        );
-        assert_eq!(r.gaps, 0, "{vantage} lost events");
-        assert_eq!(r.twice, 0, "{vantage} stored twice");
-    }
+    crate::resilience::assert_every_event_once("cluster", &events);
     w.system.stop_all();
 }

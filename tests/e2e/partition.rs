@@ -27,22 +27,6 @@ use crate::harness::*;
 
 const IMAGE: &str = "nats:2.10-alpine";
 
-async fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(format!(
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// Three NATS containers: `clients` network with published ports, and a
 /// `routes` network between them. Removed when dropped.
 struct DockerCluster {
@@ -366,11 +350,7 @@ async fn a_partitioned_health_leader_and_a_dynamodb_outage_at_once_are_decided_a
     clear_all(&majority_client).await;
     cluster.heal(victim).await;
     let healed = Instant::now();
-    for region in rg_proto::domain::DEFAULT_REGIONS {
-        let prober = format!("prober-{region}");
-        let status = system.get(&prober).terminate(Duration::from_secs(30));
-        assert!(status.is_some_and(|s| s.success()), "{prober}: {status:?}");
-    }
+    system.stop_probers(Duration::from_secs(30));
     let records = wait_until(
         "every health event stored once",
         Duration::from_secs(60),

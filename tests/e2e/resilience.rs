@@ -67,6 +67,22 @@ pub(crate) struct VantageRecord {
     pub(crate) rounds: BTreeMap<u64, usize>,
 }
 
+/// Asserts that the health stream holds every event of the three vantages
+/// once: no sequence gap, none stored twice (each vantage's counts printed
+/// after `label`).
+pub(crate) fn assert_every_event_once(label: &str, events: &[(String, HealthEvent)]) {
+    let records = by_vantage(events);
+    assert_eq!(records.len(), 3, "{label}: vantages {:?}", records.keys());
+    for (vantage, r) in &records {
+        eprintln!(
+            "{label}: {vantage}: {} events, {} sequence gaps, {} stored twice",
+            r.events, r.gaps, r.twice
+        );
+        assert_eq!(r.gaps, 0, "{label}: {vantage} lost events");
+        assert_eq!(r.twice, 0, "{label}: {vantage} stored twice");
+    }
+}
+
 pub(crate) fn by_vantage(events: &[(String, HealthEvent)]) -> BTreeMap<String, VantageRecord> {
     let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut out: BTreeMap<String, VantageRecord> = BTreeMap::new();

@@ -421,6 +421,12 @@ where
     // logged at warn (a long pause says so every 10 s, not only at debug).
     let mut errors = 0u32;
     let mut warned_at = tokio::time::Instant::now();
+    // A new leader of this consumer: pull afresh at once (a request held
+    // by the old leader is gone with it) instead of after missed
+    // heartbeats.
+    let mut elections =
+        crate::elected::Elections::of_consumer(&dead_letter.context().client(), &stream, &name)
+            .await;
     'reopen: loop {
         let pulling = pull(&consumer);
         let mut messages = tokio::select! {
@@ -437,6 +443,10 @@ where
                         biased;
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reopen,
+                        leader = elections.next() => {
+                            tracing::info!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
+                            continue 'reopen;
+                        }
                     }
                 }
             },
@@ -448,6 +458,14 @@ where
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => next,
+                leader = elections.next() => {
+                    if paused.is_some() {
+                        tracing::info!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
+                    } else {
+                        tracing::debug!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
+                    }
+                    continue 'reopen;
+                }
                 _ = tokio::time::sleep_until(check_at) => {
                     let now = tokio::time::Instant::now();
                     match (undelivered(&consumer).await, suspect.take()) {
@@ -508,6 +526,10 @@ where
                         biased;
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_millis(200)) => continue 'reopen,
+                        leader = elections.next() => {
+                            tracing::info!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
+                            continue 'reopen;
+                        }
                     }
                 }
                 None => {

@@ -23,6 +23,7 @@
 //! - [`publish`] — JetStream publish with PubAck and error kinds.
 //! - [`consume`] — durable pull consumers and the consumer loop.
 //! - [`deadletter`] — the dead-letter stream.
+//! - [`elected`] — hearing a stream's or consumer's leader election as it happens.
 //! - [`tail`] — read a stream from a point on, without a durable consumer (rebuildable views).
 //! - [`request`] — core request/reply with protobuf payloads.
 //! - [`telemetry`] — logging.
@@ -38,6 +39,7 @@ pub mod connect;
 pub mod consume;
 pub mod cutoff;
 pub mod deadletter;
+pub mod elected;
 pub mod metrics;
 pub mod publish;
 pub mod request;

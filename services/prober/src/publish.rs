@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use rg_bus::publish::PublishError;
 use rg_bus::{Bus, BusError, NatsConfig};
 use tokio::sync::Notify;
@@ -159,6 +160,13 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     tracing::info!(subject = %bus.subjects.health_all(), "publishing health events");
+    // The health stream's new leader, heard at once: what waited for a
+    // PubAck from a dead leader is sent again then, not after the timeout.
+    let mut elections = rg_bus::elected::Elections::of_stream(
+        &bus.client,
+        &bus.subjects.stream(rg_bus::Stream::Health),
+    )
+    .await;
     let mut backoff = rg_bus::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut last_report = Instant::now();
     let mut drain_deadline: Option<Instant> = None;
@@ -195,7 +203,8 @@ pub async fn run(
             continue;
         }
         let batch = buffer.take(BATCH);
-        let (stored, failed, error) = send_batch(&bus, batch).await;
+        let sent = send_batch(&bus, batch, &mut elections).await;
+        let (stored, failed, error) = (sent.stored, sent.retry, sent.error);
         telemetry::published(stored);
         if failed.is_empty() {
             backoff.reset();
@@ -203,6 +212,12 @@ pub async fn run(
         }
         let retry = failed.len();
         buffer.requeue(failed);
+        if let Some(leader) = sent.new_leader {
+            // Stored once whatever happens: the ids are the same.
+            tracing::info!(retry, %leader, "the health stream has a new leader; sending the unacknowledged events again");
+            backoff.reset();
+            continue;
+        }
         match error {
             Some(PublishError::NoStream { .. }) => {
                 let name = bus.subjects.stream(rg_bus::Stream::Health);
@@ -220,17 +235,39 @@ pub async fn run(
             }
             None => {}
         }
-        // Not cut short by the drain: the drain deadline above ends the loop.
-        backoff.sleep().await;
+        // Not cut short by the drain: the drain deadline above ends the
+        // loop. Cut short by an election: the new leader answers now.
+        tokio::select! {
+            _ = backoff.sleep() => {}
+            leader = elections.next() => {
+                tracing::info!(%leader, "the health stream has a new leader; retrying now");
+                backoff.reset();
+            }
+        }
     }
 }
 
-/// Sends a batch and waits for every PubAck. Returns how many were stored,
-/// the events to retry (in order) and the first retryable error.
+/// What became of a batch.
+struct Sent {
+    /// Events stored (or found stored already).
+    stored: usize,
+    /// Events to send again, in order.
+    retry: Vec<EncodedEvent>,
+    /// The first retryable error.
+    error: Option<PublishError>,
+    /// The stream's new leader, when one was elected while PubAcks were
+    /// awaited: the events without one are in `retry`.
+    new_leader: Option<String>,
+}
+
+/// Sends a batch and waits for every PubAck, or until the stream elects a
+/// new leader (a PubAck the old one owed will never come).
 async fn send_batch(
     bus: &Bus,
     batch: Vec<EncodedEvent>,
-) -> (usize, Vec<EncodedEvent>, Option<PublishError>) {
+    elections: &mut rg_bus::elected::Elections,
+) -> Sent {
+    elections.forget();
     let mut pending = Vec::with_capacity(batch.len());
     let mut failed = Vec::new();
     let mut first_error = None;
@@ -256,23 +293,38 @@ async fn send_batch(
     }
     // Whatever was not sent after a send failure is retried as well.
     failed.extend(unsent);
-    let mut acks = Vec::with_capacity(pending.len());
     let mut events = Vec::with_capacity(pending.len());
-    for (event, p) in pending {
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for (i, (event, p)) in pending.into_iter().enumerate() {
         events.push(event);
-        acks.push(p.stored());
+        acks.push(async move { (i, p.stored().await) });
     }
-    let results = futures::future::join_all(acks).await;
+    let mut results: Vec<Option<Result<_, PublishError>>> = events.iter().map(|_| None).collect();
+    let mut new_leader = None;
+    loop {
+        tokio::select! {
+            next = acks.next() => match next {
+                Some((i, result)) => results[i] = Some(result),
+                None => break,
+            },
+            leader = elections.next() => {
+                new_leader = Some(leader);
+                break;
+            }
+        }
+    }
     let mut stored = 0;
     let mut retry = Vec::new();
     for (event, result) in events.into_iter().zip(results) {
         match result {
-            Ok(_) => stored += 1,
-            Err(e) if e.is_transient() || matches!(e, PublishError::NoStream { .. }) => {
+            // No PubAck yet, and a new leader: send again.
+            None => retry.push(event),
+            Some(Ok(_)) => stored += 1,
+            Some(Err(e)) if e.is_transient() || matches!(e, PublishError::NoStream { .. }) => {
                 first_error.get_or_insert(e);
                 retry.push(event);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 // Too large or refused: retrying cannot help.
                 telemetry::dropped(1, "unpublishable");
                 tracing::error!(subject = %event.subject, error = %e, "health event cannot be published; dropped");
@@ -282,7 +334,12 @@ async fn send_batch(
     // Retry in the original order: the ones that failed to ack were sent
     // before the ones that could not be sent.
     retry.extend(failed);
-    (stored, retry, first_error)
+    Sent {
+        stored,
+        retry,
+        error: first_error,
+        new_leader,
+    }
 }
 
 fn report_drops(buffer: &EventBuffer) {

@@ -369,6 +369,17 @@ impl Processes {
             }
         }
     }
+
+    /// Stops every region's prober with SIGTERM and checks that each exits
+    /// with 0 within `grace`: after this, every event they made was
+    /// published (or they would have said so).
+    pub(crate) fn stop_probers(&mut self, grace: Duration) {
+        for region in rg_proto::domain::DEFAULT_REGIONS {
+            let prober = format!("prober-{region}");
+            let status = self.get(&prober).terminate(grace);
+            assert!(status.is_some_and(|s| s.success()), "{prober}: {status:?}");
+        }
+    }
 }
 
 /// Starts `regionguard <args> --config <config>` as a process named `name`
@@ -405,4 +416,22 @@ pub(crate) fn spawn_service(
         dir,
     );
     (process, metrics)
+}
+
+/// Runs `docker ARGS`; its standard output, trimmed, or what it said on
+/// standard error when it failed.
+pub(crate) async fn docker(args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
