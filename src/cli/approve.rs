@@ -115,7 +115,7 @@ async fn publish_answer(
         Some(reason) => latest.rejection(&actor, now, reason),
     }
     .map_err(|e| e.to_string())?;
-    let publisher = rg_bus::publish::Publisher::new(js);
+    let publisher = rg_bus::publish::Publisher::hearing_elections(js).await;
     let stored = publish_confirmed(
         &publisher,
         nats.subjects().failover(answer.phase().token()),
@@ -425,7 +425,8 @@ async fn send_and_wait(
             }
         }
     };
-    let publisher = rg_bus::publish::Publisher::new(async_nats::jetstream::new(client));
+    let publisher =
+        rg_bus::publish::Publisher::hearing_elections(async_nats::jetstream::new(client)).await;
     let started = tokio::time::Instant::now();
     let patience = if wait.is_zero() {
         PUBLISH_PATIENCE

@@ -19,8 +19,9 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 /// The elections of one stream's or one consumer's leader, heard on a
-/// subscription of its own that ends when this is dropped.
-#[derive(Debug)]
+/// subscription of its own that ends when the last clone is dropped. A
+/// clone hears the same elections and keeps its own place among them.
+#[derive(Debug, Clone)]
 pub struct Elections {
     heard: watch::Receiver<Option<String>>,
 }
@@ -40,6 +41,16 @@ impl Elections {
         Self::listen(
             client,
             format!("$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.{consumer}"),
+        )
+        .await
+    }
+
+    /// Elections of any stream's leader (`STREAM.LEADER_ELECTED.*`): for a
+    /// publisher that does not know which stream a subject goes to.
+    pub async fn of_any_stream(client: &Client) -> Self {
+        Self::listen(
+            client,
+            "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*".to_owned(),
         )
         .await
     }

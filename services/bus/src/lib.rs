@@ -148,7 +148,7 @@ impl Bus {
             }
         }
         Ok(Self {
-            publisher: publish::Publisher::new(js.clone()),
+            publisher: publish::Publisher::hearing_elections(js.clone()).await,
             subjects: nats.subjects(),
             client,
             js,

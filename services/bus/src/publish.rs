@@ -102,6 +102,9 @@ pub struct Stored {
 #[derive(Clone, Debug)]
 pub struct Publisher {
     js: jetstream::Context,
+    /// Stream leader elections, when listened for
+    /// ([`Publisher::hearing_elections`]).
+    elections: crate::elected::Elections,
 }
 
 impl Publisher {
@@ -151,7 +154,20 @@ fn finish(
 impl Publisher {
     /// A publisher on this JetStream context.
     pub fn new(js: jetstream::Context) -> Self {
-        Self { js }
+        Self {
+            js,
+            elections: crate::elected::Elections::none(),
+        }
+    }
+
+    /// A publisher that also listens for stream leader elections: a
+    /// [`publish_until_stored`](Self::publish_until_stored) with a message
+    /// id sends again the moment a stream elects a leader, instead of
+    /// waiting out the PubAck timeout for an answer the dead leader owes
+    /// (the id keeps it stored once).
+    pub async fn hearing_elections(js: jetstream::Context) -> Self {
+        let elections = crate::elected::Elections::of_any_stream(&js.client()).await;
+        Self { js, elections }
     }
 
     /// The JetStream context.
@@ -207,7 +223,21 @@ impl Publisher {
     ) -> Option<Result<Stored, PublishError>> {
         let mut backoff = crate::backoff::Backoff::standard();
         loop {
-            match self.publish(subject.clone(), message, msg_id).await {
+            let mut elections = self.elections.clone();
+            elections.forget();
+            let attempt = self.publish(subject.clone(), message, msg_id);
+            let outcome = match msg_id {
+                // Without an id a second send could be stored twice.
+                None => attempt.await,
+                Some(_) => tokio::select! {
+                    outcome = attempt => outcome,
+                    leader = elections.next() => {
+                        tracing::info!(%subject, %leader, "a stream has a new leader; publishing again now");
+                        continue;
+                    }
+                },
+            };
+            match outcome {
                 Err(e) if e.is_transient() || matches!(e, PublishError::NoStream { .. }) => {
                     tracing::warn!(%subject, error = %e, retry_in = ?backoff.delay(), "publish not acknowledged; retrying");
                     if !backoff.wait(shutdown).await {

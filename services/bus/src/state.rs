@@ -19,6 +19,10 @@ use futures::StreamExt;
 pub struct StateBucket {
     kv: kv::Store,
     name: String,
+    /// Elections of the bucket's leader: a read or a plain write sent to a
+    /// leader that died is never answered, and is sent again the moment
+    /// another is elected instead of after the request timeout (5 s).
+    elections: crate::elected::Elections,
 }
 
 impl std::fmt::Debug for StateBucket {
@@ -81,10 +85,34 @@ impl StateBucket {
             .await
             .map_err(|e| fail(&e))?;
         let kv = js.get_key_value(bucket).await.map_err(|e| fail(&e))?;
+        let elections =
+            crate::elected::Elections::of_stream(&js.client(), &format!("KV_{bucket}")).await;
         Ok(Self {
             kv,
             name: bucket.to_owned(),
+            elections,
         })
+    }
+
+    /// Runs `op`; when the bucket elects a new leader while it waits, runs
+    /// it once more at once (an answer owed by a dead leader never comes).
+    /// Only for operations that are safe to repeat: reads, puts, deletes;
+    /// never a compare-and-set, which would find its own first write and
+    /// call it someone else's.
+    async fn repeatable<T, F, Fut>(&self, what: &str, op: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut elections = self.elections.clone();
+        elections.forget();
+        tokio::select! {
+            done = op() => done,
+            leader = elections.next() => {
+                tracing::debug!(bucket = %self.name, %leader, what, "the bucket has a new leader; asking it again");
+                op().await
+            }
+        }
     }
 
     /// The bucket's name.
@@ -94,6 +122,10 @@ impl StateBucket {
 
     /// Every key with its value.
     pub async fn load(&self) -> Result<Vec<(String, Bytes)>, StateError> {
+        self.repeatable("load", || self.load_once()).await
+    }
+
+    async fn load_once(&self) -> Result<Vec<(String, Bytes)>, StateError> {
         let fail = |e: &dyn std::fmt::Display| StateError {
             bucket: self.name.clone(),
             message: e.to_string(),
@@ -115,8 +147,7 @@ impl StateBucket {
     /// Stores `value` under `key` (letters, digits, `-`, `_`, `.`, `/`,
     /// `=`).
     pub async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError> {
-        self.kv
-            .put(key, value)
+        self.repeatable("put", || self.kv.put(key, value.clone()))
             .await
             .map(|_| ())
             .map_err(|e| StateError {
@@ -127,7 +158,7 @@ impl StateBucket {
 
     /// The value under `key` and its revision, if any.
     pub async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, StateError> {
-        match self.kv.entry(key).await {
+        match self.repeatable("get", || self.kv.entry(key)).await {
             Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
             Ok(_) => Ok(None),
             Err(e) => Err(StateError {
@@ -174,10 +205,12 @@ impl StateBucket {
 
     /// Removes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.kv.delete(key).await.map_err(|e| StateError {
-            bucket: self.name.clone(),
-            message: e.to_string(),
-        })
+        self.repeatable("delete", || self.kv.delete(key))
+            .await
+            .map_err(|e| StateError {
+                bucket: self.name.clone(),
+                message: e.to_string(),
+            })
     }
 }
 
