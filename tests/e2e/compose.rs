@@ -577,6 +577,163 @@ async fn compose_cluster_loses_a_nats_container_without_losing_an_event() {
     assert!(left.is_empty(), "down -v left {left:?}");
 }
 
+/// A password for each user of `deploy/nats/auth.conf`, as the variables
+/// the auth override reads (the administrator's first).
+fn passwords() -> Vec<(String, String)> {
+    [
+        "ADMIN",
+        "PROBER",
+        "SIMULATOR",
+        "DETECTOR",
+        "CASCADE",
+        "FAILOVER",
+        "NOTIFIER",
+        "GATEWAY",
+    ]
+    .iter()
+    .map(|u| {
+        (
+            format!("RG_{u}_PASSWORD"),
+            format!("pw-{}-{}", u.to_lowercase(), std::process::id()),
+        )
+    })
+    .collect()
+}
+
+/// The cluster and auth overrides together (with compose.cluster-auth.yaml
+/// last): three NATS nodes, each with the users of auth.conf, streams of 3
+/// replicas made by `provision`. A node is killed and an outage injected:
+/// a plan still comes, and no service needed more than its user may (the
+/// elections after the kill are heard through the advisories auth.conf
+/// grants; a missing grant shows as a violation in the servers' logs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_cluster_with_a_user_per_service_survives_a_node_kill_within_its_rights() {
+    init_logging();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut compose = Compose::new(
+        "clusterauth",
+        &[
+            "compose.yaml",
+            "compose.cluster.yaml",
+            "compose.auth.yaml",
+            "compose.cluster-auth.yaml",
+        ],
+    )
+    .await;
+    compose.env = passwords();
+    let as_admin = [
+        "RG_NATS__USER=admin".to_owned(),
+        format!("RG_NATS__PASSWORD={}", compose.env[0].1),
+    ];
+    let as_admin: Vec<&str> = as_admin.iter().map(String::as_str).collect();
+    compose.run(&["up", "-d"]).await;
+    // 3 NATS nodes, provision (exits), simulator, 3 probers, detector,
+    // cascade, failover, notifier, gateway.
+    let start = Instant::now();
+    wait_until(
+        "provision done and 12 containers healthy",
+        Duration::from_secs(120),
+        || async {
+            let all = compose.containers().await;
+            let provisioned = all.iter().any(|c| c.1 == "provision" && c.2 == "exited");
+            let healthy = all.iter().filter(|c| c.2 == "healthy").count();
+            if provisioned && healthy == 12 && all.len() == 13 {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(format!("{all:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "compose cluster+auth: provisioned and 12 containers healthy {:.1} s after up",
+        start.elapsed().as_secs_f64()
+    );
+    compose.wait_all_healthy(21, Duration::from_secs(60)).await;
+    let (code, said) = compose.regionguard_as(&as_admin, &["status"]).await;
+    assert_eq!(code, Some(0), "status as the administrator: {said}");
+
+    let nats: Vec<(String, String)> = compose
+        .containers()
+        .await
+        .into_iter()
+        .filter(|c| c.1.starts_with("nats"))
+        .map(|c| (c.0, c.1))
+        .collect();
+    assert_eq!(nats.len(), 3, "{nats:?}");
+    let victim = &nats.iter().find(|c| c.1 == "nats-2").unwrap().0;
+    docker(&["kill", victim]).await;
+    let killed = Instant::now();
+    let (code, said) = compose
+        .regionguard_as(
+            &as_admin,
+            &[
+                "fault",
+                "inject",
+                "--region",
+                "us-east-1",
+                "--service",
+                "dynamodb",
+                "--kind",
+                "empty-answer",
+            ],
+        )
+        .await;
+    assert_eq!(code, Some(0), "fault inject as the administrator: {said}");
+    wait_until("a plan after the kill", Duration::from_secs(60), || async {
+        let decisions = compose.api("/api/decisions").await.unwrap_or_default();
+        let planned = decisions["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["phase"] == "FAILOVER_PHASE_PLANNED" && d["from_region"] == "us-east-1");
+        if planned {
+            Waited::Done(())
+        } else {
+            Waited::NotYet(format!("{decisions}"))
+        }
+    })
+    .await;
+    eprintln!(
+        "compose cluster+auth: nats-2 killed; a plan {:.1} s later",
+        killed.elapsed().as_secs_f64()
+    );
+    let (code, said) = compose
+        .regionguard_as(&as_admin, &["fault", "clear", "--all"])
+        .await;
+    assert_eq!(code, Some(0), "{said}");
+    compose.wait_all_healthy(21, Duration::from_secs(60)).await;
+
+    // Nobody was refused anything, elections included.
+    let services = compose.logs().await;
+    let heard = services.matches("has a new leader").count();
+    eprintln!("compose cluster+auth: {heard} election(s) heard in the services' last log lines");
+    for (id, name) in &nats {
+        // nats-server logs to standard error.
+        let out = Command::new("docker")
+            .args(["logs", id])
+            .output()
+            .await
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let refused: Vec<&str> = all.lines().filter(|l| l.contains("Violation")).collect();
+        assert!(
+            refused.is_empty(),
+            "{name}: a service needed more than auth.conf grants:\n{}",
+            refused.join("\n")
+        );
+    }
+
+    let project = compose.project.clone();
+    drop(compose);
+    let left = leftovers(&project).await;
+    assert!(left.is_empty(), "down -v left {left:?}");
+}
+
 /// The auth override: a user per service, `provision` first as the
 /// administrator. Every service healthy; the README's commands as the
 /// administrator answer truly; as the gateway's user they say what the
@@ -586,25 +743,7 @@ async fn compose_auth_override_runs_and_the_cli_says_what_a_user_may_not() {
     init_logging();
     let _one = ONE_AT_A_TIME.lock().await;
     let mut compose = Compose::new("auth", &["compose.yaml", "compose.auth.yaml"]).await;
-    let users = [
-        "ADMIN",
-        "PROBER",
-        "SIMULATOR",
-        "DETECTOR",
-        "CASCADE",
-        "FAILOVER",
-        "NOTIFIER",
-        "GATEWAY",
-    ];
-    compose.env = users
-        .iter()
-        .map(|u| {
-            (
-                format!("RG_{u}_PASSWORD"),
-                format!("pw-{}-{}", u.to_lowercase(), std::process::id()),
-            )
-        })
-        .collect();
+    compose.env = passwords();
     let admin_password = compose.env[0].1.clone();
     compose.run(&["up", "-d"]).await;
 
