@@ -195,6 +195,47 @@ impl Compose {
         start.elapsed()
     }
 
+    /// Waits until the one-shot `provision` has exited and `healthy`
+    /// other containers are healthy (the auth override); returns how long.
+    async fn wait_provisioned(&self, healthy: usize) -> Duration {
+        let start = Instant::now();
+        wait_until(
+            &format!("provision done and {healthy} containers healthy"),
+            Duration::from_secs(120),
+            || async {
+                let all = self.containers().await;
+                let provisioned = all.iter().any(|c| c.1 == "provision" && c.2 == "exited");
+                let up = all.iter().filter(|c| c.2 == "healthy").count();
+                if provisioned && up == healthy && all.len() == healthy + 1 {
+                    Waited::Done(())
+                } else {
+                    Waited::NotYet(format!("{all:?}"))
+                }
+            },
+        )
+        .await;
+        start.elapsed()
+    }
+
+    /// Waits (60 s at most) for the dashboard to list a planned failover
+    /// away from `region`.
+    async fn wait_plan_from(&self, region: &str) {
+        wait_until("a failover plan", Duration::from_secs(60), || async {
+            let decisions = self.api("/api/decisions").await.unwrap_or_default();
+            let planned = decisions["decisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d["phase"] == "FAILOVER_PHASE_PLANNED" && d["from_region"] == region);
+            if planned {
+                Waited::Done(())
+            } else {
+                Waited::NotYet(format!("{decisions}"))
+            }
+        })
+        .await;
+    }
+
     async fn api(&self, path: &str) -> Option<Value> {
         let r = rg_testkit::http::get(self.http, path).await?;
         (r.status == 200)
@@ -530,20 +571,7 @@ async fn compose_cluster_loses_a_nats_container_without_losing_an_event() {
             "empty-answer",
         ])
         .await;
-    wait_until("a plan after the kill", Duration::from_secs(60), || async {
-        let decisions = compose.api("/api/decisions").await.unwrap_or_default();
-        let planned = decisions["decisions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|d| d["phase"] == "FAILOVER_PHASE_PLANNED" && d["from_region"] == "us-east-1");
-        if planned {
-            Waited::Done(())
-        } else {
-            Waited::NotYet(format!("{decisions}"))
-        }
-    })
-    .await;
+    compose.wait_plan_from("us-east-1").await;
     eprintln!(
         "compose cluster: nats-2 killed; a plan {:.1} s later",
         killed.elapsed().as_secs_f64()
@@ -629,25 +657,10 @@ async fn compose_cluster_with_a_user_per_service_survives_a_node_kill_within_its
     compose.run(&["up", "-d"]).await;
     // 3 NATS nodes, provision (exits), simulator, 3 probers, detector,
     // cascade, failover, notifier, gateway.
-    let start = Instant::now();
-    wait_until(
-        "provision done and 12 containers healthy",
-        Duration::from_secs(120),
-        || async {
-            let all = compose.containers().await;
-            let provisioned = all.iter().any(|c| c.1 == "provision" && c.2 == "exited");
-            let healthy = all.iter().filter(|c| c.2 == "healthy").count();
-            if provisioned && healthy == 12 && all.len() == 13 {
-                Waited::Done(())
-            } else {
-                Waited::NotYet(format!("{all:?}"))
-            }
-        },
-    )
-    .await;
+    let took = compose.wait_provisioned(12).await;
     eprintln!(
         "compose cluster+auth: provisioned and 12 containers healthy {:.1} s after up",
-        start.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     compose.wait_all_healthy(21, Duration::from_secs(60)).await;
     let (code, said) = compose.regionguard_as(&as_admin, &["status"]).await;
@@ -680,20 +693,7 @@ async fn compose_cluster_with_a_user_per_service_survives_a_node_kill_within_its
         )
         .await;
     assert_eq!(code, Some(0), "fault inject as the administrator: {said}");
-    wait_until("a plan after the kill", Duration::from_secs(60), || async {
-        let decisions = compose.api("/api/decisions").await.unwrap_or_default();
-        let planned = decisions["decisions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|d| d["phase"] == "FAILOVER_PHASE_PLANNED" && d["from_region"] == "us-east-1");
-        if planned {
-            Waited::Done(())
-        } else {
-            Waited::NotYet(format!("{decisions}"))
-        }
-    })
-    .await;
+    compose.wait_plan_from("us-east-1").await;
     eprintln!(
         "compose cluster+auth: nats-2 killed; a plan {:.1} s later",
         killed.elapsed().as_secs_f64()
@@ -749,25 +749,10 @@ async fn compose_auth_override_runs_and_the_cli_says_what_a_user_may_not() {
 
     // nats, provision (exits), simulator, 3 probers, detector, cascade,
     // failover, notifier, gateway.
-    let start = Instant::now();
-    wait_until(
-        "provision done and 10 containers healthy",
-        Duration::from_secs(90),
-        || async {
-            let all = compose.containers().await;
-            let provisioned = all.iter().any(|c| c.1 == "provision" && c.2 == "exited");
-            let healthy = all.iter().filter(|c| c.2 == "healthy").count();
-            if provisioned && healthy == 10 && all.len() == 11 {
-                Waited::Done(())
-            } else {
-                Waited::NotYet(format!("{all:?}"))
-            }
-        },
-    )
-    .await;
+    let took = compose.wait_provisioned(10).await;
     eprintln!(
         "compose auth: provisioned and 10 containers healthy {:.1} s after up",
-        start.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     compose.wait_all_healthy(21, Duration::from_secs(60)).await;
 
