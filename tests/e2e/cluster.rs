@@ -592,18 +592,7 @@ async fn the_readers_server_can_die_and_a_lost_quorum_comes_back_with_every_even
         "cluster: quorum back; a plan {:?} after the nodes restarted",
         back.elapsed()
     );
-    let http = system.http;
-    wait_until(
-        "every endpoint on the dashboard again",
-        Duration::from_secs(30),
-        || async move {
-            match snapshot(http).await {
-                Some(s) if num(&s["summary"]["total_endpoints"]) == 21.0 => Waited::Done(()),
-                other => Waited::NotYet(format!("{:?}", other.map(|s| s["summary"].clone()))),
-            }
-        },
-    )
-    .await;
+    wait_dashboard_endpoints(system.http, 21.0, Duration::from_secs(30)).await;
     // Every service pulls again: a durable consumer whose pull got stuck
     // across the elections is found stalled and pulls afresh within
     // about 7 s (5 s idle, then confirmed 1.5 s later).

@@ -252,18 +252,7 @@ async fn a_partitioned_health_leader_and_a_dynamodb_outage_at_once_are_decided_a
     // Steady state first: every replica current, every endpoint on the
     // dashboard, a few rounds decided.
     crate::cluster::wait_replicas_current(&js).await;
-    let http = system.http;
-    wait_until(
-        "every endpoint on the dashboard",
-        Duration::from_secs(60),
-        || async move {
-            match snapshot(http).await {
-                Some(s) if num(&s["summary"]["total_endpoints"]) == 21.0 => Waited::Done(()),
-                other => Waited::NotYet(format!("{:?}", other.map(|s| s["summary"].clone()))),
-            }
-        },
-    )
-    .await;
+    wait_dashboard_endpoints(system.http, 21.0, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // The victim: the node leading RG_HEALTH. What is decided is read

@@ -349,6 +349,31 @@ pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, ConnectE
     }
 }
 
+/// [`connect`] for a long-lived service connection: also logs the server
+/// it is on and each change of it ([`watch_server`]), and leaves a server
+/// cut off from its cluster ([`crate::cutoff::watch`]), until `shutdown`.
+/// Every service connection goes through here, core NATS only or not: a
+/// connection left on a cut-off server loses everyone on the other side.
+pub async fn connect_watched(
+    config: &NatsConfig,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Result<Client, ConnectError> {
+    let client = connect(config, name).await?;
+    tokio::spawn(watch_server(
+        client.clone(),
+        name.to_owned(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::cutoff::watch(
+        client.clone(),
+        config.clone(),
+        name.to_owned(),
+        shutdown.clone(),
+    ));
+    Ok(client)
+}
+
 /// One connection attempt: [`ConnectError::Unreachable`] when no server
 /// answers (for command-line tools that should not wait).
 pub async fn connect_once(config: &NatsConfig, name: &str) -> Result<Client, ConnectError> {

@@ -384,6 +384,24 @@ async fn step_down(js: &jetstream::Context, stream: &str, consumer: &str) {
     }
 }
 
+/// Logs that `consumer` has a new leader and is pulled afresh: at info
+/// while it is paused (that is what ends the pause), else at debug.
+fn new_leader(consumer: &str, leader: &str, paused: bool) {
+    if paused {
+        tracing::info!(
+            consumer,
+            leader,
+            "the consumer has a new leader; pulling from it"
+        );
+    } else {
+        tracing::debug!(
+            consumer,
+            leader,
+            "the consumer has a new leader; pulling from it"
+        );
+    }
+}
+
 /// Whether a pull loop goes on.
 enum Step {
     Continue,
@@ -444,7 +462,7 @@ where
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reopen,
                         leader = elections.next() => {
-                            tracing::info!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
+                            new_leader(&name, &leader, paused.is_some());
                             continue 'reopen;
                         }
                     }
@@ -459,11 +477,7 @@ where
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => next,
                 leader = elections.next() => {
-                    if paused.is_some() {
-                        tracing::info!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
-                    } else {
-                        tracing::debug!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
-                    }
+                    new_leader(&name, &leader, paused.is_some());
                     continue 'reopen;
                 }
                 _ = tokio::time::sleep_until(check_at) => {
@@ -527,7 +541,7 @@ where
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_millis(200)) => continue 'reopen,
                         leader = elections.next() => {
-                            tracing::info!(consumer = %name, %leader, "the consumer has a new leader; pulling from it");
+                            new_leader(&name, &leader, paused.is_some());
                             continue 'reopen;
                         }
                     }

@@ -114,19 +114,8 @@ impl Bus {
         let client = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Err(BusError::Cancelled),
-            c = connect::connect(nats, name) => c?,
+            c = connect::connect_watched(nats, name, shutdown) => c?,
         };
-        tokio::spawn(connect::watch_server(
-            client.clone(),
-            name.to_owned(),
-            shutdown.clone(),
-        ));
-        tokio::spawn(cutoff::watch(
-            client.clone(),
-            nats.clone(),
-            name.to_owned(),
-            shutdown.clone(),
-        ));
         let mut js = jetstream::new(client.clone());
         js.set_timeout(nats.request_timeout);
         let mut backoff = backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(5));

@@ -28,7 +28,10 @@ pub async fn run(
     let name = format!("regionguard-prober-confirm-{vantage}");
     let client = tokio::select! {
         _ = shutdown.cancelled() => return,
-        c = rg_bus::connect::connect(&nats, &name) => match c {
+        // Its own connection, watched like the publishing one: on a server
+        // cut off from the cluster, the other vantages' confirmation
+        // requests would not reach it.
+        c = rg_bus::connect::connect_watched(&nats, &name, &shutdown) => match c {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "confirmation with other vantage points is off: cannot connect");
@@ -36,15 +39,6 @@ pub async fn run(
             }
         },
     };
-    // Its own connection: on a server cut off from the cluster, the other
-    // vantages' confirmation requests would not reach it. Leave such a
-    // server as the publishing connection does.
-    tokio::spawn(rg_bus::cutoff::watch(
-        client.clone(),
-        nats.clone(),
-        name.clone(),
-        shutdown.clone(),
-    ));
     let mut requests = match client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {

@@ -29,16 +29,11 @@ pub(crate) async fn serve_requests(
     let client = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return Ok(()),
-        c = rg_bus::connect::connect(&nats, "regionguard-simulator") => c?,
+        // Core NATS only, but a server cut off from its cluster would keep
+        // its requests from everyone on the other side: watched like the
+        // others.
+        c = rg_bus::connect::connect_watched(&nats, "regionguard-simulator", &shutdown) => c?,
     };
-    // Core NATS only, but a server cut off from its cluster would keep its
-    // requests from everyone on the other side: leave it like the others.
-    tokio::spawn(rg_bus::cutoff::watch(
-        client.clone(),
-        nats.clone(),
-        "regionguard-simulator".to_owned(),
-        shutdown.clone(),
-    ));
     let subject = nats.subjects().sim_faults();
     let mut requests = client.subscribe(subject.clone()).await?;
     tracing::info!(%subject, "accepting fault requests");

@@ -262,6 +262,30 @@ pub(crate) async fn snapshot(http: SocketAddr) -> Option<serde_json::Value> {
     serde_json::from_str(&r.body).ok()
 }
 
+/// Waits until the gateway at `http` counts `endpoints` endpoints on its
+/// dashboard.
+pub(crate) async fn wait_dashboard_endpoints(
+    http: SocketAddr,
+    endpoints: f64,
+    deadline: std::time::Duration,
+) {
+    rg_testkit::wait_until(
+        &format!("{endpoints} endpoints on the dashboard"),
+        deadline,
+        || async move {
+            match snapshot(http).await {
+                Some(s) if num(&s["summary"]["total_endpoints"]) == endpoints => {
+                    rg_testkit::Waited::Done(())
+                }
+                other => {
+                    rg_testkit::Waited::NotYet(format!("{:?}", other.map(|s| s["summary"].clone())))
+                }
+            }
+        },
+    )
+    .await;
+}
+
 /// A JSON number that pbjson may write as a string (64-bit integers).
 pub(crate) fn num(v: &serde_json::Value) -> f64 {
     match v {
